@@ -1,0 +1,3 @@
+"""confmerge: diff and merge BQN configuration backups, losslessly."""
+
+__version__ = "0.1.0"
