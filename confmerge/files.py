@@ -1,0 +1,62 @@
+"""The engine's edge to the file system: reading inputs, writing outputs safely."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from .diagnostics import ConfError, Diagnostic
+
+
+def read_text(path: Path) -> str:
+    """A backup's text, or a :class:`ConfError` that says plainly what is wrong."""
+    def fail(message: str) -> ConfError:
+        return ConfError([Diagnostic("error", 1, 1, message, str(path))])
+
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise fail("no such file") from None
+    except IsADirectoryError:
+        raise fail("is a directory, not a backup file") from None
+    except PermissionError:
+        raise fail("permission denied") from None
+    except OSError as error:
+        raise fail(f"cannot read: {error.strerror or error}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
+        raise ConfError([Diagnostic("error", line, column, "not UTF-8 text (is this a BQN backup?)", str(path))]) from None
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` so that ``path`` holds either the old content or all the new.
+
+    Temp file in the same directory, fsync, rename, then fsync the directory.
+    ``newline=""`` keeps each line's own ending.
+    """
+    directory = path.parent if str(path.parent) else Path(".")
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -1,0 +1,186 @@
+"""The syntax of a backup, from ``grammar/bqnconf.lark``.
+
+The Lark file is the one definition of the syntax. Two readers use it:
+
+* :func:`scan`, the reader the engine uses: a line scanner whose regular
+  expressions are compiled from the grammar's terminals (``WORD``, ``QUOTED``,
+  ``COMMENT``). It yields one :class:`RawLine` per physical line with the line's
+  words and source text, at C speed for the common case; a line it rejects is
+  handed to the LALR ``line`` rule, whose error gives the position and message.
+* :func:`parse_blocks`, the full LALR parse with an indenter: the reference
+  that the scanner and the block builder are tested against. It is about three
+  times slower (see ``docs/performance.md``), which is why it is not the path
+  every file takes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Iterator
+
+from lark import Lark, Token, Tree, UnexpectedInput
+from lark.indenter import Indenter
+
+from .diagnostics import Diagnostic
+
+BOM = "\ufeff"
+
+
+class BQNIndenter(Indenter):
+    """Turns the indentation after each line break into block tokens."""
+
+    NL_type = "_NL"
+    OPEN_PAREN_types: list[str] = []
+    CLOSE_PAREN_types: list[str] = []
+    INDENT_type = "_INDENT"
+    DEDENT_type = "_DEDENT"
+    tab_len = 8
+
+
+@cache
+def lark_parser() -> Lark:
+    text = resources.files("confmerge._grammar").joinpath("bqnconf.lark").read_text(encoding="utf-8")
+    return Lark(text, parser="lalr", postlex=BQNIndenter(), start=["start", "line"], maybe_placeholders=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Scanner:
+    """Regular expressions compiled from the grammar's terminals."""
+
+    line: re.Pattern[str]
+    word: re.Pattern[str]
+
+    @classmethod
+    @cache
+    def from_grammar(cls) -> "Scanner":
+        parser = lark_parser()
+        word, quoted, comment = (parser.get_terminal(name).pattern.to_regexp() for name in ("WORD", "QUOTED", "COMMENT"))
+        token = f"(?:{quoted}|{word})"
+        line = re.compile(f"(?P<indent> *)(?:(?P<comment>{comment})|(?P<words>{token}(?: +{token})*) *)?")
+        return cls(line=line, word=re.compile(f"({quoted})|{word}"))
+
+
+@dataclass(frozen=True, slots=True)
+class RawLine:
+    """One physical line: its number, text (without the ending) and ending.
+
+    ``words`` is ``None`` for a blank or comment line; for a statement it holds
+    the unquoted words. ``indent`` is the width of the leading spaces.
+    """
+
+    number: int
+    text: str
+    ending: str
+    indent: int
+    words: tuple[str, ...] | None
+
+
+_ESCAPE = re.compile(r'\\(["\\])')
+
+
+def unquote(token: str) -> str:
+    if token[:1] != '"':
+        return token
+    inner = token[1:-1]
+    return _ESCAPE.sub(r"\1", inner) if "\\" in inner else inner
+
+
+def scan(text: str, errors: list[Diagnostic]) -> Iterator[RawLine]:
+    """Split ``text`` (without BOM) into lines; append syntax errors to ``errors``.
+
+    A line with an error is still yielded, as a blank one, so that its text
+    survives and the rest of the file is still checked.
+    """
+    scanner = Scanner.from_grammar()
+    fullmatch = scanner.line.fullmatch
+    words_of = scanner.word.findall
+    pieces = text.split("\n")
+    last = len(pieces) - 1
+    for index, piece in enumerate(pieces):
+        if index == last:
+            if not piece:
+                return
+            ending = ""
+        elif piece[-1:] == "\r":
+            piece = piece[:-1]
+            ending = "\r\n"
+        else:
+            ending = "\n"
+        match = fullmatch(piece)
+        if match is None:
+            errors.append(line_error(piece, index + 1))
+            yield RawLine(index + 1, piece, ending, 0, None)
+            continue
+        body = match["words"]
+        if body is None:
+            yield RawLine(index + 1, piece, ending, 0, None)
+            continue
+        if '"' in body:
+            words = tuple(unquote(q or w) for q, w in _quoted_and_bare(scanner.word, body))
+        else:
+            words = tuple(body.split())
+        yield RawLine(index + 1, piece, ending, len(match["indent"]), words)
+
+
+def _quoted_and_bare(word: re.Pattern[str], body: str) -> Iterator[tuple[str, str]]:
+    for match in word.finditer(body):
+        yield match[1] or "", match[0]
+
+
+def word_columns(text: str) -> list[int]:
+    """The 1-based column where each word of a statement line starts."""
+    return [match.start() + 1 for match in Scanner.from_grammar().word.finditer(text)]
+
+
+def line_error(text: str, number: int) -> Diagnostic:
+    """The error for a line the scanner rejects, located by the LALR line rule."""
+    indent = len(text) - len(text.lstrip(" \t"))
+    tab = text.find("\t", 0, indent)
+    if tab >= 0:
+        return Diagnostic("error", number, tab + 1, "tab in indentation (indent with spaces)")
+    try:
+        lark_parser().parse(text, start="line")
+    except UnexpectedInput as error:
+        column = error.column if isinstance(error.column, int) and error.column > 0 else 1
+        char = text[column - 1] if column <= len(text) else ""
+        if char == '"':
+            message = "unterminated quote"
+        elif isinstance(error, Exception) and getattr(error, "token", None) is not None:
+            message = f"expected a space before {str(getattr(error, 'token'))!r}"
+        else:
+            message = f"unexpected character {char!r}"
+        return Diagnostic("error", number, column, message)
+    return Diagnostic("error", number, 1, "line not understood")
+
+
+Block = tuple[tuple[str, ...], tuple["Block", ...]]
+
+
+def parse_blocks(text: str) -> tuple[Block, ...]:
+    """The statements of ``text`` as nested (words, children) by the LALR grammar.
+
+    Raises :class:`lark.UnexpectedInput` (or an indenter error) on the first
+    problem; :func:`scan` and the tree builder report them all.
+    """
+    if text.startswith(BOM):
+        text = text[1:]
+    tree = lark_parser().parse("\n" + text + "\n", start="start")
+    return tuple(_blocks(tree.children))
+
+
+def _blocks(items: list[Tree | Token]) -> Iterator[Block]:
+    for item in items:
+        if not isinstance(item, Tree):
+            continue
+        if item.data == "statement":
+            yield _words(item), ()
+        elif item.data == "block":
+            head, *children = item.children
+            yield _words(head), tuple(_blocks(children))
+
+
+def _words(statement: Tree) -> tuple[str, ...]:
+    return tuple(unquote(str(token)) for token in statement.children if token.type != "SP")

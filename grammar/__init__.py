@@ -1,0 +1,1 @@
+"""The Lark grammar of the BQN backup format, shipped as package data."""
