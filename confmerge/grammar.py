@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 from lark import Lark, Token, Tree, UnexpectedInput
 from lark.indenter import Indenter
@@ -63,8 +63,7 @@ class Scanner:
         return cls(line=line, word=re.compile(f"({quoted})|{word}"))
 
 
-@dataclass(frozen=True, slots=True)
-class RawLine:
+class RawLine(NamedTuple):
     """One physical line: its number, text (without the ending) and ending.
 
     ``words`` is ``None`` for a blank or comment line; for a statement it holds

@@ -8,8 +8,10 @@ operator fixes a file in one pass.
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
-from typing import Hashable
+from contextlib import contextmanager
+from typing import Hashable, Iterator
 
 from .diagnostics import ConfError, Diagnostic
 from .grammar import BOM, RawLine, scan, word_columns
@@ -30,6 +32,15 @@ def match(kind: Kind, words: tuple[str, ...]) -> tuple[tuple[Hashable, ...], int
     Returns the field values and how many words the signature used; raises
     :class:`_Mismatch` with the index of the offending word.
     """
+    plain = kind.plain
+    if plain is not None and len(words) == len(kind.elements):
+        try:
+            if len(plain) == 1:
+                index, parse_field = plain[0]
+                return (parse_field(words[index]),), len(words)
+            return tuple(parse_field(words[index]) for index, parse_field in plain), len(words)
+        except ValueError:
+            pass
     values: list[Hashable] = []
     position = _match_elements(kind.elements, words, 0, values)
     return tuple(values), position
@@ -71,6 +82,15 @@ class _Builder:
     def __init__(self, file: str) -> None:
         self.file = file
         self.diagnostics: list[Diagnostic] = []
+        self.single: dict[Kind, Identity] = {}
+
+    def identity(self, kind: Kind, values: tuple[Hashable, ...]) -> Identity:
+        if kind.single:
+            identity = self.single.get(kind)
+            if identity is None:
+                identity = self.single[kind] = Identity((kind.keyword,))
+            return identity
+        return Identity(kind.identity_of(values))
 
     def report(self, severity: str, raw: RawLine, word: int | None, message: str) -> None:
         if word is None:
@@ -94,7 +114,7 @@ class _Builder:
                 if used < len(words):
                     self.report("warning", raw, used, f"unexpected words after '{kind.keyword}' statement; kept as written")
                     kind = None
-        identity = Identity(kind.identity_of(values)) if kind is not None else Identity(("", *words))
+        identity = self.identity(kind, values) if kind is not None else Identity(("", *words))
         return Node(kind, words, values, identity, line=raw.number, text=raw.text,
                     ending=raw.ending, leading=leading, indent=raw.indent)
 
@@ -116,11 +136,32 @@ class _Builder:
         parent.children.append(node)
 
 
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Building a tree allocates a node per line and frees none; the cyclic
+    collector would rescan the growing heap again and again (half the parse time
+    of a large backup). The tree holds no cycles, so reference counting alone
+    frees it, and freezing what was built keeps the next collection short."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
+
+
 def parse(text: str, file: str = "<input>", rules: Rules | None = None) -> Config:
     """Build the typed tree of ``text``; raise :class:`ConfError` with every error.
 
     Warnings (a repeated line, extra words kept as written) are on ``config.warnings``.
     """
+    with _collector_paused():
+        return _parse(text, file, rules)
+
+
+def _parse(text: str, file: str, rules: Rules | None) -> Config:
     builder = _Builder(file)
     errors: list[Diagnostic] = []
     bom = text.startswith(BOM)

@@ -42,9 +42,12 @@ class Optional:
 Element = Literal | Field | Optional
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Kind:
-    """One kind of statement or section: its signature, identity and children."""
+    """One kind of statement or section: its signature, identity and children.
+
+    Kinds are singletons of the schema, so they compare and hash by identity.
+    """
 
     signature: str
     identity: tuple[str, ...] | str = ()
@@ -55,6 +58,7 @@ class Kind:
     keyword: str = field(init=False)
     fields: tuple[str, ...] = field(init=False)
     by_keyword: Mapping[str, "Kind"] = field(init=False)
+    plain: tuple[tuple[int, Parser], ...] | None = field(init=False)
 
     def __post_init__(self) -> None:
         elements = _compile(self.signature)
@@ -71,6 +75,15 @@ class Kind:
         object.__setattr__(self, "keyword", " ".join(keyword))
         object.__setattr__(self, "fields", names)
         object.__setattr__(self, "by_keyword", {child.keyword: child for child in self.children})
+        plain = None
+        if not any(isinstance(e, Optional) for e in elements):
+            plain = tuple((i, e.parse) for i, e in enumerate(elements) if isinstance(e, Field))
+        object.__setattr__(self, "plain", plain)
+
+    @property
+    def arity(self) -> int:
+        """How many words a statement of this kind has when it has no optional parts."""
+        return len(self.elements)
 
     @property
     def single(self) -> bool:
