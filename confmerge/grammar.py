@@ -21,7 +21,7 @@ from functools import cache
 from importlib import resources
 from typing import Iterator, NamedTuple
 
-from lark import Lark, Token, Tree, UnexpectedInput
+from lark import Lark, Token, Tree, UnexpectedInput, UnexpectedToken
 from lark.indenter import Indenter
 
 from .diagnostics import Diagnostic
@@ -142,15 +142,12 @@ def line_error(text: str, number: int) -> Diagnostic:
         return Diagnostic("error", number, tab + 1, "tab in indentation (indent with spaces)")
     try:
         lark_parser().parse(text, start="line")
+    except UnexpectedToken as error:
+        return Diagnostic("error", number, error.column, f"expected a space before {str(error.token)!r}")
     except UnexpectedInput as error:
         column = error.column if isinstance(error.column, int) and error.column > 0 else 1
-        char = text[column - 1] if column <= len(text) else ""
-        if char == '"':
-            message = "unterminated quote"
-        elif isinstance(error, Exception) and getattr(error, "token", None) is not None:
-            message = f"expected a space before {str(getattr(error, 'token'))!r}"
-        else:
-            message = f"unexpected character {char!r}"
+        char = text[column - 1:column]
+        message = "unterminated quote" if char == '"' else f"unexpected character {char!r}"
         return Diagnostic("error", number, column, message)
     return Diagnostic("error", number, 1, "line not understood")
 

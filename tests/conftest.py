@@ -1,0 +1,28 @@
+"""Shared test helpers: the fixtures folder and the real console scripts."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
+
+
+@pytest.fixture
+def fixtures() -> Path:
+    return FIXTURES
+
+
+def run_confmerge(*args: str | os.PathLike[str], cwd: Path | None = None, env: dict[str, str] | None = None,
+                  timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m confmerge`` as a user would, in a real process."""
+    return subprocess.run(
+        [sys.executable, "-m", "confmerge", *map(str, args)],
+        capture_output=True, text=True, cwd=cwd, timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
