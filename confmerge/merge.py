@@ -1,0 +1,828 @@
+"""Unify a cluster's backups: :func:`merge`, :func:`adopt` and :func:`cluster_part`.
+
+The engine is pure: trees in, new trees and a report out. It works in two
+steps. *Deciding* compares the inputs entry by entry (an entry is a section or
+a statement, matched across files by its identity) and says, for each
+cluster-wide entry, whether the outputs have it and which input's line they
+take. *Applying* edits a copy of each input to match, touching only the lines
+that change: an existing line stays byte for byte, a new one is written in the
+output's own indentation and line ending where it belongs (a statement after
+its last sibling of the same keyword, a section after the section it follows
+in the input it came from, a rule where the one rule order puts it). Then what
+an added entry names is brought along, and every output is checked.
+
+Server-specific and unclassified content is never decided: each output keeps
+its own. A statement whose class a rule sets overrides its section's class.
+"""
+
+from __future__ import annotations
+
+import gc
+import re
+from bisect import bisect_left
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from itertools import combinations
+from typing import Callable, Iterator, Sequence
+
+from .check import references, validate
+from .diagnostics import ConfError, Diagnostic
+from .schema import ORDERED_SECTIONS, ROOT
+from .tree import Config, Identity, MergeClass, Node
+
+CLUSTER = MergeClass.CLUSTER
+UNCLASSIFIED = MergeClass.UNCLASSIFIED
+
+
+class Action(StrEnum):
+    ADDED = "added"
+    REMOVED = "removed"
+    CHANGED = "changed"
+    MOVED = "moved"
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """An entry the inputs disagree on, and what the outputs got.
+
+    ``values`` holds each input's line as written, in input order (``None``:
+    that input lacks the entry); ``chosen`` is the line every output has
+    (``None``: removed). The primary's value wins, else the next input by
+    ``bqn-id``. A rule-order conflict has ``statement`` ``"order"`` and values
+    such as ``"after rule business"`` or ``"first"``.
+    """
+
+    section: str
+    statement: str | None
+    values: tuple[str | None, ...]
+    chosen: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Edit:
+    """One change to one output, and why it was made.
+
+    ``line`` is the line as the output now has it (the removed line for a
+    removal, the new position for a move: ``"after rule x"`` or ``"first"``);
+    ``before`` is the replaced line of a change. ``reason``: ``union`` (another
+    input has it), ``three-way`` (changed since the base), ``conflict`` (the
+    primary's value), ``rule order``, ``referenced by ...``, ``cluster`` (adopt).
+    """
+
+    action: Action
+    section: str
+    statement: str | None
+    line: str
+    before: str | None = None
+    reason: str = "union"
+
+
+@dataclass(frozen=True, slots=True)
+class Unclassified:
+    """Content no rule classifies, kept as each input has it (listed so an operator can classify it)."""
+
+    input: int
+    section: str
+    statement: str | None
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class MergeResult:
+    """The unified outputs (one per input, in input order) and what it took to get them."""
+
+    outputs: tuple[Config, ...]
+    primary: int
+    conflicts: tuple[Conflict, ...]
+    edits: tuple[tuple[Edit, ...], ...]
+    unclassified: tuple[Unclassified, ...]
+
+    def _only(self, action: Action) -> tuple[tuple[Edit, ...], ...]:
+        return tuple(tuple(edit for edit in edits if edit.action is action) for edits in self.edits)
+
+    @property
+    def added(self) -> tuple[tuple[Edit, ...], ...]:
+        """Per output, the entries it gained."""
+        return self._only(Action.ADDED)
+
+    @property
+    def removed(self) -> tuple[tuple[Edit, ...], ...]:
+        return self._only(Action.REMOVED)
+
+    @property
+    def changed(self) -> tuple[tuple[Edit, ...], ...]:
+        return self._only(Action.CHANGED)
+
+    @property
+    def moved(self) -> tuple[tuple[Edit, ...], ...]:
+        return self._only(Action.MOVED)
+
+
+# ---------------------------------------------------------------------------
+# Public API
+
+
+def cluster_part(config: Config) -> str:
+    """The cluster-wide part of a backup as ``.conf`` text: what the primary distributes.
+
+    Cluster-wide sections in file order with their comments, without the
+    header and without the statements inside them that are not cluster-wide;
+    a server-specific section that holds cluster-wide statements (by a
+    statement-level rule) appears with those statements only. The same input
+    text always gives the same output text.
+    """
+    out: list[str] = []
+    first = config.sections[0] if config.sections else None
+    for section in config.root.entries:
+        cls = section.merge_class or UNCLASSIFIED
+        if cls is CLUSTER or _has_cluster_inside(section):
+            _emit_cluster(section, cls, out, config.newline, header=section is first)
+    text = _LEADING_BLANKS.sub("", "".join(out))
+    return text
+
+
+def adopt(server: Config, cluster: Config) -> Config:
+    """``server`` with its cluster-wide content replaced by ``cluster``'s: what a secondary applies.
+
+    Cluster-wide entries the cluster lacks are removed, the ones it has are
+    added or changed, and the rules take the cluster's order; server-specific
+    and unclassified content stays byte for byte, and so does every entry that
+    is equal in normal form. ``cluster`` may be :func:`cluster_part` text
+    parsed, or a whole backup (only its cluster-wide content is read). Raises
+    :class:`ConfError` if the result would not pass ``validate``.
+    """
+    with _collector_paused():
+        output = _Output(server, {})
+        output.apply(_decide_adoption(server.root, cluster.root, UNCLASSIFIED, cluster), None, None, (), True)
+        output.order([s.identity for s in cluster.root.entries if _ordered(s)], "cluster")
+        output.close_references(lambda target: _lookup((cluster, server), target))
+        output.finish()
+        return output.config
+
+
+def merge(configs: Sequence[Config], primary: int | None = None, base: Config | None = None) -> MergeResult:
+    """Unify the cluster-wide content of ``configs``; one output per input, in input order.
+
+    ``primary`` is an index into ``configs``; by default the input with the
+    lowest ``bqn-id`` (none: 0), and a tie raises :class:`ConfError`. Without
+    ``base``, entries are united and differing values resolved by priority
+    (the primary, then by ``bqn-id``). With ``base`` (the last unified
+    configuration or any common ancestor), a change or removal since the base
+    made on some inputs and not on others is taken; changes that disagree are
+    conflicts, resolved by priority.
+    """
+    if len(configs) < 2:
+        raise ValueError("merge needs two configurations or more")
+    if primary is None:
+        primary = choose_primary(configs)
+    elif not 0 <= primary < len(configs):
+        raise ValueError(f"primary {primary} is not an input index")
+    with _collector_paused():
+        return _Merge(configs, primary, base).run()
+
+
+def choose_primary(configs: Sequence[Config]) -> int:
+    """The input with the lowest ``bqn-id`` (a backup without one has 0, as a new BQN does).
+
+    Two inputs sharing the lowest id raise :class:`ConfError` at their
+    ``bqn-id`` lines: the guide's election cannot tell them apart.
+    """
+    ids = [config.bqn_id or 0 for config in configs]
+    lowest = min(ids)
+    tied = [i for i, value in enumerate(ids) if value == lowest]
+    if len(tied) == 1:
+        return tied[0]
+    names = ", ".join(configs[i].file for i in tied)
+    problems = []
+    for i in tied:
+        section = configs[i].section("bqn-id")
+        line, column = (section.line, section.indent + 1) if section is not None else (1, 1)
+        problems.append(Diagnostic(
+            "error", line, column,
+            f"bqn-id {lowest} is the lowest and is shared by {names}; name the primary (--primary FILE)",
+            configs[i].file,
+        ))
+    raise ConfError(problems)
+
+
+# ---------------------------------------------------------------------------
+# Classes and comparisons
+
+
+def _class_of(node: Node, parent: Node, inherited: MergeClass) -> MergeClass:
+    """A statement follows its block unless a rule names it; content the schema does not list inside a listed block is unclassified (format page, section 5)."""
+    if node.merge_class is not None:
+        return node.merge_class
+    if node.kind is None and parent.kind is not None:
+        return UNCLASSIFIED
+    return inherited
+
+
+def _has_cluster_inside(node: Node) -> bool:
+    stack = list(node.children)
+    while stack:
+        child = stack.pop()
+        if child.merge_class is CLUSTER:
+            return True
+        stack.extend(child.children)
+    return False
+
+
+def _ordered(section: Node) -> bool:
+    """A cluster-wide section whose order among its kind is configuration (rules: first match wins)."""
+    return section.kind is not None and section.kind.keyword in ORDERED_SECTIONS and section.merge_class is CLUSTER
+
+
+def _same_tree(a: Node, b: Node) -> bool:
+    """Equal in normal form: the line and its whole block, order aside."""
+    if not a.same_value(b):
+        return False
+    left, right = a.children, b.children
+    if not left and not right:
+        return True
+    if len(left) == len(right) and all(x.identity == y.identity and _same_tree(x, y) for x, y in zip(left, right)):
+        return True
+    left_index, right_index = a.index(), b.index()
+    if left_index.keys() != right_index.keys():
+        return False
+    return all(_same_tree(x, right_index[key]) for key, x in left_index.items())
+
+
+def _cluster_content(node: Node, parent: Node, inherited: MergeClass) -> tuple:
+    """The cluster-wide content of an entry, comparable across files (three-way: was it touched?)."""
+    cls = _class_of(node, parent, inherited)
+    own = (node.kind, node.values if node.kind is not None else node.words)
+    inside = frozenset(
+        _cluster_content(child, node, cls) for child in node.entries
+        if _class_of(child, node, cls) is CLUSTER or _has_cluster_inside(child)
+    )
+    return own, inside
+
+
+def _shown(node: Node | None) -> str | None:
+    return node.text.strip(" ") if node is not None else None
+
+
+# ---------------------------------------------------------------------------
+# Deciding
+
+
+class _Decision:
+    """What the outputs get for one entry: present or not, whose line, and what its block gets.
+
+    A container decision is for a non-cluster entry that holds cluster-wide
+    statements: it is never created or removed, only entered.
+    """
+
+    __slots__ = ("identity", "present", "source", "origin", "children", "container", "reason")
+
+    def __init__(self, identity: Identity, present: bool, source: Node | None = None, origin: Config | None = None,
+                 children: list["_Decision"] | None = None, container: bool = False, reason: str = "union") -> None:
+        self.identity = identity
+        self.present = present
+        self.source = source
+        self.origin = origin
+        self.children = children
+        self.container = container
+        self.reason = reason
+
+
+def _decide_adoption(server: Node | None, cluster: Node | None, inherited: MergeClass, origin: Config) -> list[_Decision]:
+    decisions: list[_Decision] = []
+    server_index = server.index() if server is not None else {}
+    cluster_index = cluster.index() if cluster is not None else {}
+    for identity in {**dict.fromkeys(server_index), **dict.fromkeys(cluster_index)}:
+        mine, theirs = server_index.get(identity), cluster_index.get(identity)
+        if mine is not None:
+            cls = _class_of(mine, server, inherited)
+        else:
+            cls = _class_of(theirs, cluster, inherited)
+        if cls is CLUSTER:
+            if theirs is None:
+                decisions.append(_Decision(identity, False, reason="cluster"))
+            elif mine is None or not _same_tree(mine, theirs):
+                children = None
+                if theirs.children or (mine is not None and mine.children):
+                    children = _decide_adoption(mine, theirs, cls, origin)
+                decisions.append(_Decision(identity, True, theirs, origin, children, reason="cluster"))
+        elif mine is not None and (_has_cluster_inside(mine) or (theirs is not None and _has_cluster_inside(theirs))):
+            children = _decide_adoption(mine, theirs, cls, origin)
+            if children:
+                decisions.append(_Decision(identity, True, mine, None, children, container=True))
+    return decisions
+
+
+class _Merge:
+    def __init__(self, configs: Sequence[Config], primary: int, base: Config | None) -> None:
+        self.configs = list(configs)
+        self.count = len(configs)
+        self.primary = primary
+        self.base = base
+        others = sorted((i for i in range(self.count) if i != primary), key=lambda i: (configs[i].bqn_id or 0, i))
+        self.priority = [primary, *others]
+        self.rank = {number: k for k, number in enumerate(self.priority)}
+        self.conflicts: list[Conflict] = []
+
+    def run(self) -> MergeResult:
+        roots = [config.root for config in self.configs]
+        decisions = self.decide(roots, self.base.root if self.base is not None else None, UNCLASSIFIED, None, ())
+        absent = {d.identity for d in decisions if not d.present}
+        present_rules = {s.identity for config in self.configs for s in config.root.entries if _ordered(s)} - absent
+        order, moves = self.rule_order(present_rules)
+        positions: dict[int, dict[int, int]] = {}
+        outputs = []
+        for number, config in enumerate(self.configs):
+            output = _Output(config, positions)
+            output.apply(decisions, None, None, (), True)
+            output.order(order, moves)
+            output.close_references(lambda target: _lookup([self.configs[i] for i in self.priority], target))
+            output.finish()
+            outputs.append(output)
+        unclassified = tuple(item for number, config in enumerate(self.configs) for item in _unclassified(config, number))
+        return MergeResult(
+            outputs=tuple(output.config for output in outputs),
+            primary=self.primary,
+            conflicts=tuple(self.conflicts),
+            edits=tuple(tuple(output.edits) for output in outputs),
+            unclassified=unclassified,
+        )
+
+    def first(self, candidates: Sequence[int]) -> int:
+        return min(candidates, key=self.rank.__getitem__)
+
+    def decide(self, parents: Sequence[Node | None], base: Node | None, inherited: MergeClass,
+               section: str | None, path: tuple[str, ...]) -> list[_Decision]:
+        """Decisions for the entries of one block; ``parents`` holds each input's block or None.
+
+        Only inputs that have the block vote on its entries: an output that
+        gains the block gains what was decided, not the removal of everything.
+        """
+        voters = [i for i in self.priority if parents[i] is not None]
+        complete = len(voters) == self.count
+        indexes = [parents[i].index() if parents[i] is not None else None for i in range(self.count)]
+        base_index = base.index() if base is not None else None
+        found: dict[Identity, tuple[Node, Node]] = {}
+        for i in voters:
+            for identity, node in indexes[i].items():
+                if identity not in found:
+                    found[identity] = (node, parents[i])
+        decisions: list[_Decision] = []
+        for identity, (example, parent) in found.items():
+            nodes = [index.get(identity) if index is not None else None for index in indexes]
+            cls = _class_of(example, parent, inherited)
+            here = str(identity) if section is None else section
+            where = () if section is None else (*path, str(identity))
+            old = base_index.get(identity) if base_index is not None else None
+            if cls is not CLUSTER:
+                holders = [node for node in nodes if node is not None]
+                if any(_has_cluster_inside(node) for node in holders):
+                    children = self.decide(nodes, old, cls, here, where)
+                    if children:
+                        decisions.append(_Decision(identity, True, example, None, children, container=True))
+                continue
+            holders = [i for i in voters if nodes[i] is not None]
+            if complete and len(holders) == self.count and all(_same_tree(example, nodes[i]) for i in holders[1:]):
+                continue
+            decisions.append(self.entry(identity, nodes, voters, holders, old, parent, inherited, cls, here, where))
+        return decisions
+
+    def entry(self, identity: Identity, nodes: list[Node | None], voters: list[int], holders: list[int],
+              old: Node | None, parent: Node, inherited: MergeClass, cls: MergeClass,
+              section: str, where: tuple[str, ...]) -> _Decision:
+        statement = " / ".join(where) or None
+        reason = "union"
+        if old is not None and len(holders) < len(voters):
+            removers = [i for i in voters if nodes[i] is None]
+            before = _cluster_content(old, parent, inherited)
+            modifiers = [i for i in holders if _cluster_content(nodes[i], parent, inherited) != before]
+            if not modifiers:
+                return _Decision(identity, False, reason="three-way")
+            decider = self.primary if self.primary in voters else self.first(removers + modifiers)
+            reason = "conflict"
+            chosen = nodes[decider]
+            self.conflicts.append(Conflict(section, statement, tuple(map(_shown, nodes)), _shown(chosen)))
+            if chosen is None:
+                return _Decision(identity, False, reason=reason)
+        source = holders[0]
+        first = nodes[source]
+        if not all(first.same_value(nodes[i]) for i in holders[1:]):
+            changers = [i for i in holders if old is None or not nodes[i].same_value(old)]
+            if old is not None and all(nodes[changers[0]].same_value(nodes[i]) for i in changers):
+                source = changers[0]
+                if reason != "conflict":
+                    reason = "three-way"
+            else:
+                source = self.primary if self.primary in holders else changers[0]
+                reason = "conflict"
+                self.conflicts.append(Conflict(section, statement, tuple(map(_shown, nodes)), _shown(nodes[source])))
+        children = None
+        if old is not None and old.children or any(nodes[i].children for i in holders):
+            children = self.decide([nodes[i] if nodes[i] is not None else None for i in range(self.count)],
+                                   old, cls, section, where)
+        return _Decision(identity, True, nodes[source], self.configs[source], children, reason=reason)
+
+    def rule_order(self, present: set[Identity]) -> tuple[list[Identity], str]:
+        """The one rule order of every output, and the reason its moves get.
+
+        The primary's order, with rules it lacks woven in after their
+        neighbours in the input they come from. With a base, a reorder made on
+        some inputs and not others is taken when the reorders agree.
+        """
+        orders = [[s.identity for s in config.root.entries if _ordered(s) and s.identity in present]
+                  for config in self.configs]
+        reference, taken, changed = self.primary, False, set()
+        if self.base is not None:
+            base_order = [s.identity for s in self.base.root.entries if _ordered(s) and s.identity in present]
+            reordered = [i for i in self.priority if not _consistent(orders[i], base_order)]
+            changed = set(reordered)
+            if reordered and all(_consistent(orders[a], orders[b]) for a, b in combinations(reordered, 2)):
+                reference, taken = reordered[0], True
+        order = _weave(orders[reference], [orders[i] for i in self.priority if i != reference])
+        rank = {identity: k for k, identity in enumerate(order)}
+        misplaced: dict[Identity, None] = {}
+        for i, own in enumerate(orders):
+            if taken and i not in changed:
+                continue
+            keep = _increasing([rank[identity] for identity in own])
+            misplaced.update((identity, None) for k, identity in enumerate(own) if k not in keep)
+        for identity in sorted(misplaced, key=rank.__getitem__):
+            values = tuple(_position(own, identity) if identity in own else None for own in orders)
+            self.conflicts.append(Conflict(str(identity), "order", values, _position(order, identity)))
+        return order, "three-way" if taken else "rule order"
+
+
+def _position(order: list[Identity], identity: Identity) -> str:
+    k = order.index(identity)
+    return f"after {order[k - 1]}" if k else "first"
+
+
+def _consistent(a: Sequence[Identity], b: Sequence[Identity]) -> bool:
+    """The two orders agree on the rules they share."""
+    common = set(a) & set(b)
+    return [x for x in a if x in common] == [x for x in b if x in common]
+
+
+def _weave(reference: list[Identity], others: list[list[Identity]]) -> list[Identity]:
+    """``reference``, with each rule it lacks placed after its nearest preceding rule in the order it comes from."""
+    placed = set(reference)
+    after: dict[Identity | None, list[Identity]] = {}
+    for order in others:
+        previous: Identity | None = None
+        for identity in order:
+            if identity not in placed:
+                after.setdefault(previous, []).append(identity)
+                placed.add(identity)
+            previous = identity
+    result: list[Identity] = []
+    stack = list(reversed([*after.get(None, ()), *reference]))
+    while stack:
+        identity = stack.pop()
+        result.append(identity)
+        stack.extend(reversed(after.get(identity, ())))
+    return result
+
+
+def _increasing(values: list[int]) -> set[int]:
+    """Indexes of a longest strictly increasing subsequence of ``values``: the rules that can stay put."""
+    tails: list[int] = []
+    tail_values: list[int] = []
+    previous = [-1] * len(values)
+    for i, value in enumerate(values):
+        k = bisect_left(tail_values, value)
+        if k:
+            previous[i] = tails[k - 1]
+        if k == len(tails):
+            tails.append(i)
+            tail_values.append(value)
+        else:
+            tails[k] = i
+            tail_values[k] = value
+    keep: set[int] = set()
+    i = tails[-1] if tails else -1
+    while i != -1:
+        keep.add(i)
+        i = previous[i]
+    return keep
+
+
+def _lookup(configs: Sequence[Config], target: Identity) -> tuple[Config, Node] | None:
+    for config in configs:
+        node = config.root.get(target)
+        if node is not None:
+            return config, node
+    return None
+
+
+def _unclassified(config: Config, number: int) -> Iterator[Unclassified]:
+    for section in config.root.entries:
+        cls = section.merge_class or UNCLASSIFIED
+        if cls is UNCLASSIFIED:
+            yield Unclassified(number, str(section.identity), None, section.line)
+            continue
+        stack = [(section, cls, ())]
+        while stack:
+            parent, inherited, path = stack.pop()
+            for child in parent.entries:
+                child_class = _class_of(child, parent, inherited)
+                where = (*path, str(child.identity))
+                if child_class is UNCLASSIFIED:
+                    yield Unclassified(number, str(section.identity), " / ".join(where), child.line)
+                elif child.children:
+                    stack.append((child, child_class, where))
+
+
+# ---------------------------------------------------------------------------
+# Applying
+
+
+_LINE_END = re.compile(r"[ \t]*\r?\n")
+_LEADING_BLANKS = re.compile(r"\A(?:[ \t]*\r?\n)+")
+
+
+class _Output:
+    """One output under construction: a copy of its input, edited in place.
+
+    Statements are inserted into their blocks at once; top-level sections are
+    only planned (after which node, before which, or at the end) and laid out
+    in one pass by :meth:`finish`, so placing many sections costs one pass.
+    """
+
+    def __init__(self, config: Config, positions: dict[int, dict[int, int]]) -> None:
+        self.config = _clone_config(config)
+        self.children = list(self.config.root.children)
+        self.present: dict[Identity, Node] = {c.identity: c for c in self.children if not c.repeated}
+        self.removed: dict[Identity, Node] = {}
+        self.moved: set[int] = set()
+        self.after: dict[int, list[Node]] = {}
+        self.before: dict[int, list[Node]] = {}
+        self.end: list[Node] = []
+        self.new_rules: list[tuple[Node, Config, Node]] = []
+        self.edits: list[Edit] = []
+        self.check: list[tuple[Node, str]] = []
+        self.positions = positions
+
+    # -- entries
+
+    def apply(self, decisions: list[_Decision], parent: Node | None, section: str | None,
+              path: tuple[str, ...], record: bool) -> None:
+        for d in decisions:
+            identity = d.identity
+            at_root = parent is None
+            existing = self.present.get(identity) if at_root else parent.get(identity)
+            here = str(identity) if at_root else section
+            where = () if at_root else (*path, str(identity))
+            statement = " / ".join(where) or None
+            if d.container:
+                if existing is not None:
+                    self.apply(d.children, existing, here, where, record)
+                continue
+            if not d.present:
+                if existing is not None:
+                    self.remove(existing, parent)
+                    if record:
+                        self.edits.append(Edit(Action.REMOVED, here, statement, _shown(existing), reason=d.reason))
+                continue
+            if existing is None:
+                node = self.new_line(d.source, d.origin, parent)
+                if at_root:
+                    self.place(node, d.origin, d.source)
+                else:
+                    _insert_statement(parent, node)
+                if record:
+                    self.edits.append(Edit(Action.ADDED, here, statement, _shown(node), reason=d.reason))
+                    self.check.append((node, here))
+                if d.children:
+                    self.apply(d.children, node, here, where, False)
+                continue
+            if not existing.same_value(d.source):
+                before = _shown(existing)
+                self.replace_line(existing, d.source, parent)
+                self.edits.append(Edit(Action.CHANGED, here, statement, _shown(existing), before, d.reason))
+                self.check.append((existing, here))
+            if d.children:
+                self.apply(d.children, existing, here, where, record)
+
+    def new_line(self, source: Node, origin: Config | None, parent: Node | None) -> Node:
+        """``source``'s line as written, in this file's indentation and line ending."""
+        if parent is None:
+            indent = 0
+        elif parent.children:
+            indent = parent.children[0].indent
+        else:
+            indent = parent.indent + self.config.indent_unit
+        unit = self.config.indent_unit
+        node = self.config.new_node(source.kind, source.words, source.values, source.identity, indent // unit)
+        node.text = " " * indent + source.text.strip(" ")
+        node.indent = indent
+        node.merge_class = source.merge_class
+        header = origin is not None and origin.sections and origin.sections[0] is source
+        if source.leading and not header:
+            node.leading = _LINE_END.sub(lambda _: self.config.newline, source.leading)
+        return node
+
+    def copy_tree(self, source: Node, origin: Config, parent: Node | None) -> Node:
+        node = self.new_line(source, origin, parent)
+        for child in source.entries:
+            node.append(self.copy_tree(child, origin, node))
+        return node
+
+    def replace_line(self, node: Node, source: Node, parent: Node | None) -> None:
+        node.text = " " * node.indent + source.text.strip(" ")
+        node.kind, node.words, node.values = source.kind, source.words, source.values
+        if parent is not None:
+            for repeat in [c for c in parent.children if c.repeated and c.identity == node.identity]:
+                parent.remove(repeat)
+
+    def remove(self, node: Node, parent: Node | None) -> None:
+        if parent is None:
+            del self.present[node.identity]
+            self.removed[node.identity] = node
+            return
+        for same in [c for c in parent.children if c.identity == node.identity]:
+            parent.remove(same)
+
+    # -- top-level layout
+
+    def place(self, node: Node, origin: Config, source: Node) -> None:
+        self.present[node.identity] = node
+        if _ordered(node):
+            self.new_rules.append((node, origin, source))
+            return
+        anchor = self.anchor(origin, source)
+        if anchor is None:
+            self.end.append(node)
+        else:
+            self.after.setdefault(id(anchor), []).append(node)
+
+    def anchor(self, origin: Config, source: Node) -> Node | None:
+        """The section a new one goes after: the nearest that precedes it in its input and is here, else the last of its kind."""
+        sections = origin.root.children
+        positions = self.positions.get(id(origin))
+        if positions is None:
+            positions = self.positions[id(origin)] = {id(node): k for k, node in enumerate(sections)}
+        for k in range(positions.get(id(source), 0) - 1, -1, -1):
+            candidate = self.present.get(sections[k].identity)
+            if candidate is not None:
+                return candidate
+        keyword = source.keyword
+        for node in reversed(self.children):
+            if node.keyword == keyword and self.present.get(node.identity) is node:
+                return node
+        return None
+
+    def order(self, order: list[Identity], reason: str) -> None:
+        """Put the cluster-wide rules in ``order``, moving as few as possible (those off a longest increasing run)."""
+        rank = {identity: k for k, identity in enumerate(order)}
+        existing = [n for n in self.children if self.present.get(n.identity) is n and _ordered(n) and n.identity in rank]
+        keep = _increasing([rank[n.identity] for n in existing])
+        staying = [n for k, n in enumerate(existing) if k in keep]
+        movers = [(n, None, None) for k, n in enumerate(existing) if k not in keep]
+        movers += [entry for entry in self.new_rules if entry[0].identity in rank]
+        if not movers:
+            return
+        here = {n.identity: n for n in existing}
+        here.update((entry[0].identity, entry[0]) for entry in self.new_rules)
+        movers.sort(key=lambda entry: rank[entry[0].identity])
+        for node, origin, source in movers:
+            previous = None
+            for k in range(rank[node.identity] - 1, -1, -1):
+                previous = here.get(order[k])
+                if previous is not None:
+                    break
+            if previous is not None:
+                self.after.setdefault(id(previous), []).append(node)
+            elif staying:
+                self.before.setdefault(id(staying[0]), []).append(node)
+            else:
+                anchor = self.anchor(origin, source)
+                if anchor is None:
+                    self.end.append(node)
+                else:
+                    self.after.setdefault(id(anchor), []).append(node)
+            if origin is None:
+                self.moved.add(id(node))
+                position = f"after {previous.identity}" if previous is not None else "first"
+                self.edits.append(Edit(Action.MOVED, str(node.identity), None, position, reason=reason))
+
+    def close_references(self, lookup: Callable[[Identity], tuple[Config, Node] | None]) -> None:
+        """Bring what added or changed entries name when this output lacks it; keep what a removal would leave dangling."""
+        if self.removed:
+            pending = [(node, str(identity)) for identity, node in self.present.items()]
+        else:
+            pending = list(self.check)
+        while pending:
+            node, owner = pending.pop()
+            for _, target in references(node):
+                if target in self.present:
+                    continue
+                kept = self.removed.pop(target, None)
+                if kept is not None:
+                    self.present[target] = kept
+                    self.edits = [e for e in self.edits if not (e.action is Action.REMOVED and e.section == str(target)
+                                                                and e.statement is None)]
+                    pending.append((kept, str(target)))
+                    continue
+                found = lookup(target)
+                if found is None:
+                    continue
+                origin, source = found
+                copy = self.copy_tree(source, origin, None)
+                self.place(copy, origin, source)
+                self.edits.append(Edit(Action.ADDED, str(target), None, _shown(copy),
+                                       reason=f"referenced by {owner}"))
+                pending.append((copy, str(target)))
+
+    def finish(self) -> None:
+        """Lay out the top level, then check the result: no output ever fails ``validate``."""
+        header = self.children[0] if self.children else None
+        laid: list[Node] = []
+        gap = ""
+        stack: list[tuple[Node, bool]] = [(node, False) for node in reversed(self.end)]
+        stack += [(node, False) for node in reversed(self.children) if id(node) not in self.moved]
+        while stack:
+            node, opened = stack.pop()
+            if not opened:
+                stack.append((node, True))
+                stack.extend((n, False) for n in reversed(self.before.get(id(node), ())))
+                continue
+            if self.present.get(node.identity) is node or node.repeated:
+                if gap and not node.leading:
+                    node.leading = gap
+                gap = ""
+                laid.append(node)
+            elif node is not header:
+                blank = _LEADING_BLANKS.match(node.leading)
+                gap = gap or (blank[0] if blank else "")
+            stack.extend((n, False) for n in reversed(self.after.get(id(node), ())))
+        if header is not None and laid and laid[0] is not header:
+            if self.present.get(header.identity) is header:
+                laid[0].leading, header.leading = header.leading + laid[0].leading, ""
+            else:
+                laid[0].leading = header.leading + laid[0].leading
+        root = Node(ROOT, (), (), Identity(("",)))
+        for node in laid:
+            root.append(node)
+        self.config.root = root
+        problems = validate(self.config)
+        if problems:
+            raise ConfError(Diagnostic(p.severity, p.line or 1, p.column, f"the merged result would be invalid: {p.message}",
+                                       p.file) for p in problems)
+
+
+def _insert_statement(parent: Node, node: Node) -> None:
+    """After the last sibling with the same keyword, else at the end of the block."""
+    keyword = node.keyword
+    for k in range(len(parent.children) - 1, -1, -1):
+        if parent.children[k].keyword == keyword:
+            parent.insert(k + 1, node)
+            return
+    parent.append(node)
+
+
+def _emit_cluster(node: Node, cls: MergeClass, out: list[str], newline: str, header: bool = False) -> None:
+    if not header:
+        out.append(node.leading)
+    out.append(node.text)
+    out.append(node.ending or newline)
+    for child in node.entries:
+        child_class = _class_of(child, node, cls)
+        if child_class is CLUSTER or _has_cluster_inside(child):
+            _emit_cluster(child, child_class, out, newline)
+
+
+def _clone(node: Node) -> Node:
+    copy = Node.__new__(Node)
+    copy.kind = node.kind
+    copy.words = node.words
+    copy.values = node.values
+    copy.identity = node.identity
+    copy.line = node.line
+    copy.text = node.text
+    copy.ending = node.ending
+    copy.leading = node.leading
+    copy.indent = node.indent
+    copy.repeated = node.repeated
+    copy.merge_class = node.merge_class
+    copy._index = None
+    copy.children = [_clone(child) for child in node.children] if node.children else []
+    return copy
+
+
+def _clone_config(config: Config) -> Config:
+    copy = Config(_clone(config.root), tail=config.tail, bom=config.bom, newline=config.newline,
+                  indent_unit=config.indent_unit, file=config.file)
+    copy.warnings = config.warnings
+    return copy
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Copying trees allocates a node per line and frees none; the cyclic collector would rescan them in vain."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

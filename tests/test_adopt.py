@@ -1,0 +1,161 @@
+"""``cluster_part`` and ``adopt``: what the primary distributes and what a secondary does with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from confmerge.check import validate
+from confmerge.diagnostics import ConfError
+from confmerge.merge import adopt, cluster_part
+from confmerge.parser import parse
+from confmerge.render import render
+from confmerge.rules import rules_with
+from confmerge.tree import MergeClass
+
+from .conftest import FIXTURES
+
+
+def load(name: str, rules=None):
+    path = FIXTURES / name
+    return parse(path.read_bytes().decode(), str(path), rules)
+
+
+def section_texts(config, keep):
+    """Each section's rendered block, for the sections ``keep`` selects."""
+    out = []
+    for section in config.sections:
+        if keep(section):
+            lines = [section.text] + [node.text for node in section.walk()]
+            out.append("\n".join(lines))
+    return out
+
+
+def cluster_form(config):
+    """The cluster-wide content in normal form: sections by identity (order aside), and the rule order."""
+    def content(node):
+        return node.kind, node.values if node.kind else node.words, frozenset(map(content, node.entries))
+    sections = {s.identity: content(s) for s in config.root.entries if s.merge_class is MergeClass.CLUSTER}
+    rules = [s.identity for s in config.root.entries if s.kind is not None and s.kind.keyword == "rule"]
+    return sections, rules
+
+
+def server_side(section) -> bool:
+    return section.merge_class is not MergeClass.CLUSTER
+
+
+def test_cluster_part_is_the_cluster_wide_sections_in_file_order_without_header():
+    text = cluster_part(load("bqn0-v1.conf"))
+    assert not text.startswith("#") and "bqn-version" not in text
+    part = parse(text, "cluster")
+    assert [str(s.identity) for s in part.sections] == [
+        "timezone", "ntp", "dns", "profile time peak-time", "profile speed-test speed-tests",
+        "profile sw-update sw-updates", "subscriber-group business", "policy rate plan-100M",
+        "policy rate sw-updates-peak", "rule sw-updates-at-peak", "rule business",
+    ]
+    assert all(s.merge_class is MergeClass.CLUSTER for s in part.sections)
+    assert "# throttle software updates at peak time\nrule sw-updates-at-peak\n" in text
+    assert validate(part) == []
+
+
+def test_cluster_part_is_deterministic_and_ends_with_a_newline():
+    source = (FIXTURES / "lossless" / "no-final-newline.conf").read_text()
+    first, second = cluster_part(parse(source)), cluster_part(parse(source))
+    assert first == second
+    assert first.endswith("\n")
+
+
+def test_cluster_part_leaves_out_statements_a_rule_makes_server_specific(tmp_path: Path):
+    rules_file = tmp_path / "rules.yaml"
+    rules_file.write_text('classes:\n  "rest-api / user *": server\n')
+    text = cluster_part(load("bqn1-v1.conf", rules_with(rules_file)))
+    assert "rest-api\n  enabled yes\n  port 3443\n" in text
+    assert "api-admin" not in text and "password-hash" not in text
+
+
+def test_adopting_the_primarys_cluster_part_gives_the_guides_result_with_the_secondarys_own_sections():
+    primary, secondary = load("bqn0-v1.conf"), load("bqn1-v1.conf")
+    adopted = adopt(secondary, parse(cluster_part(primary), "cluster"))
+    assert validate(adopted) == []
+    assert section_texts(adopted, server_side) == section_texts(secondary, server_side)
+    assert cluster_form(adopted) == cluster_form(primary)
+    text = render(adopted)
+    assert "rest-api" not in text and "216.229.0.50" not in text and "googlefiber" not in text
+    assert "  host dl.google.com\n" in text
+    assert text.index("rule sw-updates-at-peak") < text.index("rule business")
+    assert text.startswith("# bqn-version: R5.0.3\n# saved: 2026-03-26 19:35:17 UTC\n# hostname: bqn1\n")
+
+
+@pytest.mark.parametrize("name", ["bqn0-v1.conf", "bqn1-v1.conf", "all-statements.conf", "lossless/crlf.conf",
+                                  "lossless/four-space-indent.conf", "lossless/unknown-sections.conf",
+                                  "lossless/no-final-newline.conf", "lossless/bom.conf"])
+def test_adopting_its_own_cluster_part_changes_nothing(name):
+    server = load(name)
+    adopted = adopt(server, parse(cluster_part(server), "cluster"))
+    assert render(adopted) == render(server) == (FIXTURES / name).read_bytes().decode()
+    assert adopted is not server and adopted.root is not server.root
+
+
+def test_an_entry_equal_in_normal_form_stays_byte_identical():
+    server = parse("hostname a\npolicy rate p\n    downlink 100000k\n    uplink 20M\n", "a")
+    cluster = parse("policy rate p\n  downlink 100M\n  uplink 20000k\n", "cluster")
+    assert render(adopt(server, cluster)) == render(server)
+
+
+def test_changed_and_added_lines_take_the_servers_style():
+    server = parse("hostname a\r\nntp\r\n    server 1.1.1.1\r\npolicy rate p\r\n    downlink 10M\r\n", "a")
+    cluster = parse("ntp\n  server 1.1.1.1\n  server 2.2.2.2\npolicy rate p\n  downlink 20M\n"
+                    "policy rate q\n  downlink 5M\n", "cluster")
+    text = render(adopt(server, cluster))
+    assert text == ("hostname a\r\nntp\r\n    server 1.1.1.1\r\n    server 2.2.2.2\r\npolicy rate p\r\n"
+                    "    downlink 20M\r\npolicy rate q\r\n    downlink 5M\r\n")
+
+
+def test_the_input_tree_is_not_modified():
+    server, primary = load("bqn1-v1.conf"), load("bqn0-v1.conf")
+    before = render(server)
+    adopt(server, parse(cluster_part(primary)))
+    assert render(server) == before
+
+
+def test_rules_take_the_clusters_order_moving_as_few_as_possible():
+    server = parse("hostname a\npolicy rate p\n  downlink 1M\n"
+                   "rule a\n  policy p\nrule b\n  policy p\nrule c\n  policy p\nrule d\n  policy p\n", "a")
+    cluster = parse("policy rate p\n  downlink 1M\n"
+                    "rule a\n  policy p\nrule c\n  policy p\nrule d\n  policy p\nrule b\n  policy p\n", "cluster")
+    text = render(adopt(server, cluster))
+    assert text == ("hostname a\npolicy rate p\n  downlink 1M\n"
+                    "rule a\n  policy p\nrule c\n  policy p\nrule d\n  policy p\nrule b\n  policy p\n")
+
+
+def test_server_specific_and_unclassified_content_is_kept_and_cluster_entries_the_cluster_lacks_go():
+    server = load("lossless/unknown-sections.conf")
+    cluster = parse("ntp\n  server 9.9.9.9\n", "cluster")
+    text = render(adopt(server, cluster))
+    assert text == (
+        "# A later BQN release adds statements this release does not know.\nhostname edge\n"
+        "snmp\n  community public\n    access read-only\n  location \"rack 4\"\n"
+        "ntp\n  server 162.159.200.1 iburst\n  server 9.9.9.9\n  source-interface en0o0\nlicense key ABC-123\n"
+    )
+
+
+def test_statement_level_rule_keeps_the_servers_own_users(tmp_path: Path):
+    rules_file = tmp_path / "rules.yaml"
+    rules_file.write_text('classes:\n  "rest-api / user *": server\n')
+    rules = rules_with(rules_file)
+    server = parse("hostname a\nrest-api\n  enabled no\n  user local\n    role admin\n", "a", rules)
+    cluster = parse("rest-api\n  enabled yes\n  port 3443\n  user other\n    role read-only\n", "cluster", rules)
+    assert render(adopt(server, cluster)) == (
+        "hostname a\nrest-api\n  enabled yes\n  user local\n    role admin\n  port 3443\n")
+
+
+def test_a_result_that_would_not_validate_is_refused(tmp_path: Path):
+    rules_file = tmp_path / "rules.yaml"
+    rules_file.write_text("classes:\n  subscriber-group *: server\n")
+    rules = rules_with(rules_file)
+    server = parse("hostname a\npolicy rate p\n  downlink 1M\n", "a", rules)
+    cluster = parse("policy rate p\n  downlink 1M\nrule r\n  subscriber-group g\n  policy p\n", "cluster", rules)
+    with pytest.raises(ConfError) as caught:
+        adopt(server, cluster)
+    assert "names a missing 'subscriber-group' section" in str(caught.value)
