@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 from confmerge.check import validate
 from confmerge.diagnostics import ConfError
@@ -15,6 +16,7 @@ from confmerge.rules import rules_with
 from confmerge.tree import MergeClass
 
 from .conftest import FIXTURES
+from .test_merge_strategies import backup, cluster_form, own_sections
 
 
 def load(name: str, rules=None):
@@ -30,15 +32,6 @@ def section_texts(config, keep):
             lines = [section.text] + [node.text for node in section.walk()]
             out.append("\n".join(lines))
     return out
-
-
-def cluster_form(config):
-    """The cluster-wide content in normal form: sections by identity (order aside), and the rule order."""
-    def content(node):
-        return node.kind, node.values if node.kind else node.words, frozenset(map(content, node.entries))
-    sections = {s.identity: content(s) for s in config.root.entries if s.merge_class is MergeClass.CLUSTER}
-    rules = [s.identity for s in config.root.entries if s.kind is not None and s.kind.keyword == "rule"]
-    return sections, rules
 
 
 def server_side(section) -> bool:
@@ -159,3 +152,17 @@ def test_a_result_that_would_not_validate_is_refused(tmp_path: Path):
     with pytest.raises(ConfError) as caught:
         adopt(server, cluster)
     assert "names a missing 'subscriber-group' section" in str(caught.value)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(backup(1), backup(0))
+def test_adopt_takes_the_clusters_content_and_keeps_the_servers_own(server_text, primary_text):
+    server, primary = parse(server_text, "server"), parse(primary_text, "primary")
+    assert render(adopt(server, parse(cluster_part(server), "own"))) == server_text
+    adopted = adopt(server, parse(cluster_part(primary), "cluster"))
+    assert validate(adopted) == []
+    assert own_sections(adopted) == own_sections(server)
+    assert cluster_form(adopted) == cluster_form(primary)
+    text = render(adopted)
+    assert render(parse(text, "again")) == text
+    assert render(adopt(parse(text, "again"), parse(cluster_part(primary), "cluster"))) == text
