@@ -367,6 +367,9 @@ class _Merge:
             for identity, node in indexes[i].items():
                 if identity not in found:
                     found[identity] = (node, parents[i])
+        if section is None:
+            woven = _weave(list(indexes[voters[0]]), [list(indexes[i]) for i in voters[1:]])
+            found = {identity: found[identity] for identity in woven}
         decisions: list[_Decision] = []
         for identity, (example, parent) in found.items():
             nodes = [index.get(identity) if index is not None else None for index in indexes]
@@ -464,23 +467,24 @@ def _consistent(a: Sequence[Identity], b: Sequence[Identity]) -> bool:
 
 
 def _weave(reference: list[Identity], others: list[list[Identity]]) -> list[Identity]:
-    """``reference``, with each rule it lacks placed after its nearest preceding rule in the order it comes from."""
-    placed = set(reference)
-    after: dict[Identity | None, list[Identity]] = {}
+    """``reference``, with each entry it lacks placed after the latest of the entries that precede it where it comes from.
+
+    Positions are tuples that sort in the woven order: a reference entry is
+    ``(k,)``, the n-th entry placed right after position ``p`` is ``p + (n,)``,
+    and an entry with nothing before it goes first, ``(-1, n)``.
+    """
+    key: dict[Identity, tuple[int, ...]] = {identity: (k,) for k, identity in enumerate(reference)}
+    followers: dict[tuple[int, ...], int] = {}
     for order in others:
-        previous: Identity | None = None
+        latest: tuple[int, ...] = (-1,)
         for identity in order:
-            if identity not in placed:
-                after.setdefault(previous, []).append(identity)
-                placed.add(identity)
-            previous = identity
-    result: list[Identity] = []
-    stack = list(reversed([*after.get(None, ()), *reference]))
-    while stack:
-        identity = stack.pop()
-        result.append(identity)
-        stack.extend(reversed(after.get(identity, ())))
-    return result
+            position = key.get(identity)
+            if position is None:
+                count = followers[latest] = followers.get(latest, 0) + 1
+                position = key[identity] = (*latest, count)
+            if position > latest:
+                latest = position
+    return sorted(key, key=key.__getitem__)
 
 
 def _increasing(values: list[int]) -> set[int]:
@@ -738,23 +742,31 @@ class _Output:
         header = self.children[0] if self.children else None
         laid: list[Node] = []
         gap = ""
-        stack: list[tuple[Node, bool]] = [(node, False) for node in reversed(self.end)]
-        stack += [(node, False) for node in reversed(self.children) if id(node) not in self.moved]
+        OPEN, LAY, LEFT = 0, 1, 2
+        stack: list[tuple[Node, int]] = [(node, OPEN) for node in reversed(self.end)]
+        stack += [(node, LEFT if id(node) in self.moved else OPEN) for node in reversed(self.children)]
         while stack:
-            node, opened = stack.pop()
-            if not opened:
-                stack.append((node, True))
-                stack.extend((n, False) for n in reversed(self.before.get(id(node), ())))
+            node, state = stack.pop()
+            if state == OPEN:
+                stack.append((node, LAY))
+                ahead = self.before.get(id(node))
+                if ahead:
+                    blank = _LEADING_BLANKS.match(node.leading)
+                    if blank and node is not header and not _LEADING_BLANKS.match(ahead[0].leading):
+                        ahead[0].leading = blank[0] + ahead[0].leading
+                        node.leading = node.leading[blank.end():]
+                    stack.extend((n, OPEN) for n in reversed(ahead))
                 continue
-            if self.present.get(node.identity) is node or node.repeated:
-                if gap and not node.leading:
-                    node.leading = gap
+            if state == LAY and (self.present.get(node.identity) is node or node.repeated):
+                if gap and not _LEADING_BLANKS.match(node.leading):
+                    node.leading = gap + node.leading
                 gap = ""
                 laid.append(node)
             elif node is not header:
                 blank = _LEADING_BLANKS.match(node.leading)
                 gap = gap or (blank[0] if blank else "")
-            stack.extend((n, False) for n in reversed(self.after.get(id(node), ())))
+            if state == LAY:
+                stack.extend((n, OPEN) for n in reversed(self.after.get(id(node), ())))
         if header is not None and laid and laid[0] is not header:
             if self.present.get(header.identity) is header:
                 laid[0].leading, header.leading = header.leading + laid[0].leading, ""
