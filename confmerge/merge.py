@@ -327,6 +327,7 @@ class _Merge:
     def run(self) -> MergeResult:
         roots = [config.root for config in self.configs]
         decisions = self.decide(roots, self.base.root if self.base is not None else None, UNCLASSIFIED, None, ())
+        self.keep_referenced(decisions)
         absent = {d.identity for d in decisions if not d.present}
         present_rules = {s.identity for config in self.configs for s in config.root.entries if _ordered(s)} - absent
         order, moves = self.rule_order(present_rules)
@@ -374,9 +375,12 @@ class _Merge:
         for identity, (example, parent) in found.items():
             nodes = [index.get(identity) if index is not None else None for index in indexes]
             cls = _class_of(example, parent, inherited)
+            old = base_index.get(identity) if base_index is not None else None
+            if cls is CLUSTER and complete and all(
+                    node is not None and (node is example or _same_tree(example, node)) for node in nodes):
+                continue
             here = str(identity) if section is None else section
             where = () if section is None else (*path, str(identity))
-            old = base_index.get(identity) if base_index is not None else None
             if cls is not CLUSTER:
                 holders = [node for node in nodes if node is not None]
                 if any(_has_cluster_inside(node) for node in holders):
@@ -385,17 +389,52 @@ class _Merge:
                         decisions.append(_Decision(identity, True, example, None, children, container=True))
                 continue
             holders = [i for i in voters if nodes[i] is not None]
-            if complete and len(holders) == self.count and all(_same_tree(example, nodes[i]) for i in holders[1:]):
-                continue
             decisions.append(self.entry(identity, nodes, voters, holders, old, parent, inherited, cls, here, where))
         return decisions
 
+    def keep_referenced(self, decisions: list[_Decision]) -> None:
+        """Undo the removals that would leave a reference dangling, in the decisions, so every output keeps the same entry.
+
+        A three-way removal (or a removal that won a conflict) of a section
+        that something kept still names is not made.
+        """
+        at = {d.identity: k for k, d in enumerate(decisions)}
+        pending: list[tuple[Identity, str]] = []
+        for config in self.configs:
+            for section in config.root.entries:
+                k = at.get(section.identity)
+                if k is None:
+                    pending.extend((target, str(section.identity)) for _, target in references(section))
+                elif decisions[k].present:
+                    pending.extend((target, str(section.identity)) for target in _decided_references(decisions[k], section))
+        while pending:
+            target, owner = pending.pop()
+            k = at.get(target)
+            if k is None or decisions[k].present:
+                continue
+            nodes = [config.root.get(target) for config in self.configs]
+            holders = [i for i in self.priority if nodes[i] is not None]
+            if not holders:
+                continue
+            old = self.base.root.get(target) if self.base is not None else None
+            kept = self.entry(target, nodes, list(self.priority), holders, old, self.configs[holders[0]].root,
+                              UNCLASSIFIED, nodes[holders[0]].merge_class or UNCLASSIFIED, str(target), (),
+                              keep=f"referenced by {owner}")
+            decisions[k] = kept
+            self.conflicts = [
+                Conflict(c.section, c.statement, c.values, _shown(kept.source))
+                if c.section == str(target) and c.statement is None and c.chosen is None else c
+                for c in self.conflicts
+            ]
+            for i in holders:
+                pending.extend((t, str(target)) for t in _decided_references(kept, nodes[i]))
+
     def entry(self, identity: Identity, nodes: list[Node | None], voters: list[int], holders: list[int],
               old: Node | None, parent: Node, inherited: MergeClass, cls: MergeClass,
-              section: str, where: tuple[str, ...]) -> _Decision:
+              section: str, where: tuple[str, ...], keep: str | None = None) -> _Decision:
         statement = " / ".join(where) or None
-        reason = "union"
-        if old is not None and len(holders) < len(voters):
+        reason = keep or "union"
+        if keep is None and old is not None and len(holders) < len(voters):
             removers = [i for i in voters if nodes[i] is None]
             before = _cluster_content(old, parent, inherited)
             modifiers = [i for i in holders if _cluster_content(nodes[i], parent, inherited) != before]
@@ -453,6 +492,29 @@ class _Merge:
             values = tuple(_position(own, identity) if identity in own else None for own in orders)
             self.conflicts.append(Conflict(str(identity), "order", values, _position(order, identity)))
         return order, "three-way" if taken else "rule order"
+
+
+def _decided_references(decision: _Decision, node: Node) -> Iterator[Identity]:
+    """What ``node``'s entry names in the outputs: its decided line, decided statements, and what no decision touches."""
+    if decision.source is not None:
+        yield from _line_references(decision.source)
+    inside = {d.identity: d for d in decision.children or ()}
+    for child in node.entries:
+        d = inside.get(child.identity)
+        if d is None:
+            for _, target in references(child):
+                yield target
+        elif d.present:
+            yield from _decided_references(d, child)
+
+
+def _line_references(node: Node) -> Iterator[Identity]:
+    kind = node.kind
+    if kind is not None:
+        for name, target in kind.refs.items():
+            value = node.value(name)
+            if value is not None:
+                yield Identity((target, value))
 
 
 def _position(order: list[Identity], identity: Identity) -> str:
@@ -523,17 +585,27 @@ def _unclassified(config: Config, number: int) -> Iterator[Unclassified]:
         cls = section.merge_class or UNCLASSIFIED
         if cls is UNCLASSIFIED:
             yield Unclassified(number, str(section.identity), None, section.line)
+        elif section.children:
+            yield from _unclassified_inside(section, section, cls, (), number)
+
+
+def _unclassified_inside(section: Node, parent: Node, inherited: MergeClass, path: tuple[Node, ...],
+                         number: int) -> Iterator[Unclassified]:
+    typed = parent.kind is not None
+    for child in parent.children:
+        if child.repeated:
             continue
-        stack = [(section, cls, ())]
-        while stack:
-            parent, inherited, path = stack.pop()
-            for child in parent.entries:
-                child_class = _class_of(child, parent, inherited)
-                where = (*path, str(child.identity))
-                if child_class is UNCLASSIFIED:
-                    yield Unclassified(number, str(section.identity), " / ".join(where), child.line)
-                elif child.children:
-                    stack.append((child, child_class, where))
+        if child.merge_class is not None:
+            child_class = child.merge_class
+        elif typed and child.kind is None:
+            child_class = UNCLASSIFIED
+        else:
+            child_class = inherited
+        if child_class is UNCLASSIFIED:
+            where = " / ".join(str(node.identity) for node in (*path, child))
+            yield Unclassified(number, str(section.identity), where, child.line)
+        elif child.children:
+            yield from _unclassified_inside(section, child, child_class, (*path, child), number)
 
 
 # ---------------------------------------------------------------------------
@@ -545,16 +617,23 @@ _LEADING_BLANKS = re.compile(r"\A(?:[ \t]*\r?\n)+")
 
 
 class _Output:
-    """One output under construction: a copy of its input, edited in place.
+    """One output under construction from its input, copy on write.
 
-    Statements are inserted into their blocks at once; top-level sections are
-    only planned (after which node, before which, or at the end) and laid out
-    in one pass by :meth:`finish`, so placing many sections costs one pass.
+    A section is copied when the output edits it; the others are shared with
+    the input, which is never modified. Statements are inserted into their
+    blocks at once; top-level sections are only planned (after which node,
+    before which, or at the end) and laid out in one pass by :meth:`finish`,
+    so placing many sections costs one pass.
     """
 
     def __init__(self, config: Config, positions: dict[int, dict[int, int]]) -> None:
-        self.config = _clone_config(config)
-        self.children = list(self.config.root.children)
+        self.config = Config(Node(ROOT, (), (), Identity(("",))), tail=config.tail, bom=config.bom,
+                             newline=config.newline, indent_unit=config.indent_unit, file=config.file)
+        self.config.warnings = config.warnings
+        self.children = list(config.root.children)
+        self.owned: set[int] = set()
+        self.copies: dict[int, Node] = {}
+        self.slots: dict[int, int] | None = None
         self.present: dict[Identity, Node] = {c.identity: c for c in self.children if not c.repeated}
         self.removed: dict[Identity, Node] = {}
         self.moved: set[int] = set()
@@ -570,6 +649,11 @@ class _Output:
 
     def apply(self, decisions: list[_Decision], parent: Node | None, section: str | None,
               path: tuple[str, ...], record: bool) -> None:
+        if parent is None:
+            for d in decisions:
+                existing = self.present.get(d.identity)
+                if existing is not None and d.present and (d.children or not existing.same_value(d.source)):
+                    self.own(existing)
         for d in decisions:
             identity = d.identity
             at_root = parent is None
@@ -607,6 +691,28 @@ class _Output:
             if d.children:
                 self.apply(d.children, existing, here, where, record)
 
+    def own(self, node: Node) -> Node:
+        """This output's own copy of a top-level node, in its place, before the first edit inside it."""
+        if id(node) in self.owned:
+            return node
+        if self.slots is None:
+            self.slots = {id(child): k for k, child in enumerate(self.children)}
+        copy = _clone(node)
+        self.children[self.slots[id(node)]] = copy
+        if self.present.get(node.identity) is node:
+            self.present[node.identity] = copy
+        self.owned.add(id(copy))
+        return copy
+
+    def writable(self, node: Node) -> Node:
+        """A node whose leading lines layout may change: owned, or copied aside (plans still name the original)."""
+        if id(node) in self.owned:
+            return node
+        copy = self.copies.get(id(node))
+        if copy is None:
+            copy = self.copies[id(node)] = _clone(node)
+        return copy
+
     def new_line(self, source: Node, origin: Config | None, parent: Node | None) -> Node:
         """``source``'s line as written, in this file's indentation and line ending."""
         if parent is None:
@@ -620,6 +726,8 @@ class _Output:
         node.text = " " * indent + source.text.strip(" ")
         node.indent = indent
         node.merge_class = source.merge_class
+        if parent is None:
+            self.owned.add(id(node))
         header = origin is not None and origin.sections and origin.sections[0] is source
         if source.leading and not header:
             node.leading = _LINE_END.sub(lambda _: self.config.newline, source.leading)
@@ -742,36 +850,59 @@ class _Output:
         header = self.children[0] if self.children else None
         laid: list[Node] = []
         gap = ""
-        OPEN, LAY, LEFT = 0, 1, 2
-        stack: list[tuple[Node, int]] = [(node, OPEN) for node in reversed(self.end)]
-        stack += [(node, LEFT if id(node) in self.moved else OPEN) for node in reversed(self.children)]
-        while stack:
-            node, state = stack.pop()
-            if state == OPEN:
-                stack.append((node, LAY))
-                ahead = self.before.get(id(node))
-                if ahead:
-                    blank = _LEADING_BLANKS.match(node.leading)
-                    if blank and node is not header and not _LEADING_BLANKS.match(ahead[0].leading):
-                        ahead[0].leading = blank[0] + ahead[0].leading
-                        node.leading = node.leading[blank.end():]
-                    stack.extend((n, OPEN) for n in reversed(ahead))
-                continue
-            if state == LAY and (self.present.get(node.identity) is node or node.repeated):
-                if gap and not _LEADING_BLANKS.match(node.leading):
-                    node.leading = gap + node.leading
+        before, after, present = self.before, self.after, self.present
+
+        def lay(node: Node) -> None:
+            nonlocal gap
+            if present.get(node.identity) is node or node.repeated:
+                if gap and not _LEADING_BLANKS.match(self.copies.get(id(node), node).leading):
+                    copy = self.writable(node)
+                    copy.leading = gap + copy.leading
                 gap = ""
                 laid.append(node)
             elif node is not header:
                 blank = _LEADING_BLANKS.match(node.leading)
                 gap = gap or (blank[0] if blank else "")
-            if state == LAY:
-                stack.extend((n, OPEN) for n in reversed(self.after.get(id(node), ())))
-        if header is not None and laid and laid[0] is not header:
-            if self.present.get(header.identity) is header:
-                laid[0].leading, header.leading = header.leading + laid[0].leading, ""
+
+        def visit(start: Node) -> None:
+            """``start`` with what was planned before and after it, depth first."""
+            stack: list[tuple[Node, bool]] = [(start, False)]
+            while stack:
+                node, opened = stack.pop()
+                if opened:
+                    lay(node)
+                    stack.extend((n, False) for n in reversed(after.get(id(node), ())))
+                    continue
+                stack.append((node, True))
+                ahead = before.get(id(node))
+                if ahead:
+                    blank = _LEADING_BLANKS.match(node.leading)
+                    if blank and node is not header and not _LEADING_BLANKS.match(ahead[0].leading):
+                        first, own = self.writable(ahead[0]), self.writable(node)
+                        first.leading = blank[0] + first.leading
+                        own.leading = own.leading[blank.end():]
+                    stack.extend((n, False) for n in reversed(ahead))
+
+        for node in self.children:
+            key = id(node)
+            if key in self.moved:
+                if node is not header:
+                    blank = _LEADING_BLANKS.match(node.leading)
+                    gap = gap or (blank[0] if blank else "")
+            elif key in before or key in after:
+                visit(node)
             else:
-                laid[0].leading = header.leading + laid[0].leading
+                lay(node)
+        for node in self.end:
+            visit(node)
+        if header is not None and laid and laid[0] is not header:
+            first = self.writable(laid[0])
+            if present.get(header.identity) is header:
+                top = self.writable(header)
+                first.leading, top.leading = top.leading + first.leading, ""
+            else:
+                first.leading = header.leading + first.leading
+        laid = [self.copies.get(id(node), node) for node in laid]
         root = Node(ROOT, (), (), Identity(("",)))
         for node in laid:
             root.append(node)
@@ -818,13 +949,6 @@ def _clone(node: Node) -> Node:
     copy.merge_class = node.merge_class
     copy._index = None
     copy.children = [_clone(child) for child in node.children] if node.children else []
-    return copy
-
-
-def _clone_config(config: Config) -> Config:
-    copy = Config(_clone(config.root), tail=config.tail, bom=config.bom, newline=config.newline,
-                  indent_unit=config.indent_unit, file=config.file)
-    copy.warnings = config.warnings
     return copy
 
 

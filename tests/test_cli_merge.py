@@ -143,11 +143,11 @@ def test_dry_run_prints_what_each_output_would_gain_or_lose_and_writes_nothing(t
     assert lines[start + 1:start + 8] == [
         "  - ntp / server 162.159.200.1  (three-way)",
         "  + dns / server 9.9.9.9  (union)",
+        "  + profile time weekend  (referenced by rule weekend-boost)",
         "  - profile sw-update sw-updates / host swcdn.apple.com  (three-way)",
         "  ~ policy rate plan-30M / downlink 30M -> downlink 40M  (conflict)",
         "  + policy rate legacy  (conflict)",
         "  + rule weekend-boost  (union)",
-        "  + profile time weekend  (referenced by rule weekend-boost)",
     ]
     assert "  > rule sw-updates-at-peak: after rule business  (three-way)" in lines
     assert lines[-1] == "dry run: nothing written"

@@ -86,3 +86,29 @@ def test_inputs_equal_in_normal_form_give_outputs_byte_identical_to_them(data):
     result = merge(parsed(texts), primary=data.draw(st.integers(0, 2)))
     assert [render(output) for output in result.outputs] == texts
     assert result.conflicts == () and all(edits == () for edits in result.edits)
+
+
+@SETTINGS
+@given(st.tuples(backup(0), backup(1)), st.booleans())
+def test_inputs_are_never_modified_though_outputs_share_their_unchanged_sections(texts, with_base):
+    inputs = parsed(texts)
+    base = parse(texts[1], "base") if with_base else None
+    result = merge(inputs, base=base)
+    assert [render(config) for config in inputs] == list(texts)
+    for output in result.outputs:
+        assert render(merge([output, parse(render(output))], primary=0).outputs[0]) == render(output)
+    assert [render(config) for config in inputs] == list(texts)
+
+
+@SETTINGS
+@given(st.tuples(backup(0), backup(1), backup(2)), backup(3))
+def test_three_way_outputs_are_unified_valid_and_stable(texts, base_text):
+    inputs = parsed(texts)
+    result = merge(inputs, base=parse(base_text, "base"))
+    forms = [cluster_form(output) for output in result.outputs]
+    assert all(form == forms[0] for form in forms)
+    for source, output in zip(inputs, result.outputs):
+        assert validate(output) == []
+        assert own_sections(output) == own_sections(source)
+    again = merge(parsed(map(render, result.outputs)))
+    assert [render(o) for o in again.outputs] == [render(o) for o in result.outputs]
