@@ -333,7 +333,7 @@ class _Merge:
         order, moves = self.rule_order(present_rules)
         positions: dict[int, dict[int, int]] = {}
         outputs = []
-        for number, config in enumerate(self.configs):
+        for config in self.configs:
             output = _Output(config, positions)
             output.apply(decisions, None, None, (), True)
             output.order(order, moves)
@@ -432,6 +432,10 @@ class _Merge:
     def entry(self, identity: Identity, nodes: list[Node | None], voters: list[int], holders: list[int],
               old: Node | None, parent: Node, inherited: MergeClass, cls: MergeClass,
               section: str, where: tuple[str, ...], keep: str | None = None) -> _Decision:
+        """The decision for one cluster-wide entry: is it kept (three-way removals), and whose line wins.
+
+        ``keep`` (the reason) skips the removal question: the entry is named by one that stays.
+        """
         statement = " / ".join(where) or None
         reason = keep or "union"
         if keep is None and old is not None and len(holders) < len(voters):
@@ -459,9 +463,8 @@ class _Merge:
                 reason = "conflict"
                 self.conflicts.append(Conflict(section, statement, tuple(map(_shown, nodes)), _shown(nodes[source])))
         children = None
-        if old is not None and old.children or any(nodes[i].children for i in holders):
-            children = self.decide([nodes[i] if nodes[i] is not None else None for i in range(self.count)],
-                                   old, cls, section, where)
+        if (old is not None and old.children) or any(nodes[i].children for i in holders):
+            children = self.decide(nodes, old, cls, section, where)
         return _Decision(identity, True, nodes[source], self.configs[source], children, reason=reason)
 
     def rule_order(self, present: set[Identity]) -> tuple[list[Identity], str]:

@@ -10,18 +10,20 @@ nothing; an input is never overwritten.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import re
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from ..check import validate
 from ..data import dump
 from ..diagnostics import ConfError, Diagnostic
 from ..merge import Action, Edit, MergeResult, merge
 from ..render import render
+from ..rules import Rules
 from ..tree import Config
 from . import EXIT_DIFFERENT, EXIT_OK, EXIT_TROUBLE, command, load, load_rules, rules_option
 
@@ -78,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _load_all(paths: list[Path], rules) -> list[Config]:
+def _load_all(paths: list[Path], rules: Rules) -> list[Config]:
     """Every input parsed and checked; every problem of every file reported before giving up."""
     configs: list[Config] = []
     problems: list[Diagnostic] = []
@@ -216,8 +218,6 @@ def report_data(result: MergeResult, names: list[str], outputs: list[str], base:
 
 
 def _json(data: dict[str, Any]) -> str:
-    import io
-
     stream = io.StringIO()
     dump(data, "json", stream)
     return stream.getvalue()
@@ -227,7 +227,7 @@ def _where(section: str, statement: str | None) -> str:
     return f"{section} / {statement}" if statement else section
 
 
-def _print_conflicts(result: MergeResult, names: list[str], stream) -> None:
+def _print_conflicts(result: MergeResult, names: list[str], stream: TextIO) -> None:
     if not result.conflicts:
         return
     print(f"{len(result.conflicts)} conflict(s), resolved with {names[result.primary]} first:", file=stream)
