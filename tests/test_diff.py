@@ -18,9 +18,9 @@ from confmerge.diff import (
     Change, FieldChange, Op, Scope, diff, entry_text, longest_increasing, rule_moves, statement_text,
 )
 from confmerge.parser import parse
+from confmerge.reference import reference_changes
 from confmerge.rules import default_rules, load_rules
 from confmerge.tree import Config, Identity, MergeClass
-from confmerge.types import to_json
 
 from .conftest import FIXTURES
 from .test_merge_strategies import contents, styled
@@ -350,35 +350,6 @@ def test_one_content_in_two_styles_is_no_difference(data):
     blocks = data.draw(contents(0))
     first, second = data.draw(styled(blocks)), data.draw(styled(blocks))
     assert not diff(parse(first, "a"), parse(second, "b"))
-
-
-def reference_view(node) -> dict:
-    """The typed tree as nested dicts keyed by identity: what deepdiff compares."""
-    return {
-        tuple(child.identity): {
-            "value": [to_json(v) for v in child.values] if child.kind is not None else list(child.words),
-            "block": reference_view(child),
-        }
-        for child in node.entries
-    }
-
-
-def reference_changes(old: Config, new: Config) -> set[tuple]:
-    """(op, path of identities) as deepdiff finds them in the views; a changed value is reported at its statement."""
-    from deepdiff import DeepDiff
-
-    found = set()
-    report = DeepDiff(reference_view(old.root), reference_view(new.root), view="tree", threshold_to_diff_deeper=0)
-    ops = {"dictionary_item_added": "added", "dictionary_item_removed": "removed",
-           "values_changed": "changed", "type_changes": "changed",
-           "iterable_item_added": "changed", "iterable_item_removed": "changed"}
-    for kind, levels in report.items():
-        for level in levels:
-            path = level.path(output_format="list")
-            if ops[kind] == "changed":
-                path = path[:path.index("value")]
-            found.add((ops[kind], tuple(key for key in path if key != "block")))
-    return found
 
 
 @SETTINGS
