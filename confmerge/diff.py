@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Hashable, Iterator, Sequence
 
-from .schema import ORDERED_SECTIONS, Field, Literal, Optional
+from .schema import ORDERED_SECTIONS, Element, Field, Literal, Optional
 from .tree import Config, Identity, MergeClass, Node, quote
 from .types import show
 
@@ -265,7 +265,7 @@ def statement_text(node: Node) -> str:
     return " ".join(_words(node.kind.elements, iter(node.values)))
 
 
-def _words(elements, values: Iterator[Hashable]) -> Iterator[str]:
+def _words(elements: Sequence[Element], values: Iterator[Hashable]) -> Iterator[str]:
     for element in elements:
         if isinstance(element, Literal):
             yield element.word
