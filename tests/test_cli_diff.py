@@ -15,6 +15,7 @@ from ruamel.yaml import YAML
 from confmerge.cli import main
 
 from .conftest import FIXTURES, ROOT, run_confmerge
+from .test_diff import HIDDEN, with_hidden_change
 
 GUIDE = ("fixtures/bqn0-v1.conf", "fixtures/bqn1-v1.conf")
 OPS = ("fixtures/diff/ops/old.conf", "fixtures/diff/ops/new.conf")
@@ -70,6 +71,18 @@ def test_exit_2_for_a_missing_file():
 def test_python_dash_m_confmerge_is_the_console_script():
     result = subprocess.run([sys.executable, "-m", "confmerge", "diff", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "--scope {all,cluster,server}" in result.stdout
+
+
+@pytest.mark.parametrize("variant", sorted(HIDDEN))
+def test_each_equivalence_exits_0_and_a_hidden_change_exits_1_naming_it(variant, tmp_path, capsys):
+    base, path = FIXTURES / "diff" / "base.conf", FIXTURES / "diff" / "equal" / f"{variant}.conf"
+    assert confmerge(str(base), str(path), capsys=capsys)[:2] == (
+        0, "0 differences: 0 cluster-wide, 0 server-specific, 0 unclassified\n")
+    changed = tmp_path / path.name
+    changed.write_bytes(with_hidden_change(variant).encode())
+    code, out, _ = confmerge("--format", "json", str(base), str(changed), capsys=capsys)
+    named = [(c["op"], c["class"], c["section"], c["statement"], c["old"], c["new"]) for c in json.loads(out)["changes"]]
+    assert (code, named) == (1, HIDDEN[variant][-1])
 
 
 # ---------------------------------------------------------------------------
@@ -201,6 +214,18 @@ def _check(data: object, schema: dict) -> None:
     if isinstance(data, list) and "items" in schema:
         for item in data:
             _check(item, schema["items"])
+
+
+def test_the_schema_check_without_jsonschema_rejects_what_the_schema_rejects():
+    good = json.loads((EXPECTED / "ops.json").read_text())
+    _check(good, SCHEMA)
+    for spoil in (lambda d: d.pop("scope"), lambda d: d["changes"][0].update(op="renamed"),
+                  lambda d: d["changes"][0].update(extra=1), lambda d: d["counts"].update(cluster="4"),
+                  lambda d: d["changes"][2]["fields"]["rate"].pop("old")):
+        bad = json.loads(json.dumps(good))
+        spoil(bad)
+        with pytest.raises(AssertionError):
+            _check(bad, SCHEMA)
 
 
 def test_json_follows_the_schema_and_the_golden(capsys):
