@@ -112,52 +112,38 @@ class Diff:
 
 def diff(old: Config, new: Config, scope: Scope = Scope.ALL) -> Diff:
     """Every difference between ``old`` and ``new`` in normal form, filtered to ``scope``."""
-    moves = rule_moves(old, new)
     found: list[Change] = []
-    for identity, a, b in _pairs(old.root, new.root):
-        if a is not None and b is not None and identity not in moves and a.same_value(b) and _same_children(a, b):
-            continue
-        section = b if b is not None else a
-        merge_class = section.merge_class or MergeClass.UNCLASSIFIED
-        if a is None:
-            found.append(Change(Op.ADDED, identity, (), merge_class, None, b))
-            continue
-        if b is None:
-            found.append(Change(Op.REMOVED, identity, (), merge_class, a, None))
-            continue
-        if identity in moves:
-            found.append(Change(Op.MOVED, identity, (), merge_class, a, b, (), *moves[identity]))
-        if not a.same_value(b):
-            found.append(Change(Op.CHANGED, identity, (), merge_class, a, b, field_changes(a, b)))
-        _compare_blocks(a, b, identity, (), merge_class, found)
+    _compare(old.root, new.root, None, (), MergeClass.UNCLASSIFIED, found, rule_moves(old, new))
     rank = {merge_class: k for k, merge_class in enumerate(CLASS_ORDER)}
     found.sort(key=lambda change: rank[change.merge_class])
     kept = tuple(change for change in found if scope.includes(change.merge_class))
     return Diff(old.file, new.file, scope, kept, len(found) - len(kept))
 
 
-def _compare_blocks(old: Node, new: Node, section: Identity, path: tuple[Identity, ...],
-                    inherited: MergeClass, found: list[Change]) -> None:
-    """The children of one entry on both sides, matched by identity, recursively."""
-    if _same_children(old, new):
+def _compare(old: Node, new: Node, section: Identity | None, path: tuple[Identity, ...], inherited: MergeClass,
+             found: list[Change], moves: dict[Identity, tuple[int, int]]) -> None:
+    """The entries of two blocks with the same identity (at the top, the two roots), matched by identity, recursively."""
+    if not moves and _same_children(old, new):
         return
     for identity, a, b in _pairs(old, new):
-        where = (*path, identity)
+        where_section, where = (identity, ()) if section is None else (section, (*path, identity))
         if a is None:
-            found.append(Change(Op.ADDED, section, where, statement_class(b, new, inherited), None, b))
+            found.append(Change(Op.ADDED, where_section, where, statement_class(b, new, inherited), None, b))
         elif b is None:
-            found.append(Change(Op.REMOVED, section, where, statement_class(a, old, inherited), a, None))
+            found.append(Change(Op.REMOVED, where_section, where, statement_class(a, old, inherited), a, None))
         else:
             merge_class = statement_class(b, new, inherited)
+            if identity in moves:
+                found.append(Change(Op.MOVED, where_section, where, merge_class, a, b, (), *moves[identity]))
             if not a.same_value(b):
-                found.append(Change(Op.CHANGED, section, where, merge_class, a, b, field_changes(a, b)))
+                found.append(Change(Op.CHANGED, where_section, where, merge_class, a, b, field_changes(a, b)))
             if a.children or b.children:
-                _compare_blocks(a, b, section, where, merge_class, found)
+                _compare(a, b, where_section, where, merge_class, found, {})
 
 
 def statement_class(node: Node, parent: Node, inherited: MergeClass) -> MergeClass:
-    """A statement follows its block unless a rule names it; content the schema
-    does not list inside a listed block is unclassified (format page, section 5)."""
+    """A section's class is its rule's; a statement follows its block unless a rule names
+    it; content the schema does not list inside a listed block is unclassified (format page, section 5)."""
     if node.merge_class is not None:
         return node.merge_class
     if node.kind is None and parent.kind is not None:
