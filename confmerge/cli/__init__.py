@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .. import __version__
-from ..diagnostics import ConfError
+from ..check import validate
+from ..diagnostics import ConfError, Diagnostic
 from ..files import read_text
 from ..parser import parse
 from ..rules import Rules, rules_with
@@ -51,6 +52,24 @@ def load(path: Path, rules: Rules | None = None) -> Config:
     for warning in config.warnings:
         print(warning, file=sys.stderr)
     return config
+
+
+def load_checked(paths: Sequence[Path], rules: Rules | None = None) -> list[Config]:
+    """Read, parse and check several backups as ``confmerge check`` does; every problem of every file is
+    reported (one :class:`ConfError`) before giving up."""
+    configs: list[Config] = []
+    problems: list[Diagnostic] = []
+    for path in paths:
+        try:
+            config = load(path, rules)
+        except ConfError as error:
+            problems.extend(error.diagnostics)
+            continue
+        problems.extend(validate(config))
+        configs.append(config)
+    if any(problem.severity == "error" for problem in problems):
+        raise ConfError(problems)
+    return configs
 
 
 def rules_option(parser: argparse.ArgumentParser) -> None:
