@@ -15,14 +15,11 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..check import validate
 from ..data import dump
-from ..diagnostics import ConfError, Diagnostic
 from ..diff import CLASS_ORDER, SEPARATOR, Change, Diff, Op, Scope, diff, entry_text, statement_text
-from ..rules import Rules
-from ..tree import Config, MergeClass, Node
+from ..tree import MergeClass, Node
 from ..types import to_json
-from . import EXIT_DIFFERENT, EXIT_OK, command, load, load_rules, rules_option
+from . import EXIT_DIFFERENT, EXIT_OK, command, load_checked, load_rules, rules_option
 
 SCHEMA = "confmerge.diff/1"
 
@@ -43,30 +40,13 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
          _arguments)
 def run(args: argparse.Namespace) -> int:
     rules = load_rules(args)
-    old, new = _load_checked([args.old, args.new], rules)
+    old, new = load_checked([args.old, args.new], rules)
     result = diff(old, new, Scope(args.scope))
     if args.format == "text":
         sys.stdout.write(render_text(result, colour=_colour(args.color, sys.stdout)))
     else:
         dump(diff_data(result), args.format, sys.stdout)
     return EXIT_DIFFERENT if result else EXIT_OK
-
-
-def _load_checked(paths: list[Path], rules: Rules) -> list[Config]:
-    """Both backups parsed and checked as ``confmerge check`` does; every problem of both reported before giving up."""
-    configs: list[Config] = []
-    problems: list[Diagnostic] = []
-    for path in paths:
-        try:
-            config = load(path, rules)
-        except ConfError as error:
-            problems.extend(error.diagnostics)
-            continue
-        problems.extend(validate(config))
-        configs.append(config)
-    if any(problem.severity == "error" for problem in problems):
-        raise ConfError(problems)
-    return configs
 
 
 def _colour(choice: str, stream: TextIO) -> bool:
