@@ -771,14 +771,19 @@ class _Output:
             self.after.setdefault(id(anchor), []).append(node)
 
     def anchor(self, origin: Config, source: Node) -> Node | None:
-        """The section a new one goes after: the nearest that precedes it in its input and is here, else the last of its kind."""
+        """The section a new one goes after: the nearest that precedes it in its input and is here, else the last of its kind.
+
+        New rules are no anchors: their place is only known once :meth:`order`
+        runs, and a section planned after one could close a cycle of plans.
+        """
         sections = origin.root.children
         positions = self.positions.get(id(origin))
         if positions is None:
             positions = self.positions[id(origin)] = {id(node): k for k, node in enumerate(sections)}
+        unplaced = {id(entry[0]) for entry in self.new_rules}
         for k in range(positions.get(id(source), 0) - 1, -1, -1):
             candidate = self.present.get(sections[k].identity)
-            if candidate is not None:
+            if candidate is not None and id(candidate) not in unplaced:
                 return candidate
         keyword = source.keyword
         for node in reversed(self.children):
@@ -867,12 +872,17 @@ class _Output:
                 blank = _LEADING_BLANKS.match(node.leading)
                 gap = gap or (blank[0] if blank else "")
 
+        visited: set[int] = set()
+
         def visit(start: Node) -> None:
             """``start`` with what was planned before and after it, depth first."""
             stack: list[tuple[Node, bool]] = [(start, False)]
             while stack:
                 node, opened = stack.pop()
                 if opened:
+                    if id(node) in visited:
+                        continue
+                    visited.add(id(node))
                     lay(node)
                     stack.extend((n, False) for n in reversed(after.get(id(node), ())))
                     continue
@@ -898,6 +908,10 @@ class _Output:
                 lay(node)
         for node in self.end:
             visit(node)
+        for planned in (*after.values(), *before.values()):
+            for node in planned:
+                if id(node) not in visited:
+                    visit(node)
         if header is not None and laid and laid[0] is not header:
             first = self.writable(laid[0])
             if present.get(header.identity) is header:

@@ -278,3 +278,16 @@ def test_a_statement_level_rule_overrides_its_sections_class(tmp_path: Path):
     assert texts(result)[1] == HEAD.format(1) + ("management\n  interface en1\n  gateway 10.0.0.1\n"
                                                  "rest-api\n  enabled yes\n  user b\n    role read-only\n")
     assert texts(result)[0] == render(a)
+
+
+def test_sections_placed_after_rules_that_arrive_are_never_lost():
+    """Found by the properties: a policy planned after a new rule, and that rule after a rule planned after the policy."""
+    folder = FIXTURES / "merge" / "new-rule-anchor"
+    inputs = [parse((folder / f"bqn{k}.conf").read_text(), f"bqn{k}.conf") for k in range(3)]
+    result = merge(inputs)
+    wanted = {"policy rate plan-100M", "policy rate plan-50M", "rule sw-updates-at-peak", "rule night-owls",
+              "subscriber-group home", "subscriber-group business", "profile sw-update sw-updates"}
+    for output in result.outputs:
+        assert wanted <= {str(section.identity) for section in output.root.entries}
+        assert validate(output) == []
+    assert rule_order(result.outputs[2]) == rule_order(result.outputs[0])
