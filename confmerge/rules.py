@@ -51,7 +51,12 @@ class Rules:
         return rule.merge_class if rule else MergeClass.UNCLASSIFIED
 
     def rule_for(self, identity: str) -> Rule | None:
-        return _decide(self._sections, identity) or _decide(self._statements, identity)
+        """The rule that decides ``identity``: a section's, or a statement path's (``SECTION / STATEMENT``).
+
+        Each level has its own rules: ``*`` in a section pattern would also match
+        across the separator, so a statement is never decided by a section rule.
+        """
+        return _decide(self._statements if SEPARATOR in identity else self._sections, identity)
 
     def classify(self, config: Config) -> None:
         """Set ``merge_class`` on every section and on statements a rule names.

@@ -57,3 +57,9 @@ def test_a_bad_rules_file_is_reported_at_its_line(tmp_path: Path):
     result = run_confmerge("rules", "--rules", path)
     assert result.returncode == 2
     assert result.stderr.startswith(f"{path}:2:3: error: class of 'ntp' must be one of cluster, server, unclassified")
+
+
+def test_a_section_pattern_never_decides_a_statement():
+    rules = load_rules('classes:\n  "policy *": cluster\n', "site.yaml")
+    assert rules.rule_for("policy rate plan-100M").pattern == "policy *"
+    assert rules.rule_for("policy rate plan-100M / downlink") is None
