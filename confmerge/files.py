@@ -36,11 +36,14 @@ def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` so that ``path`` holds either the old content or all the new.
 
     Temp file in the same directory, fsync, rename, then fsync the directory.
-    ``newline=""`` keeps each line's own ending.
+    ``newline=""`` keeps each line's own ending. The file keeps the mode of the
+    one it replaces, and a new one gets what the umask allows (``mkstemp``
+    alone would leave every output readable by its owner only).
     """
     directory = path.parent if str(path.parent) else Path(".")
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
     try:
+        os.fchmod(fd, _mode_for(path))
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
             handle.write(text)
             handle.flush()
@@ -60,3 +63,12 @@ def write_atomic(path: Path, text: str) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _mode_for(path: Path) -> int:
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
