@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import gc
 import re
-from bisect import bisect_left
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -27,6 +26,7 @@ from itertools import combinations
 from typing import Callable, Iterator, Sequence
 
 from .check import references, validate
+from .diff import longest_increasing, statement_class
 from .diagnostics import ConfError, Diagnostic
 from .schema import ORDERED_SECTIONS, ROOT
 from .tree import Config, Identity, MergeClass, Node
@@ -210,15 +210,6 @@ def choose_primary(configs: Sequence[Config]) -> int:
 # Classes and comparisons
 
 
-def _class_of(node: Node, parent: Node, inherited: MergeClass) -> MergeClass:
-    """A statement follows its block unless a rule names it; content the schema does not list inside a listed block is unclassified (format page, section 5)."""
-    if node.merge_class is not None:
-        return node.merge_class
-    if node.kind is None and parent.kind is not None:
-        return UNCLASSIFIED
-    return inherited
-
-
 def _has_cluster_inside(node: Node) -> bool:
     stack = list(node.children)
     while stack:
@@ -251,11 +242,11 @@ def _same_tree(a: Node, b: Node) -> bool:
 
 def _cluster_content(node: Node, parent: Node, inherited: MergeClass) -> tuple:
     """The cluster-wide content of an entry, comparable across files (three-way: was it touched?)."""
-    cls = _class_of(node, parent, inherited)
+    cls = statement_class(node, parent, inherited)
     own = (node.kind, node.values if node.kind is not None else node.words)
     inside = frozenset(
         _cluster_content(child, node, cls) for child in node.entries
-        if _class_of(child, node, cls) is CLUSTER or _has_cluster_inside(child)
+        if statement_class(child, node, cls) is CLUSTER or _has_cluster_inside(child)
     )
     return own, inside
 
@@ -295,9 +286,9 @@ def _decide_adoption(server: Node | None, cluster: Node | None, inherited: Merge
     for identity in {**dict.fromkeys(server_index), **dict.fromkeys(cluster_index)}:
         mine, theirs = server_index.get(identity), cluster_index.get(identity)
         if mine is not None:
-            cls = _class_of(mine, server, inherited)
+            cls = statement_class(mine, server, inherited)
         else:
-            cls = _class_of(theirs, cluster, inherited)
+            cls = statement_class(theirs, cluster, inherited)
         if cls is CLUSTER:
             if theirs is None:
                 decisions.append(_Decision(identity, False, reason="cluster"))
@@ -374,7 +365,7 @@ class _Merge:
         decisions: list[_Decision] = []
         for identity, (example, parent) in found.items():
             nodes = [index.get(identity) if index is not None else None for index in indexes]
-            cls = _class_of(example, parent, inherited)
+            cls = statement_class(example, parent, inherited)
             old = base_index.get(identity) if base_index is not None else None
             if cls is CLUSTER and complete and all(
                     node is not None and (node is example or _same_tree(example, node)) for node in nodes):
@@ -489,7 +480,7 @@ class _Merge:
         for i, own in enumerate(orders):
             if taken and i not in changed:
                 continue
-            keep = _increasing([rank[identity] for identity in own])
+            keep = longest_increasing([rank[identity] for identity in own])
             misplaced.update((identity, None) for k, identity in enumerate(own) if k not in keep)
         for identity in sorted(misplaced, key=rank.__getitem__):
             values = tuple(_position(own, identity) if identity in own else None for own in orders)
@@ -550,29 +541,6 @@ def _weave(reference: list[Identity], others: list[list[Identity]]) -> list[Iden
             if position > latest:
                 latest = position
     return sorted(key, key=key.__getitem__)
-
-
-def _increasing(values: list[int]) -> set[int]:
-    """Indexes of a longest strictly increasing subsequence of ``values``: the rules that can stay put."""
-    tails: list[int] = []
-    tail_values: list[int] = []
-    previous = [-1] * len(values)
-    for i, value in enumerate(values):
-        k = bisect_left(tail_values, value)
-        if k:
-            previous[i] = tails[k - 1]
-        if k == len(tails):
-            tails.append(i)
-            tail_values.append(value)
-        else:
-            tails[k] = i
-            tail_values[k] = value
-    keep: set[int] = set()
-    i = tails[-1] if tails else -1
-    while i != -1:
-        keep.add(i)
-        i = previous[i]
-    return keep
 
 
 def _lookup(configs: Sequence[Config], target: Identity) -> tuple[Config, Node] | None:
@@ -795,7 +763,7 @@ class _Output:
         """Put the cluster-wide rules in ``order``, moving as few as possible (those off a longest increasing run)."""
         rank = {identity: k for k, identity in enumerate(order)}
         existing = [n for n in self.children if self.present.get(n.identity) is n and _ordered(n) and n.identity in rank]
-        keep = _increasing([rank[n.identity] for n in existing])
+        keep = longest_increasing([rank[n.identity] for n in existing])
         staying = [n for k, n in enumerate(existing) if k in keep]
         movers = [(n, None, None) for k, n in enumerate(existing) if k not in keep]
         movers += [entry for entry in self.new_rules if entry[0].identity in rank]
@@ -946,7 +914,7 @@ def _emit_cluster(node: Node, cls: MergeClass, out: list[str], newline: str, hea
     out.append(node.text)
     out.append(node.ending or newline)
     for child in node.entries:
-        child_class = _class_of(child, node, cls)
+        child_class = statement_class(child, node, cls)
         if child_class is CLUSTER or _has_cluster_inside(child):
             _emit_cluster(child, child_class, out, newline)
 
