@@ -95,7 +95,6 @@ def scan(text: str, errors: list[Diagnostic]) -> Iterator[RawLine]:
     """
     scanner = Scanner.from_grammar()
     fullmatch = scanner.line.fullmatch
-    words_of = scanner.word.findall
     pieces = text.split("\n")
     last = len(pieces) - 1
     for index, piece in enumerate(pieces):

@@ -32,7 +32,7 @@ def test_a_rules_file_overrides_and_the_print_says_so(tmp_path: Path):
     result = run_confmerge("rules", "--rules", path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("rest-api:") == 1
-    assert f"  rest-api: server" in result.stdout
+    assert "  rest-api: server" in result.stdout
     assert f"# {path}:2; overrides cluster at <default rules.yaml>:19" in result.stdout
     assert '  "*lab*": cluster' in result.stdout
     assert decisions(load_rules(result.stdout, "printed")) == decisions(rules_with(path))

@@ -18,14 +18,11 @@ import tempfile
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..check import validate
 from ..data import dump
 from ..diagnostics import ConfError, Diagnostic
 from ..merge import Action, Edit, MergeResult, merge
 from ..render import render
-from ..rules import Rules
-from ..tree import Config
-from . import EXIT_DIFFERENT, EXIT_OK, EXIT_TROUBLE, command, load, load_rules, rules_option
+from . import EXIT_DIFFERENT, EXIT_OK, EXIT_TROUBLE, command, load_checked, load_rules, rules_option
 
 REPORT = "merge-report.json"
 SHOWN_CONFLICTS = 10
@@ -58,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
         print("confmerge merge: error: give two backups or more", file=sys.stderr)
         return EXIT_TROUBLE
     rules = load_rules(args)
-    inputs = _load_all(args.files, rules)
-    base = _load_all([args.base], rules)[0] if args.base is not None else None
+    loaded = load_checked([*args.files, *([args.base] if args.base is not None else [])], rules)
+    inputs, base = loaded[:len(args.files)], (loaded[-1] if args.base is not None else None)
     primary = _primary_index(args.files, args.primary)
     outputs = _output_paths(args.files, args.base, args.output)
     result = merge(inputs, primary, base)
@@ -78,23 +75,6 @@ def run(args: argparse.Namespace) -> int:
     _write_all(args.output, files)
     _print_summary(result, names, outputs, report_path)
     return EXIT_OK
-
-
-def _load_all(paths: list[Path], rules: Rules) -> list[Config]:
-    """Every input parsed and checked; every problem of every file reported before giving up."""
-    configs: list[Config] = []
-    problems: list[Diagnostic] = []
-    for path in paths:
-        try:
-            config = load(path, rules)
-        except ConfError as error:
-            problems.extend(error.diagnostics)
-            continue
-        problems.extend(validate(config))
-        configs.append(config)
-    if any(problem.severity == "error" for problem in problems):
-        raise ConfError(problems)
-    return configs
 
 
 def _same_file(a: Path, b: Path) -> bool:
