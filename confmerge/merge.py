@@ -822,7 +822,10 @@ class _Output:
                 pending.append((copy, str(target)))
 
     def finish(self) -> None:
-        """Lay out the top level, then check the result: no output ever fails ``validate``."""
+        """Lay out the top level, then check the result: no output ever fails ``validate``.
+
+        A file of comments only keeps them on top, as the header of what it gains.
+        """
         header = self.children[0] if self.children else None
         laid: list[Node] = []
         gap = ""
@@ -887,6 +890,11 @@ class _Output:
                 first.leading, top.leading = top.leading + first.leading, ""
             else:
                 first.leading = header.leading + first.leading
+        if header is None and laid and self.config.tail.strip():
+            first = self.writable(laid[0])
+            tail = self.config.tail
+            first.leading = tail + ("" if tail.endswith("\n") else self.config.newline) + first.leading
+            self.config.tail = ""
         laid = [self.copies.get(id(node), node) for node in laid]
         root = Node(ROOT, (), (), Identity(("",)))
         for node in laid:

@@ -291,3 +291,10 @@ def test_sections_placed_after_rules_that_arrive_are_never_lost():
         assert wanted <= {str(section.identity) for section in output.root.entries}
         assert validate(output) == []
     assert rule_order(result.outputs[2]) == rule_order(result.outputs[0])
+
+
+def test_a_file_of_comments_only_keeps_them_on_top_of_what_it_gains():
+    inputs = [parse("# new server, not configured yet\n# (no final newline)", "new.conf"), *guide()[1:]]
+    output = render(merge(inputs).outputs[0])
+    assert output.startswith("# new server, not configured yet\n# (no final newline)\n")
+    assert validate(parse(output)) == [] and "ntp" in output
