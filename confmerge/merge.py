@@ -18,6 +18,7 @@ its own. A statement whose class a rule sets overrides its section's class.
 from __future__ import annotations
 
 import gc
+import hashlib
 import re
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from itertools import combinations
 from typing import Callable, Iterator, Sequence
 
 from .check import references, validate
-from .diff import longest_increasing, statement_class
+from .diff import longest_increasing, statement_class, statement_text
 from .diagnostics import ConfError, Diagnostic
 from .schema import ORDERED_SECTIONS, ROOT
 from .tree import Config, Identity, MergeClass, Node
@@ -140,6 +141,31 @@ def cluster_part(config: Config) -> str:
             _emit_cluster(section, cls, out, config.newline, header=section is first)
     text = _LEADING_BLANKS.sub("", "".join(out))
     return text
+
+
+def cluster_digest(config: Config) -> str:
+    """sha256 of the cluster-wide content in normal form: what servers compare to know they are in sync.
+
+    Two backups have one digest exactly when their cluster-wide entries are
+    equal in normal form: comments, formatting, line endings and the order of
+    unordered entries do not count; the order of rules does.
+    """
+    def canonical(node: Node, parent: Node, inherited: MergeClass) -> str:
+        cls = statement_class(node, parent, inherited)
+        inside = sorted(
+            canonical(child, node, cls) for child in node.entries
+            if statement_class(child, node, cls) is CLUSTER or _has_cluster_inside(child)
+        )
+        return statement_text(node) + ("{" + "\x1f".join(inside) + "}" if inside else "")
+
+    unordered: list[str] = []
+    ordered: list[str] = []
+    for section in config.root.entries:
+        if section.merge_class is CLUSTER or _has_cluster_inside(section):
+            text = canonical(section, config.root, UNCLASSIFIED)
+            (ordered if _ordered(section) else unordered).append(text)
+    payload = "\x1e".join(sorted(unordered)) + "\x1d" + "\x1e".join(ordered)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
 def adopt(server: Config, cluster: Config) -> Config:

@@ -166,3 +166,40 @@ def test_adopt_takes_the_clusters_content_and_keeps_the_servers_own(server_text,
     text = render(adopted)
     assert render(parse(text, "again")) == text
     assert render(adopt(parse(text, "again"), parse(cluster_part(primary), "cluster"))) == text
+
+
+# ---------------------------------------------------------------------------
+# cluster_digest: what clusterd compares to know two servers are in sync
+
+from confmerge.diff import Scope, diff  # noqa: E402
+from confmerge.merge import cluster_digest  # noqa: E402
+
+from .test_diff import BASE, DIFF, HIDDEN, with_hidden_change  # noqa: E402
+
+
+@pytest.mark.parametrize("variant", sorted(HIDDEN))
+def test_the_digest_ignores_noise_and_sees_the_hidden_change(variant):
+    path = DIFF / "equal" / f"{variant}.conf"
+    base, other = load(BASE), load(path)
+    changed = parse(with_hidden_change(variant), str(path))
+    assert cluster_digest(base) == cluster_digest(other)
+    hidden_is_cluster_wide = bool(diff(other, changed, Scope.CLUSTER))
+    assert (cluster_digest(changed) != cluster_digest(other)) == hidden_is_cluster_wide
+
+
+def test_the_digest_is_equal_exactly_when_the_cluster_wide_diff_is_empty():
+    before = [load("bqn0-v1.conf"), load("bqn1-v1.conf")]
+    after = [load("expected/bqn0-v2.conf"), load("expected/bqn1-v2.conf")]
+    assert cluster_digest(before[0]) != cluster_digest(before[1])
+    assert diff(before[0], before[1], Scope.CLUSTER)
+    assert cluster_digest(after[0]) == cluster_digest(after[1])
+    assert not diff(after[0], after[1], Scope.CLUSTER)
+
+
+def test_the_digest_counts_rule_order():
+    text = (FIXTURES / "bqn0-v1.conf").read_text()
+    peak = "rule sw-updates-at-peak\n  time-profile peak-time\n  sw-update-profile sw-updates\n  policy sw-updates-peak\n"
+    business = "rule business\n  subscriber-group business\n  policy plan-100M\n"
+    assert peak + business in text
+    swapped = parse(text.replace(peak + business, business + peak), "swapped.conf")
+    assert cluster_digest(swapped) != cluster_digest(parse(text, "bqn0-v1.conf"))

@@ -1,0 +1,5 @@
+"""``python -m clusterd``."""
+
+from .cli import main
+
+raise SystemExit(main())

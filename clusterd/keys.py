@@ -1,0 +1,73 @@
+"""The node key and the trust in peers' keys.
+
+Each server has one Ed25519 key in its state directory (mode 0600). It is the
+host key of its control port, the client key it presents to peers, and by
+default the identity it copies configuration with over SSH. A peer is trusted
+when its public key is in the cluster file (``clusterd add-peer``), and an
+SSH server is trusted when its host key is in the known-hosts file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import asyncssh
+
+
+def load_or_create(path: Path) -> asyncssh.SSHKey:
+    """The private key at ``path``, made on first use (0600, in a 0700 directory)."""
+    if path.exists():
+        return asyncssh.read_private_key(str(path))
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = asyncssh.generate_private_key("ssh-ed25519", comment=f"clusterd@{os.uname().nodename}")
+    data = key.export_private_key()
+    fd = os.open(path.with_suffix(".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(path.with_suffix(".tmp"), path)
+    return key
+
+
+def public_line(key: asyncssh.SSHKey) -> str:
+    """``ssh-ed25519 AAAA...``: the form the cluster file records."""
+    text = key.export_public_key("openssh").decode("ascii").strip()
+    return " ".join(text.split()[:2])
+
+
+def parse_public_key(line: str) -> asyncssh.SSHKey:
+    try:
+        return asyncssh.import_public_key(line.strip())
+    except (asyncssh.KeyImportError, ValueError) as error:
+        raise ValueError(str(error)) from None
+
+
+def fingerprint(key: asyncssh.SSHKey | str) -> str:
+    """``SHA256:...`` as OpenSSH prints it."""
+    if isinstance(key, str):
+        key = parse_public_key(key)
+    return key.get_fingerprint("sha256")
+
+
+def same_key(a: asyncssh.SSHKey, b: asyncssh.SSHKey) -> bool:
+    return a.public_data == b.public_data
+
+
+def known_hosts_entry(address: str, port: int, key: asyncssh.SSHKey | str) -> str:
+    host = address if port == 22 else f"[{address}]:{port}"
+    line = key if isinstance(key, str) else public_line(key)
+    return f"{host} {' '.join(line.split()[:2])}"
+
+
+def add_known_host(path: Path, address: str, port: int, key: asyncssh.SSHKey | str) -> None:
+    """Record ``key`` for ``address:port``, replacing an older entry for the same host and port."""
+    from confmerge.files import write_atomic
+
+    entry = known_hosts_entry(address, port, key)
+    host = entry.split()[0]
+    lines = path.read_text().splitlines() if path.exists() else []
+    kept = [line for line in lines if line.split()[:1] != [host]]
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    write_atomic(path, "\n".join([*kept, entry]) + "\n")

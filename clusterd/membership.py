@@ -1,0 +1,187 @@
+"""Who is up and who is primary: the guide's election as a pure state machine.
+
+The rules (``docs/clusterd.md`` has the reasoning):
+
+* A peer is up while its heartbeats arrive; it is down after
+  ``timing.missed`` silent intervals, or at once when its connection closes.
+* Every primary term has an epoch. A server claims the role by announcing
+  ``epoch + 1``; a higher epoch always wins, a claim from a lower epoch is
+  refused, and two claims of one epoch go to the lower id.
+* When the primary is down (no server sees it), the lowest id among the up
+  servers that hold the newest generation claims the role.
+* A lower id that returns takes the role back only once it is caught up (it
+  knows the epoch and holds the newest generation) and has been up for
+  ``timing.hold`` seconds, so that a flapping server does not flap the role.
+
+Time is passed in (``now``, monotonic seconds), so tests drive it directly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Role(StrEnum):
+    JOINING = "joining"
+    """Just started: listening for peers before taking any role."""
+    PRIMARY = "primary"
+    SECONDARY = "secondary"
+
+
+@dataclass(slots=True)
+class PeerView:
+    """What this server knows of one peer, from its heartbeats."""
+
+    id: int
+    up: bool = False
+    since: float = 0.0
+    last: float = -math.inf
+    epoch: int = 0
+    primary: int | None = None
+    sees: frozenset[int] = frozenset()
+    uptime: float = 0.0
+    generation: int = 0
+    digest: str = ""
+    state: str = ""
+    edit: bool = False
+    """It has a local edit on its way to the primary (the primary waits for it before pushing)."""
+    inbox: str = ""
+
+
+@dataclass(slots=True)
+class Membership:
+    me: int
+    peers: dict[int, PeerView]
+    detection: float
+    hold: float
+    started: float
+    epoch: int = 0
+    primary: int | None = None
+    generation: int = 0
+    """This server's own generation of the cluster configuration (the sync layer sets it)."""
+    log: list[str] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, me: int, peer_ids: list[int], detection: float, hold: float, now: float,
+              epoch: int = 0) -> "Membership":
+        return cls(me, {p: PeerView(p) for p in peer_ids}, detection, hold, now, epoch)
+
+    # -- observations -------------------------------------------------
+
+    def heartbeat(self, message: dict[str, Any], now: float) -> bool:
+        """Record a heartbeat; True if the view changed (who is up, or who is primary)."""
+        peer = self.peers.get(message["id"])
+        if peer is None:
+            return False
+        changed = not peer.up
+        if not peer.up:
+            peer.up, peer.since = True, now
+            self.log.append(f"server {peer.id} is up")
+        peer.last = now
+        peer.epoch, peer.primary = message["epoch"], message["primary"]
+        peer.sees = frozenset(i for i in message["sees"] if isinstance(i, int))
+        peer.uptime, peer.generation = float(message["uptime"]), message["generation"]
+        peer.digest, peer.state, peer.inbox = message["digest"], message["state"], message["inbox"]
+        peer.edit = message["edit"]
+        claim = message["primary"]
+        if claim is None:
+            return changed
+        if message["epoch"] > self.epoch:
+            if self.primary == self.me and claim != self.me:
+                self.log.append(f"server {claim} is primary in epoch {message['epoch']}; this server steps down")
+            self.epoch, self.primary = message["epoch"], claim
+            return True
+        if message["epoch"] == self.epoch and claim != self.primary:
+            if self.primary is None or claim < self.primary:
+                if self.primary == self.me:
+                    self.log.append(f"server {claim} also claims epoch {self.epoch} and has the lower id; stepping down")
+                self.primary = claim
+                return True
+        elif message["epoch"] < self.epoch and claim == message["id"]:
+            self.log.append(f"refused: server {peer.id} claims epoch {message['epoch']}, the cluster is in epoch {self.epoch}")
+        return changed
+
+    def lost(self, peer_id: int, now: float, why: str = "connection closed") -> bool:
+        peer = self.peers.get(peer_id)
+        if peer is None or not peer.up:
+            return False
+        peer.up = False
+        self.log.append(f"server {peer_id} is down ({why})")
+        return True
+
+    def expire(self, now: float) -> bool:
+        """Mark down every peer silent for longer than the detection time."""
+        changed = False
+        for peer in self.peers.values():
+            if peer.up and now - peer.last > self.detection:
+                changed |= self.lost(peer.id, now, f"no heartbeat for {now - peer.last:.1f} s")
+        return changed
+
+    # -- the election -------------------------------------------------
+
+    @property
+    def up(self) -> set[int]:
+        return {self.me} | {p.id for p in self.peers.values() if p.up}
+
+    def discovering(self, now: float) -> bool:
+        heard = all(p.last > -math.inf for p in self.peers.values())
+        return not heard and now - self.started < self.detection
+
+    def role(self, now: float) -> Role:
+        if self.primary == self.me:
+            return Role.PRIMARY
+        if self.discovering(now):
+            return Role.JOINING
+        return Role.SECONDARY
+
+    def primary_alive(self) -> bool:
+        """The primary of this epoch is up, here or in the view of a server that is up."""
+        if self.primary is None:
+            return False
+        if self.primary in self.up:
+            return True
+        return any(self.primary in p.sees for p in self.peers.values() if p.up)
+
+    def newest_generation(self) -> int:
+        return max([self.generation, *(p.generation for p in self.peers.values() if p.up)])
+
+    def caught_up(self) -> bool:
+        return self.generation >= self.newest_generation()
+
+    def evaluate(self, now: float) -> int | None:
+        """Claim the primary role if the rules give it to this server; the new epoch, or None."""
+        if self.primary == self.me or self.discovering(now):
+            return None
+        newest = self.newest_generation()
+        if self.primary_alive():
+            retake = (
+                self.me < (self.primary if self.primary is not None else math.inf)
+                and min(self.up) == self.me
+                and now - self.started >= self.hold
+                and self.generation >= newest
+            )
+            if not retake:
+                return None
+            self.log.append(f"server {self.me} has been up {now - self.started:.1f} s and is caught up; "
+                            f"taking the primary role back from server {self.primary}")
+        else:
+            candidates = {self.me} | {p.id for p in self.peers.values() if p.up and p.generation >= newest}
+            if self.generation < newest or min(candidates) != self.me:
+                return None
+            if self.primary is not None:
+                self.log.append(f"primary {self.primary} is down; server {self.me} is the lowest id up")
+        self.epoch += 1
+        self.primary = self.me
+        self.log.append(f"server {self.me} is primary in epoch {self.epoch}")
+        return self.epoch
+
+    def accepts(self, epoch: int) -> bool:
+        """A request from a primary of ``epoch`` is honoured only if no later term is known."""
+        return epoch >= self.epoch
+
+    def drain_log(self) -> list[str]:
+        lines, self.log = self.log, []
+        return lines

@@ -1,0 +1,251 @@
+"""Generations of the cluster configuration: made on the primary, applied on secondaries, merged from edits.
+
+The cluster configuration is the cluster-wide part of the primary's live
+backup (:func:`confmerge.merge.cluster_part`), numbered by a
+:class:`Generation`. A secondary applies one by adopting it into its own
+backup (:func:`confmerge.merge.adopt`): its server-specific sections stay.
+An edit to a secondary's cluster-wide sections goes to the primary and is
+merged three-way against the last generation both had
+(:func:`confmerge.merge.merge` with ``base``). Whether two servers hold the
+same configuration is decided by :func:`confmerge.merge.cluster_digest`, in
+normal form, never by bytes.
+
+Everything here is files and the engine; sockets live in :mod:`clusterd.daemon`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import subprocess
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from confmerge.diagnostics import ConfError
+from confmerge.files import read_text, write_atomic
+from confmerge.merge import Conflict, adopt, cluster_digest, cluster_part, merge
+from confmerge.parser import parse
+from confmerge.render import render
+
+HISTORY = 20
+"""Generations kept as bases for three-way merges of late edits."""
+
+APPLY_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    """One version of the cluster configuration. Ordered by number, then epoch (a later term wins a tie)."""
+
+    number: int
+    epoch: int
+    sha256: str
+    """Of the transferred text: checks the transfer."""
+    digest: str
+    """Of the cluster-wide content in normal form: tells whether a server holds it."""
+
+    def older_than(self, other: "Generation") -> bool:
+        return (self.number, self.epoch) < (other.number, other.epoch)
+
+
+NONE = Generation(0, 0, "", "")
+
+
+class SyncState(StrEnum):
+    IN_SYNC = "in sync"
+    CHANGES_PENDING = "changes pending"
+    AWAITING_INITIAL_SYNC = "awaiting initial sync"
+    SYNCING = "syncing"
+    SYNC_FAILED = "sync failed"
+    DISCONNECTED = "disconnected"
+
+
+class SyncError(Exception):
+    """A generation that was not applied, and why (reported to the primary and in status)."""
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A live backup as the daemon sees it: its text and its cluster-wide part."""
+
+    text: str
+    cluster: str
+    digest: str
+
+
+def snapshot(backup: Path) -> Snapshot:
+    """Read and parse the live backup; :class:`ConfError` if it is not valid."""
+    text = read_text(backup)
+    config = parse(text, str(backup))
+    return Snapshot(text, cluster_part(config), cluster_digest(config))
+
+
+class Store:
+    """The sync state on disk, under ``<state-dir>/sync``: current generation, history, inbox, previous backup."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.root = state_dir / "sync"
+        self.inbox = self.root / "inbox"
+        self.history_dir = self.root / "history"
+        for directory in (self.root, self.inbox, self.history_dir):
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._meta = self.root / "generation.json"
+
+    def current(self) -> tuple[Generation, bool]:
+        """The generation this server holds and whether it is committed (a secondary acknowledged it)."""
+        try:
+            data = json.loads(self._meta.read_text())
+            return Generation(**data["generation"]), bool(data["committed"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return NONE, True
+
+    def text(self, number: int) -> str | None:
+        try:
+            return (self.history_dir / f"{number}.conf").read_text(encoding="utf-8")
+        except OSError:
+            return None
+
+    def save(self, generation: Generation, text: str, committed: bool) -> None:
+        write_atomic(self.history_dir / f"{generation.number}.conf", text)
+        self.commit(generation, committed)
+        kept = sorted((int(p.stem) for p in self.history_dir.glob("*.conf") if p.stem.isdigit()), reverse=True)
+        for number in kept[HISTORY:]:
+            (self.history_dir / f"{number}.conf").unlink(missing_ok=True)
+
+    def commit(self, generation: Generation, committed: bool = True) -> None:
+        write_atomic(self._meta, json.dumps({"generation": asdict(generation), "committed": committed}) + "\n")
+
+    def forget_uncommitted(self) -> Generation:
+        """At start: a generation no secondary acknowledged never reached the cluster; fall back to the last one that did.
+
+        Its content is not lost: it is still in the live backup, which then
+        differs from the fallback and is sent to the primary as an edit.
+        """
+        generation, committed = self.current()
+        if committed or generation == NONE:
+            return generation
+        for number in range(generation.number - 1, 0, -1):
+            text = self.text(number)
+            meta = self.root / "history" / f"{number}.json"
+            if text is not None and meta.exists():
+                older = Generation(**json.loads(meta.read_text()))
+                self.commit(older, True)
+                return older
+        self.commit(NONE, True)
+        return NONE
+
+    def record(self, generation: Generation) -> None:
+        """Keep a generation's metadata beside its text, for :meth:`forget_uncommitted`."""
+        write_atomic(self.history_dir / f"{generation.number}.json", json.dumps(asdict(generation)) + "\n")
+
+    def clear_inbox(self) -> None:
+        for path in self.inbox.iterdir():
+            path.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------
+# The primary
+
+
+def next_generation(current: Generation, newest_seen: int, epoch: int, live: Snapshot) -> Generation:
+    return Generation(max(current.number, newest_seen) + 1, epoch, sha256(live.cluster), live.digest)
+
+
+@dataclass(frozen=True, slots=True)
+class EditOutcome:
+    text: str
+    """The primary's live backup after the merge."""
+    changed: bool
+    conflicts: tuple[Conflict, ...]
+    three_way: bool
+
+
+def merge_edit(live: Snapshot, edit_text: str, base_text: str | None, backup: Path, sender: int) -> EditOutcome:
+    """A secondary's cluster-wide sections merged into the primary's backup, three-way when the base is known.
+
+    Without the base (a generation older than the history) the merge is a
+    union: nothing is lost, but a removal does not propagate; the caller says so.
+    """
+    primary_config = parse(live.text, str(backup))
+    edited = parse(edit_text, f"edit from server {sender}")
+    base = parse(base_text, "base") if base_text is not None else None
+    result = merge([primary_config, edited], primary=0, base=base)
+    text = render(result.outputs[0])
+    return EditOutcome(text, text != live.text, result.conflicts, base is not None)
+
+
+# ---------------------------------------------------------------------------
+# A secondary
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    generation: Generation
+    written: bool
+    """False when the backup already held the configuration in normal form (nothing was touched)."""
+
+
+def apply_generation(store: Store, backup: Path, text: str, generation: Generation,
+                     apply_command: str | None) -> Applied:
+    """Verify, adopt, check, write atomically (previous kept), run the apply command; undo on its failure."""
+    if sha256(text) != generation.sha256:
+        raise SyncError(f"hash mismatch: generation {generation.number} has sha256 {generation.sha256[:12]}..., "
+                        f"received {sha256(text)[:12]}...; not applied")
+    current, _ = store.current()
+    if generation.older_than(current):
+        raise SyncError(f"generation {generation.number} (epoch {generation.epoch}) is older than "
+                        f"generation {current.number} (epoch {current.epoch}) held here; not applied")
+    old_text = read_text(backup)
+    server = parse(old_text, str(backup))
+    cluster = parse(text, f"generation {generation.number}")
+    if cluster_digest(cluster) != generation.digest:
+        raise SyncError(f"generation {generation.number} does not match its digest; not applied")
+    written = cluster_digest(server) != generation.digest
+    if written:
+        try:
+            new_text = render(adopt(server, cluster))
+        except ConfError as error:
+            raise SyncError(f"the adopted backup would not be valid: {error.diagnostics[0]}") from None
+        write_backup(store, backup, old_text, new_text, apply_command, generation)
+    store.save(generation, text, committed=True)
+    store.record(generation)
+    return Applied(generation, written)
+
+
+def run_apply_command(command: str | None, backup: Path, generation: Generation) -> None:
+    """The operator's command that loads the new backup into the server; its failure is a :class:`SyncError`."""
+    if not command:
+        return
+    environment = {**os.environ, "CLUSTERD_BACKUP": str(backup), "CLUSTERD_GENERATION": str(generation.number)}
+    try:
+        done = subprocess.run(command, shell=True, env=environment, capture_output=True, text=True,
+                              timeout=APPLY_TIMEOUT, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        raise SyncError(f"apply command timed out after {APPLY_TIMEOUT:.0f} s: {shlex.quote(command)}; "
+                        "the previous backup is back") from None
+    if done.returncode != 0:
+        detail = (done.stderr or done.stdout).strip().splitlines()[-1:] or [""]
+        raise SyncError(f"apply command failed (exit {done.returncode}){': ' + detail[0] if detail[0] else ''}; "
+                        "the previous backup is back")
+
+
+def write_backup(store: Store, backup: Path, old_text: str, new_text: str, apply_command: str | None,
+                 generation: Generation) -> None:
+    """Replace the live backup and load it; if loading fails, the previous file is put back.
+
+    The previous backup stays in the store either way, for the operator.
+    """
+    write_atomic(store.root / "previous.conf", old_text)
+    write_atomic(backup, new_text)
+    try:
+        run_apply_command(apply_command, backup, generation)
+    except SyncError:
+        write_atomic(backup, old_text)
+        raise

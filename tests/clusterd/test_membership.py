@@ -1,0 +1,97 @@
+"""The election as a pure state machine, driven with explicit times."""
+
+from __future__ import annotations
+
+from clusterd.membership import Membership, Role
+
+
+def beat(sender: int, epoch: int = 0, primary: int | None = None, sees=(), generation: int = 0) -> dict:
+    return {"type": "heartbeat", "id": sender, "epoch": epoch, "primary": primary, "uptime": 1.0,
+            "sees": list(sees) or [sender], "generation": generation, "digest": "", "state": "in sync", "edit": False, "inbox": ""}
+
+
+def node(me: int, peers: list[int], now: float = 0.0, epoch: int = 0) -> Membership:
+    return Membership.start(me, peers, detection=1.5, hold=3.0, now=now, epoch=epoch)
+
+
+def test_a_new_server_listens_before_it_takes_any_role():
+    m = node(0, [1, 2])
+    assert m.evaluate(0.5) is None
+    assert m.role(0.5) is Role.JOINING
+    assert m.evaluate(1.6) == 1
+    assert m.role(1.6) is Role.PRIMARY
+
+
+def test_the_lowest_id_up_claims_once_it_has_heard_everyone():
+    m = node(1, [0, 2])
+    m.heartbeat(beat(2), 0.1)
+    assert m.evaluate(0.2) is None
+    m.heartbeat(beat(0), 0.3)
+    assert m.evaluate(0.3) is None  # 0 is up and lower
+    m.heartbeat(beat(0, epoch=1, primary=0), 0.4)
+    assert (m.epoch, m.primary, m.role(0.4)) == (1, 0, Role.SECONDARY)
+
+
+def test_the_next_lowest_claims_when_no_server_sees_the_primary():
+    m = node(1, [0, 2])
+    m.heartbeat(beat(0, 1, 0), 0.1)
+    m.heartbeat(beat(2, 1, 0, sees=[0, 1, 2]), 0.1)
+    m.lost(0, 5.0)
+    assert m.evaluate(5.0) is None, "server 2 still sees the primary"
+    m.heartbeat(beat(2, 1, 0, sees=[1, 2]), 5.1)
+    assert m.evaluate(5.1) == 2
+    assert m.role(5.1) is Role.PRIMARY
+
+
+def test_silence_for_the_detection_time_is_down():
+    m = node(1, [0])
+    m.heartbeat(beat(0, 1, 0), 1.0)
+    assert not m.expire(2.4)
+    assert m.expire(2.6)
+    assert m.evaluate(2.6) == 2
+
+
+def test_a_returning_lower_id_waits_for_the_hold_time_and_the_newest_generation():
+    m = node(0, [1, 2], now=100.0, epoch=1)
+    m.heartbeat(beat(1, 2, 1, generation=7), 100.1)
+    m.heartbeat(beat(2, 2, 1, generation=7), 100.1)
+    assert m.role(100.2) is Role.SECONDARY
+    assert m.evaluate(103.5) is None, "not caught up: generation 0 of 7"
+    m.generation = 7
+    assert m.evaluate(102.0) is None, "up for 2 s of a 3 s hold"
+    assert m.evaluate(103.1) == 3
+
+
+def test_a_claim_from_a_lower_epoch_is_refused_and_a_higher_one_wins():
+    m = node(2, [0, 1])
+    m.heartbeat(beat(1, 5, 1), 0.1)
+    m.heartbeat(beat(0, 3, 0), 0.2)
+    assert (m.epoch, m.primary) == (5, 1)
+    assert any("refused" in line for line in m.drain_log())
+    assert not m.accepts(4) and m.accepts(5)
+
+
+def test_two_claims_of_one_epoch_go_to_the_lower_id():
+    m = node(2, [0, 1], now=0.0)
+    m.heartbeat(beat(0), 0.1)
+    m.heartbeat(beat(1), 0.1)
+    m.lost(0, 2.0)
+    m.lost(1, 2.0)
+    assert m.evaluate(2.0) == 1
+    m.heartbeat(beat(1, 1, 1), 2.1)
+    assert (m.primary, m.role(2.1)) == (1, Role.SECONDARY)
+
+
+def test_a_server_behind_on_generations_does_not_claim_when_a_peer_is_ahead():
+    m = node(1, [0, 2])
+    m.heartbeat(beat(0, 1, 0, generation=4), 0.1)
+    m.heartbeat(beat(2, 1, 0, sees=[1, 2], generation=4), 0.1)
+    m.generation = 3
+    m.lost(0, 1.0)
+    assert m.evaluate(1.0) is None
+    m2 = node(2, [0, 1])
+    m2.generation = 4
+    m2.heartbeat(beat(0, 1, 0, generation=4), 0.1)
+    m2.heartbeat(beat(1, 1, 0, sees=[1, 2], generation=3), 0.1)
+    m2.lost(0, 1.0)
+    assert m2.evaluate(1.0) == 2
