@@ -254,6 +254,7 @@ class Daemon:
         self.applying = False
         self.conflicts: deque[dict[str, Any]] = deque(maxlen=20)
         self.sync_lock = asyncio.Lock()
+        self._live_lock = asyncio.Lock()
         self.stopping = asyncio.Event()
         self.restart = False
         self._servers: list[Any] = []
@@ -281,7 +282,7 @@ class Daemon:
             self.links[peer.id] = PeerLink(self, peer)
         self.events.add(f"server {config.id} listening on {config.address}:{config.control_port}"
                         + (f", SFTP on {config.address}:{config.ssh_port}" if config.ssh.serve else ""))
-        self.refresh_live(force=True)
+        await self.refresh_live(force=True)
         ticker = asyncio.create_task(self._tick_forever())
         try:
             await self.stopping.wait()
@@ -353,7 +354,7 @@ class Daemon:
         while True:
             try:
                 self._settle(self.membership.expire(time.monotonic()))
-                self.refresh_live()
+                await self.refresh_live()
                 if self.role() is Role.PRIMARY:
                     self._primary_sync()
                 elif self.role() is Role.SECONDARY:
@@ -409,28 +410,34 @@ class Daemon:
 
     # -- the live backup ------------------------------------------------
 
-    def refresh_live(self, force: bool = False) -> None:
-        """Re-read the live backup when it changed (size and mtime), and fully every drift interval."""
-        now = time.monotonic()
-        if now - self._last_full_check >= self.config.timing.drift:
-            force, self._last_full_check = True, now
-        try:
-            stat = self.config.backup.stat()
-            key = (stat.st_mtime_ns, stat.st_size)
-        except OSError as error:
-            self._live_problem(f"cannot read the live backup {self.config.backup}: {error.strerror}")
-            return
-        if not force and key == self._live_stat:
-            return
-        self._live_stat = key
-        try:
-            live = snapshot(self.config.backup)
-        except ConfError as error:
-            self._live_problem(f"the live backup is not valid: {error.diagnostics[0]}")
-            return
-        if self.live is None or live.digest != self.live.digest:
-            self.nudge()
-        self.live, self.live_error = live, None
+    async def refresh_live(self, force: bool = False) -> None:
+        """Re-read the live backup when it changed (size and mtime), and fully every drift interval.
+
+        Parsing runs in a thread (a 100,000-line backup takes about a second,
+        which must not hold up heartbeats), one read at a time, so a slow
+        read of an older file never overwrites a newer one.
+        """
+        async with self._live_lock:
+            now = time.monotonic()
+            if now - self._last_full_check >= self.config.timing.drift:
+                force, self._last_full_check = True, now
+            try:
+                stat = self.config.backup.stat()
+                key = (stat.st_mtime_ns, stat.st_size)
+            except OSError as error:
+                self._live_problem(f"cannot read the live backup {self.config.backup}: {error.strerror}")
+                return
+            if not force and key == self._live_stat:
+                return
+            self._live_stat = key
+            try:
+                live = await asyncio.to_thread(snapshot, self.config.backup)
+            except ConfError as error:
+                self._live_problem(f"the live backup is not valid: {error.diagnostics[0]}")
+                return
+            if self.live is None or live.digest != self.live.digest:
+                self.nudge()
+            self.live, self.live_error = live, None
 
     def _live_problem(self, text: str) -> None:
         if text != self.live_error:
@@ -513,7 +520,7 @@ class Daemon:
         if self.role() is not Role.PRIMARY:
             return {"ok": False, "error": f"server {self.config.id} is not the primary"}
         async with self.sync_lock:
-            self.refresh_live(force=True)
+            await self.refresh_live(force=True)
             if self.live is None:
                 return {"ok": False, "error": self.live_error or "the primary's backup is unreadable"}
             base_text = self.store.text(message["base"])
@@ -538,7 +545,7 @@ class Daemon:
                                             self.config.apply_command, upcoming)
                 except SyncError as error:
                     return {"ok": False, "error": f"the primary could not apply the merged edit: {error}"}
-            self.refresh_live(force=True)
+            await self.refresh_live(force=True)
             if self.live is not None and self.live.digest != self.generation.digest:
                 self._new_generation()
             how = "three-way" if outcome.three_way else "as a union (its base generation is no longer kept)"
@@ -547,7 +554,7 @@ class Daemon:
             return {"ok": True, "generation": self.generation.number, "conflicts": conflicts}
 
     async def _on_fetch(self, message: dict[str, Any], sender: int) -> dict[str, Any]:
-        self.refresh_live(force=True)
+        await self.refresh_live(force=True)
         if self.live is None:
             return {"ok": False, "error": self.live_error or "no live backup"}
         return {"ok": True, "text": self.live.cluster, "digest": self.live.digest,
@@ -611,7 +618,7 @@ class Daemon:
             return {"ok": False, "error": f"bad file name {name!r}"}
         path = self.store.inbox / name
         async with self.sync_lock:
-            self.refresh_live(force=True)
+            await self.refresh_live(force=True)
             if self.edit_pending():
                 path.unlink(missing_ok=True)
                 return {"ok": False, "error": "a local edit is on its way to the primary; it goes first"}
@@ -632,7 +639,7 @@ class Daemon:
                 path.unlink(missing_ok=True)
             self.generation, self.apply_error, self.sent_digest = applied.generation, None, None
             m.generation = applied.generation.number
-            self.refresh_live(force=True)
+            await self.refresh_live(force=True)
             self.events.add(f"applied generation {generation.number} from server {sender}"
                             + ("" if applied.written else " (the backup already held it)"))
             self.nudge()
@@ -754,7 +761,7 @@ class Daemon:
         if self.role() is not Role.PRIMARY:
             return {"ok": False, "error": f"this server is not the primary; run clusterd sync on server "
                                           f"{self.membership.primary}"}
-        self.refresh_live(force=True)
+        await self.refresh_live(force=True)
         if self.live is None:
             return {"ok": False, "error": self.live_error}
         self._new_generation()
@@ -770,7 +777,7 @@ class Daemon:
 
         async def cluster_text(server: int) -> str:
             if server == self.config.id:
-                self.refresh_live(force=True)
+                await self.refresh_live(force=True)
                 if self.live is None:
                     raise LinkDown(self.live_error or "no live backup")
                 return self.live.cluster

@@ -43,7 +43,7 @@ class Cluster:
 
     def __init__(self, root: Path, ids: list[int], backups: dict[int, str] | None = None,
                  heartbeat: float = 0.2, missed: int = 3, hold: float = 1.0, drift: float = 60.0,
-                 apply_command: dict[int, str] | None = None, serve: bool = True) -> None:
+                 apply_command: dict[int, str] | None = None, serve: bool | set[int] = True) -> None:
         self.root = root
         self.ids = ids
         self.base = free_base(max(ids) + 1)
@@ -65,7 +65,7 @@ class Cluster:
             self.config(i).write_text(
                 f"# test server {i}\nid: {i}\naddress: {self.address(i)}\nssh-port: {self.ssh_port(i)}\n"
                 f"port-base: {self.base}\nstate-dir: state\nbackup: bqn.conf\napply-command: {command!r}\n"
-                f"ssh:\n  serve: {'true' if serve else 'false'}\n"
+                f"ssh:\n  serve: {'true' if (i in serve if isinstance(serve, set) else serve) else 'false'}\n"
                 f"timing:\n  heartbeat: {heartbeat}\n  missed: {missed}\n  hold: {hold}\n  drift: {drift}\n"
                 f"peers:\n{peers}\n" if peers else "peers: []\n")
             for j in ids:
@@ -116,6 +116,20 @@ class Cluster:
                 process.wait(timeout=5)
         self.processes.clear()
 
+    def edit(self, i: int, old: str, new: str) -> None:
+        """Change server i's live backup as an operator would, in one atomic step."""
+        from confmerge.files import write_atomic
+
+        text = self.backup(i).read_text()
+        assert text.count(old) == 1, f"{old!r} must occur once in server {i}'s backup"
+        write_atomic(self.backup(i), text.replace(old, new))
+
+    def digest(self, i: int) -> str:
+        from confmerge.merge import cluster_digest
+        from confmerge.parser import parse
+
+        return cluster_digest(parse(self.backup(i).read_text(), str(self.backup(i))))
+
     def status(self, i: int) -> dict[str, Any] | None:
         if i not in self.processes:
             return None
@@ -123,6 +137,11 @@ class Cluster:
             return ask(load(self.config(i)), {"type": "status"}, timeout=5)["status"]
         except (Trouble, KeyError):
             return None
+
+    def seen(self, i: int, j: int) -> dict[str, Any] | None:
+        """Server j as server i's status shows it (None while i does not answer)."""
+        status = self.status(i)
+        return next((s for s in status["servers"] if s["id"] == j), None) if status else None
 
     def log(self, i: int) -> str:
         path = self.dir(i) / "clusterd.log"
