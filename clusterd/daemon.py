@@ -59,6 +59,7 @@ class PeerLink:
         self.daemon = daemon
         self.peer = peer
         self.wake = asyncio.Event()
+        self.ready = asyncio.Event()
         self.connected = False
         self.rtt: float | None = None
         self._writer: asyncssh.SSHWriter | None = None
@@ -71,7 +72,13 @@ class PeerLink:
 
     async def request(self, message: dict[str, Any], timeout: float = REQUEST_TIMEOUT) -> dict[str, Any]:
         if self._writer is None:
-            raise LinkDown(f"no connection to server {self.peer.id}")
+            try:
+                async with asyncio.timeout(max(self.daemon.config.timing.detection, 1.0)):
+                    await self.ready.wait()
+            except TimeoutError:
+                raise LinkDown(f"no connection to server {self.peer.id}") from None
+            if self._writer is None:
+                raise LinkDown(f"no connection to server {self.peer.id}")
         rid = next(self.daemon.request_ids)
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._waiting[rid] = future
@@ -125,6 +132,7 @@ class PeerLink:
                     process = await connection.create_process(encoding=None)
                     self.rtt = time.monotonic() - started
                     self._writer, self.connected = process.stdin, True
+                    self.ready.set()
                     self._problem(None)
                     log.info("link to server %d up (%s:%d)", peer.id, peer.address, daemon.config.port_of(peer))
                     reader = asyncio.create_task(self._read(process.stdout))
@@ -142,6 +150,7 @@ class PeerLink:
                 self._problem(f"connection lost ({_reason(error)})")
             finally:
                 self._writer, self.connected = None, False
+                self.ready.clear()
                 for future in self._waiting.values():
                     if not future.done():
                         future.set_exception(LinkDown(f"connection to server {peer.id} closed"))
@@ -557,7 +566,7 @@ class Daemon:
         await self.refresh_live(force=True)
         if self.live is None:
             return {"ok": False, "error": self.live_error or "no live backup"}
-        return {"ok": True, "text": self.live.cluster, "digest": self.live.digest,
+        return {"ok": True, "text": self.live.text, "digest": self.live.digest,
                 "generation": self.generation.number}
 
     # -- sync: a secondary ---------------------------------------------
@@ -775,12 +784,13 @@ class Daemon:
         from confmerge.diff import Scope, diff
         from confmerge.parser import parse
 
-        async def cluster_text(server: int) -> str:
+        async def backup_text(server: int) -> str:
+            """The server's whole live backup: the diff is scoped to cluster-wide content, with its real line numbers."""
             if server == self.config.id:
                 await self.refresh_live(force=True)
                 if self.live is None:
                     raise LinkDown(self.live_error or "no live backup")
-                return self.live.cluster
+                return self.live.text
             link = self.links.get(server)
             if link is None:
                 raise LinkDown(f"server {server} is not a peer")
@@ -794,10 +804,10 @@ class Daemon:
             return {"ok": False, "error": "no primary: the cluster is not ready"}
         targets = [peer_id] if peer_id is not None else [s for s in [self.config.id, *self.links] if s != primary]
         try:
-            cluster = parse(await cluster_text(primary), f"cluster (server {primary})")
+            cluster = parse(await backup_text(primary), f"cluster (server {primary}'s backup)")
             out = []
             for target in sorted(targets):
-                result = diff(parse(await cluster_text(target), f"server {target}"), cluster, Scope.CLUSTER)
+                result = diff(parse(await backup_text(target), f"server {target}'s backup"), cluster, Scope.CLUSTER)
                 out.append({"server": target, "differences": len(result.changes),
                             "text": render_text(result) if result else "no difference\n"})
         except (LinkDown, ConfError) as error:

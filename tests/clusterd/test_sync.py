@@ -163,3 +163,34 @@ def test_a_wrong_ssh_host_key_refuses_the_transfer(cluster_factory):
     assert "host key" in failure["error"] and "refusing to send" in failure["error"]
     time.sleep(1)
     assert cluster.backup(1).read_text() == original
+
+
+def test_clusterd_diff_shows_what_a_server_would_gain_or_lose_and_sync_pushes_again(cluster_factory, capsys):
+    from clusterd.cli import main
+
+    cluster = cluster_factory([0, 1], backups={0: V1[0], 1: V1[1]}, apply_command={1: "exit 1"})
+    cluster.start_all()
+    cluster.wait("the refusal", lambda: (s := cluster.seen(0, 1)) and "apply command" in (s["error"] or "") or None, 20)
+    assert main(["-c", str(cluster.config(0)), "diff", "1"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("server 1 against the cluster (primary 0):")
+    assert "rule sw-updates-at-peak" in out and "216.229.0.50" in out
+    assert "interface" not in out, "cluster-wide sections only"
+    assert main(["-c", str(cluster.config(1)), "diff"]) == 1, "any server can ask"
+    capsys.readouterr()
+
+    assert main(["-c", str(cluster.config(1)), "sync"]) == 2
+    assert "not the primary" in capsys.readouterr().err
+    generation = cluster.status(0)["generation"]["number"]
+    assert main(["-c", str(cluster.config(0)), "sync"]) == 0
+    assert f"generation {generation + 1}" in capsys.readouterr().out
+
+
+def test_clusterd_diff_of_servers_in_sync_is_empty(cluster_factory, capsys):
+    from clusterd.cli import main
+
+    cluster = cluster_factory([0, 1], backups={0: V2[0], 1: V2[1]})
+    cluster.start_all()
+    cluster.wait("complete", lambda: cluster.complete() or None, 20)
+    assert main(["-c", str(cluster.config(0)), "diff"]) == 0
+    assert "no difference" in capsys.readouterr().out
