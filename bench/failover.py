@@ -18,15 +18,13 @@ import argparse
 import re
 import signal
 import statistics
-import sys
 import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.clusterd.harness import Cluster  # noqa: E402
+from clusterd.local import Cluster  # noqa: E402
 
 CLAIM = re.compile(r"^(\S+ \S+) clusterd\[1\] INFO: server 1 is primary in epoch (\d+)$", re.M)
 

@@ -34,8 +34,8 @@ from .config import ClusterConfig, Peer
 from .membership import Membership, PeerView, Role
 from .protocol import MAX_FRAME, BadMessage, OversizedFrame, encode, read_frame
 from .sync import (
-    NONE, Generation, Snapshot, Store, SyncError, SyncState, apply_generation, merge_edit, next_generation,
-    snapshot, write_backup,
+    NONE, Generation, Snapshot, Store, SyncError, SyncState, apply_generation, file_stamp, merge_edit,
+    next_generation, snapshot, write_backup,
 )
 
 log = logging.getLogger("clusterd")
@@ -363,14 +363,15 @@ class Daemon:
         while True:
             try:
                 self._settle(self.membership.expire(time.monotonic()))
-                await self.refresh_live()
+                if not self.applying:
+                    await self.refresh_live()
                 if self.role() is Role.PRIMARY:
                     self._primary_sync()
                 elif self.role() is Role.SECONDARY:
                     self._secondary_sync()
             except Exception:  # a bug here must not stop heartbeats; it is logged with its traceback
                 log.exception("tick failed")
-            await asyncio.sleep(self.config.timing.heartbeat / 2)
+            await asyncio.sleep(min(self.config.timing.heartbeat / 2, 0.1))
 
     async def _serve_channel(self, process: asyncssh.SSHServerProcess) -> None:
         owner = process.get_extra_info("connection").get_owner()
@@ -419,20 +420,25 @@ class Daemon:
 
     # -- the live backup ------------------------------------------------
 
-    async def refresh_live(self, force: bool = False) -> None:
+    async def refresh_live(self, force: bool = False, known: tuple[Snapshot, tuple[int, int]] | None = None) -> None:
         """Re-read the live backup when it changed (size and mtime), and fully every drift interval.
 
         Parsing runs in a thread (a 100,000-line backup takes about a second,
         which must not hold up heartbeats), one read at a time, so a slow
-        read of an older file never overwrites a newer one.
+        read of an older file never overwrites a newer one. ``known`` is the
+        backup as the daemon itself just wrote it, with the stamp of that write.
         """
         async with self._live_lock:
             now = time.monotonic()
             if now - self._last_full_check >= self.config.timing.drift:
                 force, self._last_full_check = True, now
+            if known is not None:
+                self.live, self._live_stat = known
+                self.live_error = None
+                self.nudge()
+                return
             try:
-                stat = self.config.backup.stat()
-                key = (stat.st_mtime_ns, stat.st_size)
+                key = file_stamp(self.config.backup.stat())
             except OSError as error:
                 self._live_problem(f"cannot read the live backup {self.config.backup}: {error.strerror}")
                 return
@@ -496,8 +502,10 @@ class Daemon:
         config = self.config
         target = transfer.Target(peer.address, peer.ssh_port, config.ssh.user, config.identity, config.known_hosts)
         name = f"generation-{generation.number}-{generation.epoch}.conf"
+        started = time.monotonic()
         try:
             push.sent_bytes = await transfer.push(target, inbox, name, text.encode("utf-8"))
+            copied = time.monotonic()
             link = self.links.get(peer.id)
             if link is None:
                 raise LinkDown(f"server {peer.id} is no longer a peer")
@@ -513,8 +521,10 @@ class Daemon:
             current, committed = self.store.current()
             if current == generation and not committed:
                 self.store.commit(generation, True)
+            done = time.monotonic()
             self.events.add(f"server {peer.id} applied generation {generation.number}"
-                            + ("" if reply.get("written") else " (its backup already held it)"))
+                            + ("" if reply.get("written") else " (its backup already held it)")
+                            + f" in {done - started:.2f} s (copy {copied - started:.2f} s, {push.sent_bytes} bytes)")
         except (transfer.TransferError, SyncError, LinkDown) as error:
             push.failures += 1
             push.retry_at = time.monotonic() + min(0.5 * 2 ** push.failures, config.timing.drift)
@@ -627,7 +637,7 @@ class Daemon:
             return {"ok": False, "error": f"bad file name {name!r}"}
         path = self.store.inbox / name
         async with self.sync_lock:
-            await self.refresh_live(force=True)
+            await self.refresh_live()
             if self.edit_pending():
                 path.unlink(missing_ok=True)
                 return {"ok": False, "error": "a local edit is on its way to the primary; it goes first"}
@@ -637,7 +647,7 @@ class Daemon:
             try:
                 text = path.read_bytes().decode("utf-8")
                 applied = await asyncio.to_thread(apply_generation, self.store, self.config.backup, text, generation,
-                                                  self.config.apply_command)
+                                                  self.config.apply_command, self.live)
             except (SyncError, OSError, UnicodeDecodeError) as error:
                 reason = str(error) if isinstance(error, SyncError) else f"cannot read the transferred file: {error}"
                 self.apply_error = reason
@@ -648,7 +658,7 @@ class Daemon:
                 path.unlink(missing_ok=True)
             self.generation, self.apply_error, self.sent_digest = applied.generation, None, None
             m.generation = applied.generation.number
-            await self.refresh_live(force=True)
+            await self.refresh_live(known=(applied.live, applied.stamp))
             self.events.add(f"applied generation {generation.number} from server {sender}"
                             + ("" if applied.written else " (the backup already held it)"))
             self.nudge()

@@ -126,9 +126,19 @@ class Membership:
     def up(self) -> set[int]:
         return {self.me} | {p.id for p in self.peers.values() if p.up}
 
+    @property
+    def discovery(self) -> float:
+        """How long a new server listens before taking a role, unless it has heard every peer sooner.
+
+        Longer than the detection time: servers booting together (a power cut,
+        a cold start) are slow to answer, and a server that claimed before a
+        lower id was heard would hand the cluster a configuration for nothing.
+        """
+        return max(2 * self.detection, 3.0)
+
     def discovering(self, now: float) -> bool:
         heard = all(p.last > -math.inf for p in self.peers.values())
-        return not heard and now - self.started < self.detection
+        return not heard and now - self.started < self.discovery
 
     def role(self, now: float) -> Role:
         if self.primary == self.me:

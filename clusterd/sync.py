@@ -20,7 +20,7 @@ import json
 import os
 import shlex
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
@@ -29,6 +29,7 @@ from confmerge.files import read_text, write_atomic
 from confmerge.merge import Conflict, adopt, cluster_digest, cluster_part, merge
 from confmerge.parser import parse
 from confmerge.render import render
+from confmerge.tree import Config
 
 HISTORY = 20
 """Generations kept as bases for three-way merges of late edits."""
@@ -73,18 +74,26 @@ def sha256(text: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """A live backup as the daemon sees it: its text and its cluster-wide part."""
+    """A live backup as the daemon sees it: its text, its cluster-wide part, and the tree they came from."""
 
     text: str
     cluster: str
     digest: str
+    config: Config | None = field(default=None, compare=False, repr=False)
+    """Kept so that applying a generation does not parse the backup again (the engine never mutates a tree)."""
 
 
 def snapshot(backup: Path) -> Snapshot:
     """Read and parse the live backup; :class:`ConfError` if it is not valid."""
-    text = read_text(backup)
-    config = parse(text, str(backup))
-    return Snapshot(text, cluster_part(config), cluster_digest(config))
+    return snapshot_of(read_text(backup), backup)
+
+
+def snapshot_of(text: str, backup: Path) -> Snapshot:
+    return _snapshot(text, parse(text, str(backup)))
+
+
+def _snapshot(text: str, config: Config) -> Snapshot:
+    return Snapshot(text, cluster_part(config), cluster_digest(config), config)
 
 
 class Store:
@@ -190,11 +199,18 @@ class Applied:
     generation: Generation
     written: bool
     """False when the backup already held the configuration in normal form (nothing was touched)."""
+    live: Snapshot
+    """The live backup as it now is (saves the daemon parsing it again)."""
+    stamp: tuple[int, int]
+    """Its mtime and size as this apply left them: a later edit differs."""
 
 
 def apply_generation(store: Store, backup: Path, text: str, generation: Generation,
-                     apply_command: str | None) -> Applied:
-    """Verify, adopt, check, write atomically (previous kept), run the apply command; undo on its failure."""
+                     apply_command: str | None, live: Snapshot | None = None) -> Applied:
+    """Verify, adopt, check, write atomically (previous kept), run the apply command; undo on its failure.
+
+    ``live`` is the backup as last read; its tree is used if the file still holds that text.
+    """
     if sha256(text) != generation.sha256:
         raise SyncError(f"hash mismatch: generation {generation.number} has sha256 {generation.sha256[:12]}..., "
                         f"received {sha256(text)[:12]}...; not applied")
@@ -202,21 +218,25 @@ def apply_generation(store: Store, backup: Path, text: str, generation: Generati
     if generation.older_than(current):
         raise SyncError(f"generation {generation.number} (epoch {generation.epoch}) is older than "
                         f"generation {current.number} (epoch {current.epoch}) held here; not applied")
+    stamp = file_stamp(os.stat(backup))
     old_text = read_text(backup)
-    server = parse(old_text, str(backup))
-    cluster = parse(text, f"generation {generation.number}")
-    if cluster_digest(cluster) != generation.digest:
-        raise SyncError(f"generation {generation.number} does not match its digest; not applied")
-    written = cluster_digest(server) != generation.digest
-    if written:
-        try:
-            new_text = render(adopt(server, cluster))
-        except ConfError as error:
-            raise SyncError(f"the adopted backup would not be valid: {error.diagnostics[0]}") from None
-        write_backup(store, backup, old_text, new_text, apply_command, generation)
+    if live is None or live.config is None or live.text != old_text:
+        live = snapshot_of(old_text, backup)
+    if live.digest == generation.digest:
+        store.save(generation, text, committed=True)
+        store.record(generation)
+        return Applied(generation, False, live, stamp)
+    assert live.config is not None
+    try:
+        result = adopt(live.config, parse(text, f"generation {generation.number}"))
+    except ConfError as error:
+        raise SyncError(f"the adopted backup would not be valid: {error.diagnostics[0]}") from None
+    new_text = render(result)
+    stamp = write_backup(store, backup, old_text, new_text, apply_command, generation)
     store.save(generation, text, committed=True)
     store.record(generation)
-    return Applied(generation, written)
+    # adopt's contract: the result holds the generation's cluster-wide content in normal form
+    return Applied(generation, True, Snapshot(new_text, cluster_part(result), generation.digest, result), stamp)
 
 
 def run_apply_command(command: str | None, backup: Path, generation: Generation) -> None:
@@ -236,16 +256,21 @@ def run_apply_command(command: str | None, backup: Path, generation: Generation)
                         "the previous backup is back")
 
 
+def file_stamp(status: os.stat_result) -> tuple[int, int]:
+    return (status.st_mtime_ns, status.st_size)
+
+
 def write_backup(store: Store, backup: Path, old_text: str, new_text: str, apply_command: str | None,
-                 generation: Generation) -> None:
+                 generation: Generation) -> tuple[int, int]:
     """Replace the live backup and load it; if loading fails, the previous file is put back.
 
     The previous backup stays in the store either way, for the operator.
     """
     write_atomic(store.root / "previous.conf", old_text)
-    write_atomic(backup, new_text)
+    stamp = file_stamp(write_atomic(backup, new_text))
     try:
         run_apply_command(apply_command, backup, generation)
     except SyncError:
         write_atomic(backup, old_text)
         raise
+    return stamp

@@ -32,13 +32,15 @@ def read_text(path: Path) -> str:
         raise ConfError([Diagnostic("error", line, column, "not UTF-8 text (is this a BQN backup?)", str(path))]) from None
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> os.stat_result:
     """Write ``text`` so that ``path`` holds either the old content or all the new.
 
     Temp file in the same directory, fsync, rename, then fsync the directory.
     ``newline=""`` keeps each line's own ending. The file keeps the mode of the
     one it replaces, and a new one gets what the umask allows (``mkstemp``
-    alone would leave every output readable by its owner only).
+    alone would leave every output readable by its owner only). Returns the
+    written file's status as it was written: a watcher can tell a later
+    change by someone else from its own write.
     """
     directory = path.parent if str(path.parent) else Path(".")
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
@@ -48,6 +50,7 @@ def write_atomic(path: Path, text: str) -> None:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+            written = os.fstat(handle.fileno())
         os.replace(temp, path)
     except BaseException:
         try:
@@ -58,11 +61,12 @@ def write_atomic(path: Path, text: str) -> None:
     try:
         dir_fd = os.open(directory, os.O_RDONLY)
     except OSError:
-        return
+        return written
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+    return written
 
 
 def _mode_for(path: Path) -> int:

@@ -44,3 +44,10 @@ def test_unreadable_input_is_a_plain_error(tmp_path: Path):
     assert str(caught.value).endswith("bin.conf:2:10: error: not UTF-8 text (is this a BQN backup?)")
     with pytest.raises(ConfError, match="no such file"):
         read_text(tmp_path / "missing.conf")
+
+
+def test_write_atomic_returns_the_status_the_file_was_written_with(tmp_path):
+    path = tmp_path / "out.conf"
+    written = write_atomic(path, "hostname bqn0\n")
+    now = path.stat()
+    assert (written.st_mtime_ns, written.st_size, written.st_ino) == (now.st_mtime_ns, now.st_size, now.st_ino)

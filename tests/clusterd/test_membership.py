@@ -17,9 +17,16 @@ def node(me: int, peers: list[int], now: float = 0.0, epoch: int = 0) -> Members
 def test_a_new_server_listens_before_it_takes_any_role():
     m = node(0, [1, 2])
     assert m.evaluate(0.5) is None
-    assert m.role(0.5) is Role.JOINING
-    assert m.evaluate(1.6) == 1
-    assert m.role(1.6) is Role.PRIMARY
+    assert m.role(2.9) is Role.JOINING
+    assert m.evaluate(3.1) == 1
+    assert m.role(3.1) is Role.PRIMARY
+
+
+def test_a_new_server_that_has_heard_every_peer_does_not_wait():
+    m = node(0, [1, 2])
+    m.heartbeat(beat(1), 0.1)
+    m.heartbeat(beat(2), 0.2)
+    assert m.evaluate(0.2) == 1
 
 
 def test_the_lowest_id_up_claims_once_it_has_heard_everyone():

@@ -1,0 +1,178 @@
+"""A cluster of ``clusterd run`` processes on 127.0.0.x: what ``clusterd demo``, the tests and the benchmarks run.
+
+Every server gets a directory with its cluster file, state directory and live
+backup; keys are made before the start and each server trusts the others
+(as ``clusterd add-peer`` on both sides would leave it), and each runs the
+embedded SSH server unless told otherwise. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from . import keys
+from .cli import Trouble, ask
+from .config import load
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+"""The repository's fixtures (an editable install, as the README's Quick start makes)."""
+
+
+def free_base(count: int, span: int = 300, prefer: int | None = None) -> int:
+    """A port base whose control ports (base+id) and SSH ports (base+span+id) are free on every address used."""
+    for attempt in range(200):
+        base = prefer if attempt == 0 and prefer is not None else random.randrange(20000, 60000)
+        try:
+            for i in range(count):
+                for port in (base + i, base + span + i):
+                    with socket.socket() as s:
+                        s.bind((f"127.0.0.{i + 1}", port))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError("no free port range on loopback")
+
+
+class Cluster:
+    FIXTURES = FIXTURES
+
+    def __init__(self, root: Path, ids: list[int], backups: dict[int, str] | None = None,
+                 heartbeat: float = 0.2, missed: int = 3, hold: float = 1.0, drift: float = 60.0,
+                 apply_command: dict[int, str] | None = None, serve: bool | set[int] = True,
+                 port_base: int | None = None) -> None:
+        self.root = root
+        self.ids = ids
+        self.base = free_base(max(ids) + 1, prefer=port_base)
+        self.processes: dict[int, subprocess.Popen] = {}
+        self.node_keys = {}
+        self.host_keys = {}
+        for i in ids:
+            state = self.dir(i) / "state"
+            state.mkdir(parents=True)
+            self.node_keys[i] = keys.load_or_create(state / "node_key")
+            self.host_keys[i] = keys.load_or_create(state / "ssh_host_key")
+            text = (backups or {}).get(i) or (FIXTURES / "bqn1-v1.conf").read_text().replace("bqn-id 1", f"bqn-id {i}")
+            (self.dir(i) / "bqn.conf").write_text(text)
+        for i in ids:
+            peers = "\n".join(
+                f"  - id: {j}\n    address: {self.address(j)}\n    ssh-port: {self.ssh_port(j)}\n"
+                f"    key: {keys.public_line(self.node_keys[j])}" for j in ids if j != i)
+            command = (apply_command or {}).get(i, "")
+            self.config(i).write_text(
+                f"# test server {i}\nid: {i}\naddress: {self.address(i)}\nssh-port: {self.ssh_port(i)}\n"
+                f"port-base: {self.base}\nstate-dir: state\nbackup: bqn.conf\napply-command: {command!r}\n"
+                f"ssh:\n  serve: {'true' if (i in serve if isinstance(serve, set) else serve) else 'false'}\n"
+                f"timing:\n  heartbeat: {heartbeat}\n  missed: {missed}\n  hold: {hold}\n  drift: {drift}\n"
+                f"peers:\n{peers}\n" if peers else "peers: []\n")
+            for j in ids:
+                if j != i:
+                    keys.add_known_host(self.dir(i) / "state" / "known_hosts", self.address(j), self.ssh_port(j),
+                                        self.host_keys[j])
+
+    def dir(self, i: int) -> Path:
+        return self.root / f"server{i}"
+
+    def config(self, i: int) -> Path:
+        return self.dir(i) / "cluster.yaml"
+
+    def backup(self, i: int) -> Path:
+        return self.dir(i) / "bqn.conf"
+
+    @staticmethod
+    def address(i: int) -> str:
+        return f"127.0.0.{i + 1}"
+
+    def ssh_port(self, i: int) -> int:
+        return self.base + 300 + i
+
+    def start(self, i: int) -> None:
+        log = open(self.dir(i) / "clusterd.log", "ab")
+        self.processes[i] = subprocess.Popen(
+            [sys.executable, "-m", "clusterd", "-c", str(self.config(i)), "run"],
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def start_all(self) -> None:
+        for i in self.ids:
+            self.start(i)
+
+    def kill(self, i: int) -> None:
+        process = self.processes.pop(i)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+
+    def stop_all(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+        self.processes.clear()
+
+    def edit(self, i: int, old: str, new: str) -> None:
+        """Change server i's live backup as an operator would, in one atomic step."""
+        from confmerge.files import write_atomic
+
+        text = self.backup(i).read_text()
+        assert text.count(old) == 1, f"{old!r} must occur once in server {i}'s backup"
+        write_atomic(self.backup(i), text.replace(old, new))
+
+    def digest(self, i: int) -> str:
+        from confmerge.merge import cluster_digest
+        from confmerge.parser import parse
+
+        return cluster_digest(parse(self.backup(i).read_text(), str(self.backup(i))))
+
+    def status(self, i: int) -> dict[str, Any] | None:
+        if i not in self.processes:
+            return None
+        try:
+            return ask(load(self.config(i)), {"type": "status"}, timeout=5)["status"]
+        except (Trouble, KeyError):
+            return None
+
+    def seen(self, i: int, j: int) -> dict[str, Any] | None:
+        """Server j as server i's status shows it (None while i does not answer)."""
+        status = self.status(i)
+        return next((s for s in status["servers"] if s["id"] == j), None) if status else None
+
+    def log(self, i: int) -> str:
+        path = self.dir(i) / "clusterd.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def logs(self) -> str:
+        return "\n".join(f"--- server {i} ---\n{self.log(i)[-4000:]}" for i in self.ids)
+
+    def wait(self, what: str, predicate: Callable[[], Any], timeout: float = 20.0, every: float = 0.05) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value is not None and value is not False:
+                return value
+            time.sleep(every)
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{self.logs()}")
+
+    def primaries(self) -> dict[int, int]:
+        """Each running server's view: id -> the primary it reports (None: none)."""
+        return {i: (s or {}).get("primary") for i in self.processes if (s := self.status(i)) is not None}
+
+    def agreed_primary(self) -> int | None:
+        views = [self.status(i) for i in self.processes]
+        if any(v is None or v["state"] != "ready" for v in views):
+            return None
+        primaries = {v["primary"] for v in views}
+        return primaries.pop() if len(primaries) == 1 else None
+
+    def complete(self) -> bool:
+        views = [self.status(i) for i in self.processes]
+        return all(v is not None and v["status"] == "complete" for v in views)

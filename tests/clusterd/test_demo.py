@@ -1,0 +1,24 @@
+"""``clusterd demo`` as a new user runs it: it narrates, stops by itself, and leaves nothing running."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_the_demo_unifies_distributes_an_edit_fails_over_and_stops(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "clusterd", "demo", "--keep", str(tmp_path / "demo")],
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    for step in ("three BQN servers", "ready and complete after", "cluster-wide entries changed to the cluster's",
+                 "0 of its own", "192.0.2.123", "on every server after", "server 1 is primary after",
+                 "server 0 is primary again", "every daemon stopped"):
+        assert step in out, step
+    assert "status complete" in out.rsplit("server 0 comes back", 1)[1]
+    for i in (0, 1, 2):
+        text = (tmp_path / "demo" / f"server{i}" / "bqn.conf").read_text()
+        assert "server 192.0.2.123" in text and "rule sw-updates-at-peak" in text
+        assert f"hostname bqn{i}" in text
+    alive = subprocess.run(["pgrep", "-f", str(tmp_path / "demo")], capture_output=True)
+    assert alive.returncode == 1, "no daemon left running"
