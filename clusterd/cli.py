@@ -73,6 +73,8 @@ def ask(config: ClusterConfig, message: dict[str, Any], timeout: float = 60.0) -
         raise Trouble(f"permission denied on {path}: run as the daemon's user") from None
     except (socket.timeout, TimeoutError):
         raise Trouble(f"clusterd did not answer in {timeout:.0f} s") from None
+    except OSError as error:
+        raise Trouble(f"lost the connection to clusterd ({error.strerror or error}); is it restarting?") from None
     try:
         return json.loads(data)
     except json.JSONDecodeError:

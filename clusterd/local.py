@@ -66,11 +66,11 @@ class Cluster:
                 f"    key: {keys.public_line(self.node_keys[j])}" for j in ids if j != i)
             command = (apply_command or {}).get(i, "")
             self.config(i).write_text(
-                f"# test server {i}\nid: {i}\naddress: {self.address(i)}\nssh-port: {self.ssh_port(i)}\n"
+                f"# server {i} of a local cluster (clusterd.local)\nid: {i}\naddress: {self.address(i)}\nssh-port: {self.ssh_port(i)}\n"
                 f"port-base: {self.base}\nstate-dir: state\nbackup: bqn.conf\napply-command: {command!r}\n"
                 f"ssh:\n  serve: {'true' if (i in serve if isinstance(serve, set) else serve) else 'false'}\n"
                 f"timing:\n  heartbeat: {heartbeat}\n  missed: {missed}\n  hold: {hold}\n  drift: {drift}\n"
-                f"peers:\n{peers}\n" if peers else "peers: []\n")
+                + (f"peers:\n{peers}\n" if peers else "peers: []\n"))
             for j in ids:
                 if j != i:
                     keys.add_known_host(self.dir(i) / "state" / "known_hosts", self.address(j), self.ssh_port(j),

@@ -188,3 +188,20 @@ def test_the_guides_procedure_add_peer_on_both_sides_makes_a_cluster(tmp_path, c
             process.terminate()
         for process in processes:
             process.wait(timeout=10)
+
+
+def test_set_id_and_set_self_address_take_effect_in_the_running_daemon(cluster_factory, capsys):
+    cluster = cluster_factory([0])
+    cluster.start(0)
+    cluster.wait("running", lambda: cluster.status(0))
+    assert main(["-c", str(cluster.config(0)), "set-id", "7"]) == 0
+    assert "restarts with it" in capsys.readouterr().out
+    status = cluster.wait("server 7", lambda: (s := cluster.status(0)) and s["server"] == 7 and s or None, 15)
+    assert status["servers"][0]["id"] == 7
+    with socket.create_connection((cluster.address(0), cluster.base + 7), timeout=5):
+        pass
+    assert main(["-c", str(cluster.config(0)), "set-self-address", "127.0.0.9"]) == 0
+    cluster.wait("on the new address", lambda: (s := cluster.status(0)) and s["servers"][0]["address"] == "127.0.0.9"
+                 or None, 15)
+    with socket.create_connection(("127.0.0.9", cluster.base + 7), timeout=5):
+        pass
