@@ -516,6 +516,9 @@ class Daemon:
             })
             if not reply["ok"]:
                 raise SyncError(str(reply.get("error", "refused")))
+            if (reply.get("sha256"), reply.get("digest")) != (generation.sha256, generation.digest):
+                raise SyncError(f"server {peer.id} confirmed sha256 {str(reply.get('sha256'))[:12]} and digest "
+                                f"{str(reply.get('digest'))[:12]}, not generation {generation.number}'s")
             push.confirmed, push.confirmed_at = generation, time.monotonic()
             push.failures, push.error = 0, None
             current, committed = self.store.current()
@@ -662,7 +665,8 @@ class Daemon:
             self.events.add(f"applied generation {generation.number} from server {sender}"
                             + ("" if applied.written else " (the backup already held it)"))
             self.nudge()
-            return {"ok": True, "written": applied.written, "digest": self.live.digest if self.live else ""}
+            return {"ok": True, "written": applied.written, "sha256": applied.generation.sha256,
+                    "digest": applied.live.digest}
 
     # -- status ---------------------------------------------------------
 

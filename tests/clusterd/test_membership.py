@@ -102,3 +102,83 @@ def test_a_server_behind_on_generations_does_not_claim_when_a_peer_is_ahead():
     m2.heartbeat(beat(1, 1, 0, sees=[1, 2], generation=3), 0.1)
     m2.lost(0, 1.0)
     assert m2.evaluate(1.0) == 2
+
+
+# ---------------------------------------------------------------------------
+# The election as a whole: a simulated cluster under random kills and restarts
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+IDS = [0, 1, 2, 3]
+STEP = 0.5
+
+
+def heartbeat_of(m: Membership, now: float) -> dict:
+    return beat(m.me, m.epoch, m.primary, sees=sorted(m.up), generation=m.generation) | {"uptime": now - m.started}
+
+
+class SimulatedCluster:
+    """Servers exchanging heartbeats instantly; a kill closes connections, as a killed process's kernel does.
+
+    A server killed right after a claim may not have announced it, and the
+    next claimant can take the same epoch number: the property is about
+    servers that are up at the same moment, as the issue states it.
+    """
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.saved_epoch = {i: 0 for i in IDS}
+        self.nodes: dict[int, Membership] = {}
+        self.doubles: list[tuple[float, int, set[int]]] = []
+
+    def start(self, i: int) -> None:
+        if i not in self.nodes:
+            self.nodes[i] = node(i, [p for p in IDS if p != i], self.now, self.saved_epoch[i])
+
+    def kill(self, i: int) -> None:
+        if self.nodes.pop(i, None) is not None:
+            for other in self.nodes.values():
+                other.lost(i, self.now)
+
+    def step(self) -> None:
+        self.now += STEP
+        for sender in list(self.nodes.values()):
+            message = heartbeat_of(sender, self.now)
+            for receiver in self.nodes.values():
+                if receiver is not sender:
+                    receiver.heartbeat(message, self.now)
+        for m in self.nodes.values():
+            m.expire(self.now)
+            m.evaluate(self.now)
+            self.saved_epoch[m.me] = m.epoch
+        claims: dict[int, set[int]] = {}
+        for m in self.nodes.values():
+            if m.primary == m.me:
+                claims.setdefault(m.epoch, set()).add(m.me)
+        self.doubles += [(self.now, epoch, who) for epoch, who in claims.items() if len(who) > 1]
+
+
+events = st.lists(st.tuples(st.sampled_from(["kill", "start", "wait"]), st.sampled_from(IDS)), max_size=25)
+
+
+@settings(max_examples=150, deadline=None)
+@given(events)
+def test_one_primary_per_epoch_and_in_the_end_the_lowest_id_up(script):
+    cluster = SimulatedCluster()
+    for i in IDS:
+        cluster.start(i)
+    for action, target in script:
+        if action == "kill":
+            cluster.kill(target)
+        elif action == "start":
+            cluster.start(target)
+        cluster.step()
+    for _ in range(20):
+        cluster.step()
+    assert not cluster.doubles, "two servers up at once claimed one epoch"
+    if cluster.nodes:
+        lowest = min(cluster.nodes)
+        assert {m.primary for m in cluster.nodes.values()} == {lowest}
+        assert all(m.role(cluster.now) is (Role.PRIMARY if m.me == lowest else Role.SECONDARY)
+                   for m in cluster.nodes.values())
