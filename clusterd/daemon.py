@@ -241,6 +241,7 @@ class Daemon:
         self.store = Store(config.state_dir)
         self.store.clear_inbox()
         self.generation = self.store.forget_uncommitted()
+        self.generation_text = self.store.text(self.generation.number) if self.generation != NONE else None
         now = time.monotonic()
         self.membership = Membership.start(
             config.id, [p.id for p in config.peers], config.timing.detection, config.timing.hold, now,
@@ -267,6 +268,7 @@ class Daemon:
         self.stopping = asyncio.Event()
         self.restart = False
         self._servers: list[Any] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._epoch_saved = self.membership.epoch
 
     # -- lifecycle ------------------------------------------------------
@@ -306,6 +308,12 @@ class Daemon:
 
     def stop(self) -> None:
         self.stopping.set()
+
+    def spawn(self, work: Any) -> None:
+        """Run a coroutine in the background, holding a reference (the event loop keeps only weak ones)."""
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _start_socket(self) -> asyncio.AbstractServer:
         path = self.config.socket
@@ -395,7 +403,7 @@ class Daemon:
                         continue
                     self._settle(self.membership.heartbeat(message, time.monotonic()))
                 elif kind in ("apply", "edit", "fetch"):
-                    asyncio.create_task(self._answer(message, peer_id, process.stdout))
+                    self.spawn(self._answer(message, peer_id, process.stdout))
                 else:
                     log.warning("server %d: dropped a %s message on the control channel", peer_id, kind)
         except (asyncio.IncompleteReadError, asyncssh.Error, ConnectionError, BrokenPipeError):
@@ -466,7 +474,7 @@ class Daemon:
             return
         if self.live.digest != self.generation.digest or self.membership.newest_generation() > self.generation.number:
             self._new_generation()
-        text = self.store.text(self.generation.number)
+        text = self.generation_text
         if text is None:
             return
         now = time.monotonic()
@@ -483,7 +491,7 @@ class Daemon:
             if confirmed:
                 continue
             push.running = True
-            asyncio.create_task(self._push(peer, self.generation, text, view.inbox))
+            self.spawn(self._push(peer, self.generation, text, view.inbox))
 
     def _new_generation(self) -> None:
         assert self.live is not None
@@ -492,7 +500,7 @@ class Daemon:
                                      self.membership.epoch, self.live)
         self.store.save(generation, self.live.cluster, committed=lone)
         self.store.record(generation)
-        self.generation = generation
+        self.generation, self.generation_text = generation, self.live.cluster
         self.membership.generation = generation.number
         self.events.add(f"generation {generation.number} (epoch {generation.epoch}, sha256 {generation.sha256[:12]})")
         self.nudge()
@@ -603,7 +611,7 @@ class Daemon:
         if view is None or not view.up:
             return
         self.edit_in_flight = True
-        asyncio.create_task(self._send_edit(self.links[primary], self.live))
+        self.spawn(self._send_edit(self.links[primary], self.live))
 
     async def _send_edit(self, link: PeerLink, live: Snapshot) -> None:
         try:
@@ -630,11 +638,11 @@ class Daemon:
                          f"the cluster is in epoch {m.epoch}")
             self._settle(False)
             return {"ok": False, "error": f"stale epoch {message['epoch']} (this server knows {m.epoch})"}
-        if message["epoch"] > m.epoch or m.primary != sender:
-            if m.primary == self.config.id and message["epoch"] <= m.epoch:
-                return {"ok": False, "error": "this server is the primary of the epoch"}
-            m.epoch, m.primary = max(message["epoch"], m.epoch), sender
+        if message["epoch"] > m.epoch or (message["epoch"] == m.epoch and m.primary is None):
+            m.epoch, m.primary = message["epoch"], sender
             self._settle(True)
+        elif m.primary != sender:
+            return {"ok": False, "error": f"server {m.primary} is the primary of epoch {m.epoch}, not server {sender}"}
         name = message["name"]
         if not _NAME.match(name):
             return {"ok": False, "error": f"bad file name {name!r}"}
@@ -659,7 +667,8 @@ class Daemon:
             finally:
                 self.applying = False
                 path.unlink(missing_ok=True)
-            self.generation, self.apply_error, self.sent_digest = applied.generation, None, None
+            self.generation, self.generation_text = applied.generation, text
+            self.apply_error, self.sent_digest = None, None
             m.generation = applied.generation.number
             await self.refresh_live(known=(applied.live, applied.stamp))
             self.events.add(f"applied generation {generation.number} from server {sender}"
