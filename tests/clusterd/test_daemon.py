@@ -205,3 +205,15 @@ def test_set_id_and_set_self_address_take_effect_in_the_running_daemon(cluster_f
                  or None, 15)
     with socket.create_connection(("127.0.0.9", cluster.base + 7), timeout=5):
         pass
+
+
+def test_a_second_daemon_on_the_same_cluster_file_stops_with_a_plain_error(cluster_factory):
+    cluster = cluster_factory([0])
+    cluster.start(0)
+    cluster.wait("running", lambda: cluster.status(0))
+    second = subprocess.run([sys.executable, "-m", "clusterd", "-c", str(cluster.config(0)), "run"],
+                            capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert second.returncode == 2
+    assert "cannot listen" in second.stderr and "address already in use" in second.stderr
+    assert "Traceback" not in second.stderr
+    assert cluster.status(0) is not None, "the first one still answers"
