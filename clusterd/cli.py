@@ -181,6 +181,8 @@ def _add_peer_arguments(p: argparse.ArgumentParser) -> None:
     trust.add_argument("--fingerprint", help="the peer key's expected SHA256 fingerprint (from clusterd init there)")
     trust.add_argument("--key", help="the peer's public key line, when it cannot be reached now")
     trust.add_argument("--yes", action="store_true", help="trust the keys shown without asking")
+    p.add_argument("--ssh-fingerprint", help="the SSH host key's expected SHA256 fingerprint (ssh-keygen -lf on "
+                   "the peer's host key); without it the key is recorded on first use, as ssh-keyscan would")
 
 
 def _fetch_key(address: str, port: int, what: str) -> asyncssh.SSHKey:
@@ -230,13 +232,19 @@ def add_peer(args: argparse.Namespace) -> int:
         key_line = keys.public_line(key)
     try:
         ssh_key = asyncio.run(_host_key(args.address, args.ssh_port))
-        print(f"its SSH server {args.address}:{args.ssh_port} has host key {keys.fingerprint(ssh_key)}; "
-              f"recorded in {config.known_hosts}")
-        keys.add_known_host(config.known_hosts, args.address, args.ssh_port, ssh_key)
     except (OSError, asyncssh.Error, TimeoutError) as error:
+        ssh_key = None
         print(f"warning: cannot read the SSH host key at {args.address}:{args.ssh_port} "
               f"({getattr(error, 'strerror', None) or error}); transfers to it fail until it is in {config.known_hosts}",
               file=sys.stderr)
+    if ssh_key is not None:
+        ssh_fingerprint = keys.fingerprint(ssh_key)
+        if args.ssh_fingerprint and args.ssh_fingerprint.strip() != ssh_fingerprint:
+            raise Trouble(f"the SSH server {args.address}:{args.ssh_port} offers host key {ssh_fingerprint}, "
+                          f"not {args.ssh_fingerprint}; nothing recorded")
+        keys.add_known_host(config.known_hosts, args.address, args.ssh_port, ssh_key)
+        print(f"its SSH server {args.address}:{args.ssh_port} has host key {ssh_fingerprint}"
+              f"{' (as given)' if args.ssh_fingerprint else ''}; recorded in {config.known_hosts}")
     config_module.edit(args.config, lambda doc: config_module.set_peer(
         doc, Peer(args.id, args.address, args.ssh_port, key_line)))
     print(f"added server {args.id} ({args.address}, ssh port {args.ssh_port}) to {args.config}")

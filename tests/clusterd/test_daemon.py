@@ -173,6 +173,11 @@ def test_the_guides_procedure_add_peer_on_both_sides_makes_a_cluster(tmp_path, c
                      "--ssh-port", str(base + 301), "--fingerprint", wrong]) == 2
         assert "not trusted" in capsys.readouterr().err
         assert main(["-c", str(configs[0]), "add-peer", "--id", "1", "--address", "127.0.0.2",
+                     "--ssh-port", str(base + 301), "--fingerprint", fingerprints[1],
+                     "--ssh-fingerprint", wrong]) == 2
+        assert "nothing recorded" in capsys.readouterr().err
+        assert "peers: []" in configs[0].read_text()
+        assert main(["-c", str(configs[0]), "add-peer", "--id", "1", "--address", "127.0.0.2",
                      "--ssh-port", str(base + 301), "--fingerprint", fingerprints[1]]) == 0
         out = capsys.readouterr().out
         assert f"has key {fingerprints[1]}" in out and "picked it up" in out
