@@ -87,13 +87,15 @@ class Membership:
         peer.digest, peer.state, peer.inbox = message["digest"], message["state"], message["inbox"]
         peer.edit = message["edit"]
         claim = message["primary"]
-        if claim is None:
-            return changed
         if message["epoch"] > self.epoch:
             if self.primary == self.me and claim != self.me:
-                self.log.append(f"server {claim} is primary in epoch {message['epoch']}; this server steps down")
+                self.log.append(f"server {claim} is primary in epoch {message['epoch']}; this server steps down"
+                                if claim is not None else
+                                f"server {peer.id} knows epoch {message['epoch']}; this server's term is over")
             self.epoch, self.primary = message["epoch"], claim
             return True
+        if claim is None:
+            return changed
         if message["epoch"] == self.epoch and claim != self.primary:
             if self.primary is None or claim < self.primary:
                 if self.primary == self.me:

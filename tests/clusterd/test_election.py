@@ -64,7 +64,7 @@ def test_lowest_id_is_primary_then_the_next_lowest_after_kill_then_the_old_prima
         claims = watch.stop()
     doubles = {epoch: who for epoch, who in claims.items() if len(who) > 1}
     assert not doubles, f"two primaries in one epoch: {doubles}"
-    assert len(claims) >= 3, claims
+    assert len(claims) >= 2, f"the watch saw the failover and the retake: {claims}"
 
 
 def test_a_flapping_lower_id_does_not_take_the_role(cluster_factory):

@@ -162,7 +162,7 @@ class SimulatedCluster:
 events = st.lists(st.tuples(st.sampled_from(["kill", "start", "wait"]), st.sampled_from(IDS)), max_size=25)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(events)
 def test_one_primary_per_epoch_and_in_the_end_the_lowest_id_up(script):
     cluster = SimulatedCluster()
@@ -182,3 +182,14 @@ def test_one_primary_per_epoch_and_in_the_end_the_lowest_id_up(script):
         assert {m.primary for m in cluster.nodes.values()} == {lowest}
         assert all(m.role(cluster.now) is (Role.PRIMARY if m.me == lowest else Role.SECONDARY)
                    for m in cluster.nodes.values())
+
+
+def test_a_higher_epoch_without_a_primary_ends_a_stale_term():
+    """Servers restarting with different saved epochs: the lowest id must claim past the highest one."""
+    zero = node(0, [3], now=0.0, epoch=2)
+    three = node(3, [0], now=0.0, epoch=5)
+    zero.heartbeat(beat(3, 5, None), 0.1)
+    three.heartbeat(beat(0, 2, None), 0.1)
+    assert zero.evaluate(0.2) == 6
+    three.heartbeat(beat(0, 6, 0), 0.3)
+    assert (three.epoch, three.primary) == (6, 0)
