@@ -288,8 +288,9 @@ def _set_id_arguments(p: argparse.ArgumentParser) -> None:
 @command("set-id", "change this server's BQN id (takes effect by reloading the daemon)", _set_id_arguments)
 def set_id(args: argparse.Namespace) -> int:
     config = _config(args)
-    if config.peer(args.id) is not None:
-        raise Trouble(f"id {args.id} belongs to a peer ({config.peer(args.id).address}); ids are unique in a cluster")
+    holder = config.peer(args.id)
+    if holder is not None:
+        raise Trouble(f"id {args.id} belongs to a peer ({holder.address}); ids are unique in a cluster")
     config_module.edit(args.config, lambda doc: doc.__setitem__("id", args.id))
     print(f"this server's id is {args.id}; its control port is {config.port_base + args.id}")
     _reload(config)

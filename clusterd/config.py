@@ -232,6 +232,7 @@ class _Reader:
             peers.append(peer)
         if self.problems:
             raise ConfError(self.problems)
+        assert state_dir is not None and backup is not None
         return ClusterConfig(
             path=self.path, id=node_id, address=address, ssh_port=ssh_port, port_base=port_base,
             state_dir=state_dir, backup=backup, apply_command=apply_command, ssh=ssh, timing=timing,

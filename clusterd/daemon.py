@@ -22,7 +22,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Coroutine
 
 import asyncssh
 
@@ -171,7 +171,7 @@ class Daemon:
     def stop(self) -> None:
         self.stopping.set()
 
-    def spawn(self, work: Any) -> None:
+    def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         """Run a coroutine in the background, holding a reference (the event loop keeps only weak ones)."""
         task = asyncio.create_task(work)
         self._tasks.add(task)
@@ -576,7 +576,7 @@ class Daemon:
             error = None
             if not up:
                 state = SyncState.DISCONNECTED
-            elif self.role() is Role.PRIMARY and push is not None:
+            elif self.role() is Role.PRIMARY and push is not None and view is not None:
                 if push.running:
                     state = SyncState.SYNCING
                 elif push.error:

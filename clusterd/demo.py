@@ -21,7 +21,6 @@ from confmerge.parser import parse
 from .cli import main as clusterd
 from .local import FIXTURES, Cluster
 
-DEFAULT = {"heartbeat": 0.5, "missed": 3, "hold": 3.0}
 NTP_EDIT = ("  server 162.159.200.1\n", "  server 162.159.200.1\n  server 192.0.2.123\n")
 
 
@@ -43,7 +42,7 @@ def run_demo(keep: Path | None = None) -> int:
         print(f"clusterd demo: {root} is not empty")
         return 2
     backups = {i: (FIXTURES / name).read_text() for i, name in enumerate(names)}
-    cluster = Cluster(root, [0, 1, 2], backups=backups, port_base=63500, **DEFAULT)
+    cluster = Cluster(root, [0, 1, 2], backups=backups, port_base=63500, heartbeat=0.5, missed=3, hold=3.0)
     started = time.monotonic()
     try:
         _say("three BQN servers, as the guide's example: ids 0, 1, 2 on 127.0.0.1-3")

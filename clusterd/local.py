@@ -162,16 +162,13 @@ class Cluster:
             time.sleep(every)
         raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{self.logs()}")
 
-    def primaries(self) -> dict[int, int]:
-        """Each running server's view: id -> the primary it reports (None: none)."""
-        return {i: (s or {}).get("primary") for i in self.processes if (s := self.status(i)) is not None}
-
     def agreed_primary(self) -> int | None:
+        """The primary every running server reports while all say ready; None otherwise."""
         views = [self.status(i) for i in self.processes]
-        if any(v is None or v["state"] != "ready" for v in views):
+        primaries = {v["primary"] for v in views if v is not None and v["state"] == "ready"}
+        if len(primaries) != 1 or len(views) != sum(v is not None and v["state"] == "ready" for v in views):
             return None
-        primaries = {v["primary"] for v in views}
-        return primaries.pop() if len(primaries) == 1 else None
+        return primaries.pop()
 
     def complete(self) -> bool:
         views = [self.status(i) for i in self.processes]
