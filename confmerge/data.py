@@ -54,5 +54,5 @@ def dump(data: Any, fmt: str, stream: TextIO = sys.stdout) -> None:
 
     yaml = YAML(typ="safe", pure=True)
     yaml.default_flow_style = False
-    yaml.sort_base_mapping_type_on_output = False
+    yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]  # ruamel types it as None
     yaml.dump(data, stream)

@@ -128,6 +128,7 @@ def _compare(old: Node, new: Node, section: Identity | None, path: tuple[Identit
     for identity, a, b in _pairs(old, new):
         where_section, where = (identity, ()) if section is None else (section, (*path, identity))
         if a is None:
+            assert b is not None
             found.append(Change(Op.ADDED, where_section, where, statement_class(b, new, inherited), None, b))
         elif b is None:
             found.append(Change(Op.REMOVED, where_section, where, statement_class(a, old, inherited), a, None))
@@ -264,7 +265,7 @@ def _words(elements: Sequence[Element], values: Iterator[Hashable]) -> Iterator[
                 if group[0] is not None:
                     yield from _words(inner, iter(group))
             elif next(values):
-                yield from (e.word for e in inner)
+                yield from (e.word for e in inner if isinstance(e, Literal))
 
 
 def entry_text(node: Node, indent: str = "  ") -> str:

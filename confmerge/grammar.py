@@ -178,4 +178,4 @@ def _blocks(items: list[Tree | Token]) -> Iterator[Block]:
 
 
 def _words(statement: Tree) -> tuple[str, ...]:
-    return tuple(unquote(str(token)) for token in statement.children if token.type != "SP")
+    return tuple(unquote(str(token)) for token in statement.children if isinstance(token, Token) and token.type != "SP")

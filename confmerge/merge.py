@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from itertools import combinations
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence, overload
 
 from .check import references, validate
 from .diff import longest_increasing, statement_class, statement_text
@@ -277,6 +277,12 @@ def _cluster_content(node: Node, parent: Node, inherited: MergeClass) -> tuple:
     return own, inside
 
 
+@overload
+def _shown(node: Node) -> str: ...
+@overload
+def _shown(node: None) -> None: ...
+@overload
+def _shown(node: Node | None) -> str | None: ...
 def _shown(node: Node | None) -> str | None:
     return node.text.strip(" ") if node is not None else None
 
@@ -311,9 +317,10 @@ def _decide_adoption(server: Node | None, cluster: Node | None, inherited: Merge
     cluster_index = cluster.index() if cluster is not None else {}
     for identity in {**dict.fromkeys(server_index), **dict.fromkeys(cluster_index)}:
         mine, theirs = server_index.get(identity), cluster_index.get(identity)
-        if mine is not None:
+        if mine is not None and server is not None:
             cls = statement_class(mine, server, inherited)
         else:
+            assert theirs is not None and cluster is not None
             cls = statement_class(theirs, cluster, inherited)
         if cls is CLUSTER:
             if theirs is None:
@@ -378,15 +385,18 @@ class _Merge:
         """
         voters = [i for i in self.priority if parents[i] is not None]
         complete = len(voters) == self.count
-        indexes = [parents[i].index() if parents[i] is not None else None for i in range(self.count)]
+        indexes = [block.index() if block is not None else None for block in parents]
+        voting = {i: index for i in voters if (index := indexes[i]) is not None}
         base_index = base.index() if base is not None else None
         found: dict[Identity, tuple[Node, Node]] = {}
         for i in voters:
-            for identity, node in indexes[i].items():
+            parent_block = parents[i]
+            assert parent_block is not None
+            for identity, node in voting[i].items():
                 if identity not in found:
-                    found[identity] = (node, parents[i])
+                    found[identity] = (node, parent_block)
         if section is None:
-            woven = _weave(list(indexes[voters[0]]), [list(indexes[i]) for i in voters[1:]])
+            woven = _weave(list(voting[voters[0]]), [list(voting[i]) for i in voters[1:]])
             found = {identity: found[identity] for identity in woven}
         decisions: list[_Decision] = []
         for identity, (example, parent) in found.items():
@@ -399,8 +409,7 @@ class _Merge:
             here = str(identity) if section is None else section
             where = () if section is None else (*path, str(identity))
             if cls is not CLUSTER:
-                holders = [node for node in nodes if node is not None]
-                if any(_has_cluster_inside(node) for node in holders):
+                if any(node is not None and _has_cluster_inside(node) for node in nodes):
                     children = self.decide(nodes, old, cls, here, where)
                     if children:
                         decisions.append(_Decision(identity, True, example, None, children, container=True))
@@ -434,8 +443,10 @@ class _Merge:
             if not holders:
                 continue
             old = self.base.root.get(target) if self.base is not None else None
+            example = nodes[holders[0]]
+            assert example is not None
             kept = self.entry(target, nodes, list(self.priority), holders, old, self.configs[holders[0]].root,
-                              UNCLASSIFIED, nodes[holders[0]].merge_class or UNCLASSIFIED, str(target), (),
+                              UNCLASSIFIED, example.merge_class or UNCLASSIFIED, str(target), (),
                               keep=f"referenced by {owner}")
             decisions[k] = kept
             self.conflicts = [
@@ -443,8 +454,8 @@ class _Merge:
                 if c.section == str(target) and c.statement is None and c.chosen is None else c
                 for c in self.conflicts
             ]
-            for i in holders:
-                pending.extend((t, str(target)) for t in _decided_references(kept, nodes[i]))
+            for holder in (node for node in nodes if node is not None):
+                pending.extend((t, str(target)) for t in _decided_references(kept, holder))
 
     def entry(self, identity: Identity, nodes: list[Node | None], voters: list[int], holders: list[int],
               old: Node | None, parent: Node, inherited: MergeClass, cls: MergeClass,
@@ -458,7 +469,7 @@ class _Merge:
         if keep is None and old is not None and len(holders) < len(voters):
             removers = [i for i in voters if nodes[i] is None]
             before = _cluster_content(old, parent, inherited)
-            modifiers = [i for i in holders if _cluster_content(nodes[i], parent, inherited) != before]
+            modifiers = [i for i in holders if _cluster_content(_held(nodes, i), parent, inherited) != before]
             if not modifiers:
                 return _Decision(identity, False, reason="three-way")
             decider = self.primary if self.primary in voters else self.first(removers + modifiers)
@@ -468,10 +479,10 @@ class _Merge:
             if chosen is None:
                 return _Decision(identity, False, reason=reason)
         source = holders[0]
-        first = nodes[source]
-        if not all(first.same_value(nodes[i]) for i in holders[1:]):
-            changers = [i for i in holders if old is None or not nodes[i].same_value(old)]
-            if old is not None and all(nodes[changers[0]].same_value(nodes[i]) for i in changers):
+        first = _held(nodes, source)
+        if not all(first.same_value(_held(nodes, i)) for i in holders[1:]):
+            changers = [i for i in holders if old is None or not _held(nodes, i).same_value(old)]
+            if old is not None and all(_held(nodes, changers[0]).same_value(_held(nodes, i)) for i in changers):
                 source = changers[0]
                 if reason != "conflict":
                     reason = "three-way"
@@ -480,7 +491,7 @@ class _Merge:
                 reason = "conflict"
                 self.conflicts.append(Conflict(section, statement, tuple(map(_shown, nodes)), _shown(nodes[source])))
         children = None
-        if (old is not None and old.children) or any(nodes[i].children for i in holders):
+        if (old is not None and old.children) or any(_held(nodes, i).children for i in holders):
             children = self.decide(nodes, old, cls, section, where)
         return _Decision(identity, True, nodes[source], self.configs[source], children, reason=reason)
 
@@ -512,6 +523,13 @@ class _Merge:
             values = tuple(_position(own, identity) if identity in own else None for own in orders)
             self.conflicts.append(Conflict(str(identity), "order", values, _position(order, identity)))
         return order, "three-way" if taken else "rule order"
+
+
+def _held(nodes: Sequence[Node | None], i: int) -> Node:
+    """The entry of input ``i``, which holds it (a holder, by the caller's selection)."""
+    node = nodes[i]
+    assert node is not None
+    return node
 
 
 def _decided_references(decision: _Decision, node: Node) -> Iterator[Identity]:
@@ -649,17 +667,18 @@ class _Output:
         if parent is None:
             for d in decisions:
                 existing = self.present.get(d.identity)
-                if existing is not None and d.present and (d.children or not existing.same_value(d.source)):
+                if (existing is not None and d.present and d.source is not None
+                        and (d.children or not existing.same_value(d.source))):
                     self.own(existing)
         for d in decisions:
             identity = d.identity
             at_root = parent is None
-            existing = self.present.get(identity) if at_root else parent.get(identity)
-            here = str(identity) if at_root else section
+            existing = self.present.get(identity) if parent is None else parent.get(identity)
+            here = str(identity) if at_root or section is None else section
             where = () if at_root else (*path, str(identity))
             statement = " / ".join(where) or None
             if d.container:
-                if existing is not None:
+                if existing is not None and d.children is not None:
                     self.apply(d.children, existing, here, where, record)
                 continue
             if not d.present:
@@ -668,10 +687,13 @@ class _Output:
                     if record:
                         self.edits.append(Edit(Action.REMOVED, here, statement, _shown(existing), reason=d.reason))
                 continue
+            source, origin = d.source, d.origin
+            assert source is not None, "a present decision names its line"
             if existing is None:
-                node = self.new_line(d.source, d.origin, parent)
-                if at_root:
-                    self.place(node, d.origin, d.source)
+                node = self.new_line(source, origin, parent)
+                if parent is None:
+                    assert origin is not None
+                    self.place(node, origin, source)
                 else:
                     _insert_statement(parent, node)
                 if record:
@@ -680,9 +702,9 @@ class _Output:
                 if d.children:
                     self.apply(d.children, node, here, where, False)
                 continue
-            if not existing.same_value(d.source):
+            if not existing.same_value(source):
                 before = _shown(existing)
-                self.replace_line(existing, d.source, parent)
+                self.replace_line(existing, source, parent)
                 self.edits.append(Edit(Action.CHANGED, here, statement, _shown(existing), before, d.reason))
                 self.check.append((existing, here))
             if d.children:
@@ -791,7 +813,8 @@ class _Output:
         existing = [n for n in self.children if self.present.get(n.identity) is n and _ordered(n) and n.identity in rank]
         keep = longest_increasing([rank[n.identity] for n in existing])
         staying = [n for k, n in enumerate(existing) if k in keep]
-        movers = [(n, None, None) for k, n in enumerate(existing) if k not in keep]
+        movers: list[tuple[Node, Config | None, Node | None]] = [
+            (n, None, None) for k, n in enumerate(existing) if k not in keep]
         movers += [entry for entry in self.new_rules if entry[0].identity in rank]
         if not movers:
             return
@@ -809,6 +832,7 @@ class _Output:
             elif staying:
                 self.before.setdefault(id(staying[0]), []).append(node)
             else:
+                assert origin is not None and source is not None, "a rule already here always has one staying"
                 anchor = self.anchor(origin, source)
                 if anchor is None:
                     self.end.append(node)

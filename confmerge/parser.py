@@ -11,9 +11,9 @@ from __future__ import annotations
 import gc
 from collections import Counter
 from contextlib import contextmanager
-from typing import Hashable, Iterator
+from typing import Hashable, Iterator, cast
 
-from .diagnostics import ConfError, Diagnostic
+from .diagnostics import ConfError, Diagnostic, Severity
 from .grammar import BOM, RawLine, scan, word_columns
 from .rules import Rules, default_rules
 from .schema import ROOT, Field, Kind, Literal, Optional
@@ -65,7 +65,7 @@ def _match_elements(elements, words: tuple[str, ...], position: int, values: lis
             position += 1
         elif element.__class__ is Optional:
             inner = element.elements
-            present = position < count and words[position] == inner[0].word
+            present = position < count and words[position] == cast(Literal, inner[0]).word
             if any(e.__class__ is Field for e in inner):
                 if present:
                     position = _match_elements(inner, words, position, values)
@@ -92,7 +92,7 @@ class _Builder:
             return identity
         return Identity(kind.identity_of(values))
 
-    def report(self, severity: str, raw: RawLine, word: int | None, message: str) -> None:
+    def report(self, severity: Severity, raw: RawLine, word: int | None, message: str) -> None:
         if word is None:
             column = raw.indent + 1
         else:
@@ -102,6 +102,7 @@ class _Builder:
 
     def node(self, parent: Node, raw: RawLine, leading: str) -> Node:
         words = raw.words
+        assert words is not None, "only statement lines become nodes"
         kind = parent.kind.child(words) if parent.kind is not None else None
         values: tuple[Hashable, ...] = ()
         if kind is not None:

@@ -80,7 +80,7 @@ def effective_class(section: Node, node: Node | None = None) -> MergeClass:
     """The class that governs ``node`` inside ``section``."""
     if node is not None and node.merge_class is not None and node is not section:
         return node.merge_class
-    return section.merge_class
+    return section.merge_class or MergeClass.UNCLASSIFIED
 
 
 _Compiled = tuple[re.Pattern[str] | None, tuple[Rule, ...]]
@@ -99,7 +99,7 @@ def _decide(compiled: _Compiled, text: str) -> Rule | None:
     if regex is None:
         return None
     match = regex.match(text)
-    return ordered[int(match.lastgroup[1:])] if match else None
+    return ordered[int(match.lastgroup[1:])] if match and match.lastgroup else None
 
 
 def load_rules(text: str, file: str) -> Rules:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Hashable, Mapping
+from typing import Hashable, Mapping, cast
 
 from .types import TYPES, Parser, enum
 
@@ -115,7 +115,7 @@ def _compile(signature: str) -> tuple[Element, ...]:
             group = tuple(stack.pop())
             if not group or not isinstance(group[0], Literal):
                 raise ValueError(f"{signature}: an optional group must open with a literal")
-            stack[-1].append(Optional(group))
+            stack[-1].append(Optional(cast(tuple[Literal | Field, ...], group)))
         elif match[1]:
             name, type_name = match[1], match[2]
             parse = enum(*type_name.split("|")) if "|" in type_name else TYPES[type_name]
@@ -135,7 +135,7 @@ def _field_names(elements: tuple[Element, ...]):
             if any(isinstance(inner, Field) for inner in element.elements):
                 yield from _field_names(element.elements)
             else:
-                yield element.elements[0].word.replace("-", "_")
+                yield cast(Literal, element.elements[0]).word.replace("-", "_")
 
 
 def _lookup(by_keyword: Mapping[str, Kind], words: tuple[str, ...]) -> Kind | None:

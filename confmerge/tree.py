@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Hashable, Iterator
+from typing import Hashable, Iterator, cast
 
 from .diagnostics import Diagnostic
 from .schema import ROOT, Kind
@@ -208,12 +208,12 @@ class Config:
     @property
     def bqn_id(self) -> int | None:
         section = self.section("bqn-id")
-        return section.value("id") if section is not None and section.kind is not None else None
+        return cast(int, section.value("id")) if section is not None and section.kind is not None else None
 
     @property
     def hostname(self) -> str | None:
         section = self.section("hostname")
-        return section.value("name") if section is not None and section.kind is not None else None
+        return cast(str, section.value("name")) if section is not None and section.kind is not None else None
 
     def new_node(
         self, kind: Kind | None, words: tuple[str, ...], values: tuple[Hashable, ...], identity: Identity, depth: int

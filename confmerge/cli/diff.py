@@ -133,11 +133,14 @@ def _describe(change: Change) -> list[str]:
     """The change's lines: its statement (old -> new when changed), then an added or removed block."""
     parent = SEPARATOR.join(map(str, change.path[:-1]))
     prefix = f"{parent}{SEPARATOR}" if parent else ""
-    if change.op is Op.CHANGED:
-        return [f"{prefix}{statement_text(change.old)} -> {statement_text(change.new)}"]
-    if change.op is Op.MOVED:
-        return [f"{statement_text(change.new)} moved: position {change.old_position} -> {change.new_position} among the rules"]
-    first, *block = entry_text(change.new if change.op is Op.ADDED else change.old).split("\n")
+    old, new = change.old, change.new
+    if change.op is Op.CHANGED and old is not None and new is not None:
+        return [f"{prefix}{statement_text(old)} -> {statement_text(new)}"]
+    if change.op is Op.MOVED and new is not None:
+        return [f"{statement_text(new)} moved: position {change.old_position} -> {change.new_position} among the rules"]
+    shown = new if change.op is Op.ADDED else old
+    assert shown is not None
+    first, *block = entry_text(shown).split("\n")
     return [prefix + first, *block]
 
 
