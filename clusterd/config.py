@@ -121,7 +121,8 @@ class _Reader:
     @staticmethod
     def at(mapping: Any, key: Any) -> tuple[int, int]:
         try:
-            return tuple(mapping.lc.key(key))  # type: ignore[return-value]
+            line, column = mapping.lc.key(key)
+            return (line, column)
         except (AttributeError, KeyError, TypeError):
             try:
                 return (mapping.lc.line, mapping.lc.col)
@@ -246,7 +247,8 @@ _names = {int: "a whole number", float: "a number", str: "text", bool: "true or 
 
 def _item_at(seq: Any, index: int) -> tuple[int, int]:
     try:
-        return tuple(seq.lc.item(index))  # type: ignore[return-value]
+        line, column = seq.lc.item(index)
+        return (line, column)
     except (AttributeError, KeyError, TypeError):
         return (0, 0)
 
