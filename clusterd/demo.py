@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from confmerge.diff import Scope, diff
+from confmerge.diff import Op, Scope, diff
 from confmerge.parser import parse
 
 from .cli import main as clusterd
@@ -28,8 +28,11 @@ def _say(text: str) -> None:
     print(f"\n== {text}", flush=True)
 
 
-def _differences(old: str, new: str, scope: Scope) -> int:
-    return len(diff(parse(old, "old"), parse(new, "new"), scope).changes)
+def _differences(old: str, new: str, scope: Scope) -> list[str]:
+    """Each difference as one short line: ``+ rule sw-updates-at-peak``, ``- ntp / server 216.229.0.50``."""
+    marks = {Op.ADDED: "+", Op.REMOVED: "-", Op.CHANGED: "~", Op.MOVED: ">"}
+    return [f"{marks[c.op]} {c.section}{' / ' + c.statement if c.statement else ''}"
+            for c in diff(parse(old, "old"), parse(new, "new"), scope).changes]
 
 
 def run_demo(keep: Path | None = None) -> int:
@@ -50,7 +53,7 @@ def run_demo(keep: Path | None = None) -> int:
             print(f"  server {i}: {names[i]}, control port {cluster.base + i}, SSH port {cluster.ssh_port(i)}, "
                   f"files in {cluster.dir(i)}")
         for i in (1, 2):
-            count = _differences(backups[i], backups[0], Scope.CLUSTER)
+            count = len(_differences(backups[i], backups[0], Scope.CLUSTER))
             print(f"  server {i}'s cluster-wide sections differ from server 0's in {count} entries")
 
         _say("start the daemons; the lowest id is primary and its configuration becomes the cluster's")
@@ -62,8 +65,12 @@ def run_demo(keep: Path | None = None) -> int:
             after = cluster.backup(i).read_text()
             own = _differences(backups[i], after, Scope.SERVER)
             gained = _differences(backups[i], after, Scope.CLUSTER)
-            print(f"  server {i}: {gained} cluster-wide entries changed to the cluster's, "
-                  f"{own} of its own (hostname, management, interfaces) touched")
+            print(f"  server {i}: {len(gained)} cluster-wide entries changed to the cluster's, "
+                  f"{len(own)} of its own (hostname, management, interfaces) touched")
+            for line in gained:
+                print(f"      {line}")
+        print("  (what only a secondary had is gone, as the guide says; to keep it, unify first with\n"
+              "   confmerge merge fixtures/bqn0-v1.conf fixtures/bqn1-v1.conf fixtures/bqn2-v1.conf)")
 
         _say("an operator adds NTP server 192.0.2.123 on server 2 (a secondary)")
         edited = time.monotonic()
