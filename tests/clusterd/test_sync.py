@@ -194,3 +194,13 @@ def test_clusterd_diff_of_servers_in_sync_is_empty(cluster_factory, capsys):
     cluster.wait("complete", lambda: cluster.complete() or None, 20)
     assert main(["-c", str(cluster.config(0)), "diff"]) == 0
     assert "no difference" in capsys.readouterr().out
+
+
+def test_a_slow_secondary_holds_up_nobody(cluster_factory):
+    cluster = cluster_factory([0, 1, 2], backups={0: V1[0], 1: V1[1], 2: third(V1[1])},
+                              apply_command={1: "sleep 6"})
+    cluster.start_all()
+    cluster.wait("server 2 in sync", lambda: (s := cluster.seen(0, 2)) and s["sync"] == "in sync" or None, 20)
+    slow = cluster.seen(0, 1)
+    assert slow is not None and slow["sync"] in ("syncing", "awaiting initial sync"), slow
+    cluster.wait("server 1 in sync after its slow apply", lambda: cluster.complete() or None, 25)
