@@ -44,6 +44,9 @@ def command(name: str, help: str, arguments: Callable[[argparse.ArgumentParser],
 
 
 def _config(args: argparse.Namespace) -> ClusterConfig:
+    if not Path(args.config).exists():
+        raise Trouble(f"no cluster file {args.config}; make one with clusterd -c {args.config} init --id N "
+                      "--address A, or name another with -c FILE (or $CLUSTERD_CONFIG)")
     return config_module.load(args.config)
 
 

@@ -59,7 +59,7 @@ def test_a_bad_cluster_file_is_a_clear_error_and_exit_2(tmp_path, capsys):
 
 def test_a_missing_cluster_file_says_so(tmp_path, capsys):
     assert main(["-c", str(tmp_path / "none.yaml"), "status"]) == 2
-    assert "no such file" in capsys.readouterr().err
+    assert "no cluster file" in capsys.readouterr().err
 
 
 def test_edits_keep_comments_order_and_other_peers(tmp_path):
