@@ -40,9 +40,27 @@ def free_base(count: int, span: int = 300, prefer: int | None = None) -> int:
     raise RuntimeError("no free port range on loopback")
 
 
-class Cluster:
-    FIXTURES = FIXTURES
+def status_of(config: Path) -> dict[str, Any] | None:
+    """``clusterd status`` of the daemon running on ``config``; None while it does not answer."""
+    try:
+        return ask(load(config), {"type": "status"}, timeout=5)["status"]
+    except (Trouble, KeyError):
+        return None
 
+
+def wait_for(what: str, predicate: Callable[[], Any], timeout: float = 20.0, every: float = 0.05,
+             explain: Callable[[], str] = lambda: "") -> Any:
+    """Poll until ``predicate`` gives something other than None or False, for ``timeout`` seconds at most."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value is not None and value is not False:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{explain()}")
+
+
+class Cluster:
     def __init__(self, root: Path, ids: list[int], backups: dict[int, str] | None = None,
                  heartbeat: float = 0.2, missed: int = 3, hold: float = 1.0, drift: float = 60.0,
                  apply_command: dict[int, str] | None = None, serve: bool | set[int] = True,
@@ -134,12 +152,7 @@ class Cluster:
         return cluster_digest(parse(self.backup(i).read_text(), str(self.backup(i))))
 
     def status(self, i: int) -> dict[str, Any] | None:
-        if i not in self.processes:
-            return None
-        try:
-            return ask(load(self.config(i)), {"type": "status"}, timeout=5)["status"]
-        except (Trouble, KeyError):
-            return None
+        return status_of(self.config(i)) if i in self.processes else None
 
     def seen(self, i: int, j: int) -> dict[str, Any] | None:
         """Server j as server i's status shows it (None while i does not answer)."""
@@ -154,13 +167,7 @@ class Cluster:
         return "\n".join(f"--- server {i} ---\n{self.log(i)[-4000:]}" for i in self.ids)
 
     def wait(self, what: str, predicate: Callable[[], Any], timeout: float = 20.0, every: float = 0.05) -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value is not None and value is not False:
-                return value
-            time.sleep(every)
-        raise AssertionError(f"timed out after {timeout} s waiting for {what}\n{self.logs()}")
+        return wait_for(what, predicate, timeout, every, self.logs)
 
     def agreed_primary(self) -> int | None:
         """The primary every running server reports while all say ready; None otherwise."""

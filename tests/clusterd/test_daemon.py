@@ -19,7 +19,7 @@ from clusterd import keys
 from clusterd.cli import main
 from clusterd.protocol import MAX_FRAME, encode
 
-from .harness import Cluster, free_base
+from .harness import FIXTURES, Cluster, free_base, status_of, wait_for
 
 
 async def login(cluster: Cluster, server: int, as_id: int, key: asyncssh.SSHKey):
@@ -156,18 +156,13 @@ def test_the_guides_procedure_add_peer_on_both_sides_makes_a_cluster(tmp_path, c
                      "--port-base", str(base), "--ssh-port", str(base + 300 + i)]) == 0
         fingerprints.append(re.search(r"fingerprint (SHA256:\S+)", capsys.readouterr().out).group(1))
         path.write_text(path.read_text().replace("serve: false", "serve: true"))
-        (path.parent / "bqn.conf").write_text((Cluster.FIXTURES / f"bqn{i}-v1.conf").read_text())
+        (path.parent / "bqn.conf").write_text((FIXTURES / f"bqn{i}-v1.conf").read_text())
         configs.append(path)
     processes = [subprocess.Popen([sys.executable, "-m", "clusterd", "-c", str(c), "run"],
                                   stdout=subprocess.DEVNULL, stderr=open(c.parent / "log", "wb"),
                                   stdin=subprocess.DEVNULL) for c in configs]
     try:
-        cluster = Cluster.__new__(Cluster)
-        cluster.processes = {0: processes[0], 1: processes[1]}
-        cluster.ids = [0, 1]
-        cluster.config = lambda i: configs[i]
-        cluster.dir = lambda i: configs[i].parent
-        cluster.wait("both listening", lambda: all(cluster.status(i) for i in (0, 1)) or None, 20)
+        wait_for("both listening", lambda: all(status_of(c) for c in configs) or None, 20)
         wrong = "SHA256:" + "A" * 43
         assert main(["-c", str(configs[0]), "add-peer", "--id", "1", "--address", "127.0.0.2",
                      "--ssh-port", str(base + 301), "--fingerprint", wrong]) == 2
@@ -184,8 +179,8 @@ def test_the_guides_procedure_add_peer_on_both_sides_makes_a_cluster(tmp_path, c
         assert main(["-c", str(configs[1]), "add-peer", "--id", "0", "--address", "127.0.0.1",
                      "--ssh-port", str(base + 300), "--yes"]) == 0
         capsys.readouterr()
-        cluster.wait("ready and complete", lambda: all(
-            (s := cluster.status(i)) and s["status"] == "complete" and s["primary"] == 0 for i in (0, 1)) or None, 30)
+        wait_for("ready and complete", lambda: all(
+            (s := status_of(c)) and s["status"] == "complete" and s["primary"] == 0 for c in configs) or None, 30)
         assert "refused a control login" in (configs[1].parent / "log").read_text(), \
             "until it was added there, server 0 was refused"
     finally:
