@@ -218,10 +218,18 @@ def apply_generation(store: Store, backup: Path, text: str, generation: Generati
     if generation.older_than(current):
         raise SyncError(f"generation {generation.number} (epoch {generation.epoch}) is older than "
                         f"generation {current.number} (epoch {current.epoch}) held here; not applied")
-    stamp = file_stamp(os.stat(backup))
-    old_text = read_text(backup)
+    try:
+        stamp = file_stamp(os.stat(backup))
+        old_text = read_text(backup)
+    except (OSError, ConfError) as error:
+        reason = error.diagnostics[0].message if isinstance(error, ConfError) else (error.strerror or str(error))
+        raise SyncError(f"cannot read the live backup {backup}: {reason}") from None
     if live is None or live.config is None or live.text != old_text:
-        live = snapshot_of(old_text, backup)
+        try:
+            live = snapshot_of(old_text, backup)
+        except ConfError as error:
+            raise SyncError(f"the live backup is not valid ({error.diagnostics[0]}); fix it, and the cluster's "
+                            "configuration follows") from None
     if live.digest == generation.digest:
         store.save(generation, text, committed=True)
         store.record(generation)

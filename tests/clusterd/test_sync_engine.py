@@ -99,3 +99,22 @@ def test_next_generation_numbers_past_anything_seen():
     live = Snapshot(V1[0], text, generation.digest)
     assert next_generation(generation, 7, 2, live) == Generation(8, 2, generation.sha256, generation.digest)
     assert next_generation(generation, 1, 2, live).number == 4
+
+
+def test_an_invalid_live_backup_is_reported_and_left_alone(server):
+    store, backup = server
+    broken = V1[1].replace("bqn-id 1", "bqn-id 1\nbqn-id 2")
+    backup.write_text(broken)
+    generation, text = generation_of(V1[0])
+    with pytest.raises(SyncError, match=r"the live backup is not valid \(.*bqn\.conf:\d+:\d+: error: "):
+        apply_generation(store, backup, text, generation, None)
+    assert backup.read_text() == broken
+
+
+def test_a_missing_live_backup_is_reported(server):
+    store, backup = server
+    backup.unlink()
+    generation, text = generation_of(V1[0])
+    with pytest.raises(SyncError, match="cannot read the live backup .*bqn.conf: "):
+        apply_generation(store, backup, text, generation, None)
+    assert not backup.exists()
