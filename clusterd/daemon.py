@@ -421,7 +421,12 @@ class Daemon:
                 if json.loads(base_meta.read_text()).get("epoch") != message["base_epoch"]:
                     base_text = None
             live = self.live
-            outcome = await asyncio.to_thread(merge_edit, live, message["text"], base_text, self.config.backup, sender)
+            try:
+                outcome = await asyncio.to_thread(merge_edit, live, message["text"], base_text, self.config.backup,
+                                                  sender)
+            except SyncError as error:
+                self.events.add(str(error))
+                return {"ok": False, "error": str(error)}
             conflicts = [{"section": c.section, "statement": c.statement, "primary": c.values[0],
                           "edit": c.values[1], "chosen": c.chosen} for c in outcome.conflicts]
             for conflict in conflicts:

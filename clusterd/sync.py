@@ -182,10 +182,13 @@ def merge_edit(live: Snapshot, edit_text: str, base_text: str | None, backup: Pa
     Without the base (a generation older than the history) the merge is a
     union: nothing is lost, but a removal does not propagate; the caller says so.
     """
-    primary_config = parse(live.text, str(backup))
-    edited = parse(edit_text, f"edit from server {sender}")
-    base = parse(base_text, "base") if base_text is not None else None
-    result = merge([primary_config, edited], primary=0, base=base)
+    try:
+        primary_config = live.config or parse(live.text, str(backup))
+        edited = parse(edit_text, f"edit from server {sender}")
+        base = parse(base_text, "base") if base_text is not None else None
+        result = merge([primary_config, edited], primary=0, base=base)
+    except ConfError as error:
+        raise SyncError(f"the edit from server {sender} cannot be merged: {error.diagnostics[0]}") from None
     text = render(result.outputs[0])
     return EditOutcome(text, text != live.text, result.conflicts, base is not None)
 

@@ -118,3 +118,10 @@ def test_a_missing_live_backup_is_reported(server):
     with pytest.raises(SyncError, match="cannot read the live backup .*bqn.conf: "):
         apply_generation(store, backup, text, generation, None)
     assert not backup.exists()
+
+
+def test_an_edit_that_cannot_be_merged_is_a_plain_refusal(tmp_path):
+    backup = tmp_path / "bqn0.conf"
+    backup.write_text(V2[0])
+    with pytest.raises(SyncError, match="the edit from server 2 cannot be merged: edit from server 2:2:1: error: tab"):
+        merge_edit(snapshot(backup), "ntp\n\tserver 1.2.3.4\n", None, backup, sender=2)
