@@ -105,8 +105,14 @@ def _init_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ssh-port", type=int, default=22, help="SSH port peers reach this server on (default 22)")
     p.add_argument("--port-base", type=int, default=config_module.PORT_BASE, help="control port of id 0 (default 63500)")
     p.add_argument("--backup", default="bqn.conf", help="this server's live backup (default: bqn.conf beside the file)")
-    p.add_argument("--state-dir", default="state", help="key, generations and socket (default: state beside the file)")
+    p.add_argument("--state-dir", help="key, generations and socket (default: /var/lib/clusterd for a cluster file "
+                   "in /etc, else state beside the file)")
     p.add_argument("--force", action="store_true", help="replace an existing cluster file")
+
+
+def _default_state_dir(config: Path) -> str:
+    """A system install keeps state where systemd's StateDirectory puts it; anything else keeps it beside the file."""
+    return "/var/lib/clusterd" if config.absolute().is_relative_to("/etc") else "state"
 
 
 @command("init", "write a cluster file for this server and make its key", _init_arguments)
@@ -119,7 +125,7 @@ def init(args: argparse.Namespace) -> int:
     path.parent.mkdir(parents=True, exist_ok=True)
     text = config_module.TEMPLATE.format(
         id=args.id, address=args.address, ssh_port=args.ssh_port, port_base=args.port_base,
-        state_dir=args.state_dir, backup=args.backup, user=config_module.SshSettings().user,
+        state_dir=args.state_dir or _default_state_dir(path), backup=args.backup, user=config_module.SshSettings().user,
     )
     config = config_module._Reader(path.absolute(), config_module.parse_document(text, path)).read()
     write_atomic(path, text)

@@ -105,3 +105,10 @@ def test_set_id_refuses_a_peers_id_and_out_of_range(tmp_path, capsys):
     assert "between 0 and 255" in capsys.readouterr().err
     assert main(["-c", str(path), "set-id", "5"]) == 0
     assert cfg.load(path).id == 5
+
+
+def test_init_keeps_state_beside_a_cluster_file_outside_etc():
+    from clusterd.cli import _default_state_dir
+
+    assert _default_state_dir(Path("/etc/clusterd/cluster.yaml")) == "/var/lib/clusterd"
+    assert _default_state_dir(Path("/home/op/lab/cluster.yaml")) == "state"
