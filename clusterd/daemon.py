@@ -361,7 +361,6 @@ class Daemon:
         generation = next_generation(self.generation, self.membership.newest_generation(),
                                      self.membership.epoch, self.live)
         self.store.save(generation, self.live.cluster, committed=lone)
-        self.store.record(generation)
         self.generation, self.generation_text = generation, self.live.cluster
         self.membership.generation = generation.number
         self.events.add(f"generation {generation.number} (epoch {generation.epoch}, sha256 {generation.sha256[:12]})")
@@ -415,11 +414,9 @@ class Daemon:
             await self.refresh_live(force=True)
             if self.live is None:
                 return {"ok": False, "error": self.live_error or "the primary's backup is unreadable"}
-            base_text = self.store.text(message["base"])
-            base_meta = self.store.history_dir / f"{message['base']}.json"
-            if base_text is not None and base_meta.exists():
-                if json.loads(base_meta.read_text()).get("epoch") != message["base_epoch"]:
-                    base_text = None
+            base = self.store.generation(message["base"])
+            same_base = base is not None and base.epoch == message["base_epoch"]
+            base_text = self.store.text(message["base"]) if same_base else None
             live = self.live
             try:
                 outcome = await asyncio.to_thread(merge_edit, live, message["text"], base_text, self.config.backup,

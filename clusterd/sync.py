@@ -89,10 +89,7 @@ def snapshot(backup: Path) -> Snapshot:
 
 
 def snapshot_of(text: str, backup: Path) -> Snapshot:
-    return _snapshot(text, parse(text, str(backup)))
-
-
-def _snapshot(text: str, config: Config) -> Snapshot:
+    config = parse(text, str(backup))
     return Snapshot(text, cluster_part(config), cluster_digest(config), config)
 
 
@@ -121,12 +118,22 @@ class Store:
         except OSError:
             return None
 
+    def generation(self, number: int) -> Generation | None:
+        """A kept generation's metadata (written beside its text), or None if it is no longer kept."""
+        try:
+            return Generation(**json.loads((self.history_dir / f"{number}.json").read_text()))
+        except (OSError, ValueError, TypeError):
+            return None
+
     def save(self, generation: Generation, text: str, committed: bool) -> None:
+        """Keep a generation (its text and metadata, the last :data:`HISTORY` of them) and make it the current one."""
         write_atomic(self.history_dir / f"{generation.number}.conf", text)
+        write_atomic(self.history_dir / f"{generation.number}.json", json.dumps(asdict(generation)) + "\n")
         self.commit(generation, committed)
         kept = sorted((int(p.stem) for p in self.history_dir.glob("*.conf") if p.stem.isdigit()), reverse=True)
         for number in kept[HISTORY:]:
             (self.history_dir / f"{number}.conf").unlink(missing_ok=True)
+            (self.history_dir / f"{number}.json").unlink(missing_ok=True)
 
     def commit(self, generation: Generation, committed: bool = True) -> None:
         write_atomic(self._meta, json.dumps({"generation": asdict(generation), "committed": committed}) + "\n")
@@ -141,18 +148,12 @@ class Store:
         if committed or generation == NONE:
             return generation
         for number in range(generation.number - 1, 0, -1):
-            text = self.text(number)
-            meta = self.root / "history" / f"{number}.json"
-            if text is not None and meta.exists():
-                older = Generation(**json.loads(meta.read_text()))
+            older = self.generation(number)
+            if older is not None and self.text(number) is not None:
                 self.commit(older, True)
                 return older
         self.commit(NONE, True)
         return NONE
-
-    def record(self, generation: Generation) -> None:
-        """Keep a generation's metadata beside its text, for :meth:`forget_uncommitted`."""
-        write_atomic(self.history_dir / f"{generation.number}.json", json.dumps(asdict(generation)) + "\n")
 
     def clear_inbox(self) -> None:
         for path in self.inbox.iterdir():
@@ -235,7 +236,6 @@ def apply_generation(store: Store, backup: Path, text: str, generation: Generati
                             "configuration follows") from None
     if live.digest == generation.digest:
         store.save(generation, text, committed=True)
-        store.record(generation)
         return Applied(generation, False, live, stamp)
     assert live.config is not None
     try:
@@ -245,7 +245,6 @@ def apply_generation(store: Store, backup: Path, text: str, generation: Generati
     new_text = render(result)
     stamp = write_backup(store, backup, old_text, new_text, apply_command, generation)
     store.save(generation, text, committed=True)
-    store.record(generation)
     # adopt's contract: the result holds the generation's cluster-wide content in normal form
     return Applied(generation, True, Snapshot(new_text, cluster_part(result), generation.digest, result), stamp)
 

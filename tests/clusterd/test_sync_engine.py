@@ -75,9 +75,7 @@ def test_a_generation_nobody_acknowledged_is_forgotten_at_start(tmp_path):
     first, text1 = generation_of(V1[0], number=1)
     second, text2 = generation_of(V2[0], number=2)
     store.save(first, text1, committed=True)
-    store.record(first)
     store.save(second, text2, committed=False)
-    store.record(second)
     assert store.forget_uncommitted() == first
     assert store.current() == (first, True)
 
