@@ -17,6 +17,7 @@ import asyncssh
 
 from . import keys
 from .config import ClusterConfig, Peer
+from .links import reason
 
 
 @dataclass(slots=True)
@@ -41,10 +42,9 @@ async def _tcp(address: str, port: int, timeout: float) -> float:
     return (time.monotonic() - started) * 1000
 
 
-async def _host_key(address: str, port: int, timeout: float) -> tuple[asyncssh.SSHKey | None, float]:
+async def _host_key(address: str, port: int, timeout: float) -> tuple[asyncssh.SSHKey, float]:
     started = time.monotonic()
-    async with asyncio.timeout(timeout):
-        key = await asyncssh.get_server_host_key(address, port)
+    key = await keys.server_host_key(address, port, timeout)
     return key, (time.monotonic() - started) * 1000
 
 
@@ -65,11 +65,11 @@ async def check_peer(config: ClusterConfig, peer: Peer, timeout: float = 3.0) ->
         rtt = await _tcp(peer.address, control, timeout)
         report.lines.append(f"control port {where}: open ({rtt:.1f} ms)")
         key, rtt = await _host_key(peer.address, control, timeout)
-        offered = keys.fingerprint(key) if key else "none"
+        offered = keys.fingerprint(key)
         if peer.key is None:
             report.lines.append(f"control key {offered}: not trusted yet")
             report.problems.append(f"not trusted: run clusterd add-peer --id {peer.id} --address {peer.address}")
-        elif key is not None and keys.same_key(key, keys.parse_public_key(peer.key)):
+        elif keys.same_key(key, keys.parse_public_key(peer.key)):
             report.lines.append(f"control key {offered}: the recorded one ({rtt:.1f} ms handshake)")
         else:
             report.lines.append(f"control key {offered}: NOT the recorded {keys.fingerprint(peer.key)}")
@@ -77,17 +77,16 @@ async def check_peer(config: ClusterConfig, peer: Peer, timeout: float = 3.0) ->
                                    f"check its fingerprint (clusterd init prints it) and run clusterd add-peer again; "
                                    "otherwise something else answers on that address")
     except (OSError, TimeoutError, asyncssh.Error) as error:
-        reason = "timed out" if isinstance(error, TimeoutError) else (getattr(error, "strerror", None) or str(error))
-        report.lines.append(f"control port {where}: closed ({reason})")
+        report.lines.append(f"control port {where}: closed ({reason(error)})")
         report.problems.append(f"control port {where} is closed: start clusterd on server {peer.id}, and open TCP "
                                f"{control} from here to {peer.address} (the guide's 63500-63755; behind NAT, forward it)")
     ssh = f"{peer.address}:{peer.ssh_port}"
     try:
         rtt = await _tcp(peer.address, peer.ssh_port, timeout)
         key, handshake = await _host_key(peer.address, peer.ssh_port, timeout)
-        offered = keys.fingerprint(key) if key else "none"
+        offered = keys.fingerprint(key)
         known = _known(config, peer.address, peer.ssh_port)
-        if key is not None and any(keys.same_key(key, k) for k in known):
+        if any(keys.same_key(key, k) for k in known):
             report.lines.append(f"SSH {ssh}: open ({rtt:.1f} ms), host key {offered} known ({handshake:.1f} ms handshake)")
         elif known:
             report.lines.append(f"SSH {ssh}: host key {offered} is NOT the one in {config.known_hosts}")
@@ -97,7 +96,6 @@ async def check_peer(config: ClusterConfig, peer: Peer, timeout: float = 3.0) ->
             report.lines.append(f"SSH {ssh}: open ({rtt:.1f} ms), host key {offered} not in {config.known_hosts}")
             report.problems.append(f"unknown SSH host key on {ssh}: record it with clusterd add-peer --id {peer.id}")
     except (OSError, TimeoutError, asyncssh.Error) as error:
-        reason = "timed out" if isinstance(error, TimeoutError) else (getattr(error, "strerror", None) or str(error))
-        report.lines.append(f"SSH {ssh}: closed ({reason})")
+        report.lines.append(f"SSH {ssh}: closed ({reason(error)})")
         report.problems.append(f"SSH {ssh} is closed: transfers need it (port 22, or the port a NAT forwards)")
     return report

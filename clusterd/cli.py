@@ -23,9 +23,12 @@ from confmerge.diagnostics import ConfError
 from . import config as config_module
 from . import keys
 from .config import ClusterConfig, Peer
+from .links import reason
 from .protocol import encode
 
 EXIT_OK, EXIT_FOUND, EXIT_TROUBLE = 0, 1, 2
+KEY_TIMEOUT = 10.0
+"""Seconds to read a peer's key in add-peer."""
 DEFAULT_CONFIG = Path(os.environ.get("CLUSTERD_CONFIG", "/etc/clusterd/cluster.yaml"))
 
 
@@ -194,20 +197,6 @@ def _add_peer_arguments(p: argparse.ArgumentParser) -> None:
                    "the peer's host key); without it the key is recorded on first use, as ssh-keyscan would")
 
 
-def _fetch_key(address: str, port: int, what: str) -> asyncssh.SSHKey:
-    async def get() -> asyncssh.SSHKey | None:
-        async with asyncio.timeout(10):
-            return await asyncssh.get_server_host_key(address, port)
-    try:
-        key = asyncio.run(get())
-    except (OSError, asyncssh.Error, TimeoutError) as error:
-        raise Trouble(f"cannot read the {what} key at {address}:{port} ({getattr(error, 'strerror', None) or error}); "
-                      "is clusterd running there? (or pass --key)") from None
-    if key is None:
-        raise Trouble(f"{address}:{port} offered no key")
-    return key
-
-
 def _confirm(question: str, args: argparse.Namespace, fingerprint: str) -> None:
     if args.fingerprint:
         if args.fingerprint.strip() != fingerprint:
@@ -234,17 +223,21 @@ def add_peer(args: argparse.Namespace) -> int:
             raise Trouble("--key is not an SSH public key line")
     else:
         port = config.port_base + args.id
-        key = _fetch_key(args.address, port, "control")
+        try:
+            key = asyncio.run(keys.server_host_key(args.address, port, KEY_TIMEOUT))
+        except (OSError, asyncssh.Error, TimeoutError) as error:
+            raise Trouble(f"cannot read the control key at {args.address}:{port} ({reason(error)}); "
+                          "is clusterd running there? (or pass --key)") from None
         fingerprint = keys.fingerprint(key)
         print(f"server {args.id} at {args.address}:{port} has key {fingerprint}")
         _confirm(f"Trust server {args.id}?", args, fingerprint)
         key_line = keys.public_line(key)
     try:
-        ssh_key = asyncio.run(_host_key(args.address, args.ssh_port))
+        ssh_key = asyncio.run(keys.server_host_key(args.address, args.ssh_port, KEY_TIMEOUT))
     except (OSError, asyncssh.Error, TimeoutError) as error:
         ssh_key = None
         print(f"warning: cannot read the SSH host key at {args.address}:{args.ssh_port} "
-              f"({getattr(error, 'strerror', None) or error}); transfers to it fail until it is in {config.known_hosts}",
+              f"({reason(error)}); transfers to it fail until it is in {config.known_hosts}",
               file=sys.stderr)
     if ssh_key is not None:
         ssh_fingerprint = keys.fingerprint(ssh_key)
@@ -259,14 +252,6 @@ def add_peer(args: argparse.Namespace) -> int:
     print(f"added server {args.id} ({args.address}, ssh port {args.ssh_port}) to {args.config}")
     _reload(config)
     return EXIT_OK
-
-
-async def _host_key(address: str, port: int) -> asyncssh.SSHKey:
-    async with asyncio.timeout(10):
-        key = await asyncssh.get_server_host_key(address, port)
-    if key is None:
-        raise OSError(f"{address}:{port} offered no host key")
-    return key
 
 
 def _valid_key(line: str) -> bool:

@@ -9,6 +9,7 @@ SSH server is trusted when its host key is in the known-hosts file.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -71,3 +72,15 @@ def add_known_host(path: Path, address: str, port: int, key: asyncssh.SSHKey | s
     kept = [line for line in lines if line.split()[:1] != [host]]
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     write_atomic(path, "\n".join([*kept, entry]) + "\n")
+
+
+async def server_host_key(address: str, port: int, timeout: float) -> asyncssh.SSHKey:
+    """The host key an SSH server offers, read without logging in (as ``ssh-keyscan`` does).
+
+    Raises ``OSError``, ``TimeoutError`` or ``asyncssh.Error`` when it cannot be read.
+    """
+    async with asyncio.timeout(timeout):
+        key = await asyncssh.get_server_host_key(address, port)
+    if key is None:
+        raise OSError(f"{address}:{port} offered no host key")
+    return key

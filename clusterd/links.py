@@ -104,7 +104,7 @@ class PeerLink:
                 await asyncio.sleep(daemon.config.timing.detection)
                 continue
             except (OSError, asyncssh.Error, TimeoutError) as error:
-                self._problem(f"cannot connect to {peer.address}:{daemon.config.port_of(peer)} ({_reason(error)})")
+                self._problem(f"cannot connect to {peer.address}:{daemon.config.port_of(peer)} ({reason(error)})")
                 await asyncio.sleep(daemon.config.timing.heartbeat)
                 continue
             try:
@@ -127,7 +127,7 @@ class PeerLink:
                     finally:
                         reader.cancel()
             except (OSError, asyncssh.Error, BrokenPipeError, ConnectionError) as error:
-                self._problem(f"connection lost ({_reason(error)})")
+                self._problem(f"connection lost ({reason(error)})")
             finally:
                 self._writer, self.connected = None, False
                 self.ready.clear()
@@ -154,7 +154,10 @@ class PeerLink:
                     future.set_result(message)
 
 
-def _reason(error: BaseException) -> str:
+def reason(error: BaseException) -> str:
+    """Why a peer could not be reached or talked to, in a few plain words (for logs, check and the CLI)."""
+    if isinstance(error, TimeoutError):
+        return "timed out"
     if isinstance(error, asyncssh.Error):
         return error.reason
     if isinstance(error, OSError) and error.strerror:
