@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 
 import asyncssh
 
-from confmerge.diagnostics import ConfError
+from confmerge.cli import guarded
 
 from . import config as config_module
 from . import keys
@@ -375,13 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
-    except ConfError as error:
-        for diagnostic in error.diagnostics:
-            print(diagnostic, file=sys.stderr)
-        return EXIT_TROUBLE
+        return guarded(args.run, args)
     except Trouble as error:
         print(f"clusterd {args.command}: {error}", file=sys.stderr)
         return EXIT_TROUBLE
-    except KeyboardInterrupt:
-        return 130

@@ -104,8 +104,14 @@ _ORDER = ["merge", "diff", "check", "parse", "rules"]
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    return guarded(args.run, args)
+
+
+def guarded(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a command the way both programs do: bad input as its diagnostics and exit 2, never a traceback;
+    a reader that closed the pipe ends it quietly; Ctrl-C is 130."""
     try:
-        return args.run(args)
+        return run(args)
     except ConfError as error:
         for diagnostic in error.diagnostics:
             print(diagnostic, file=sys.stderr)
