@@ -10,12 +10,12 @@ from confmerge.files import write_atomic
 
 from .harness import FIXTURES
 
-V1 = {0: (FIXTURES / "bqn0-v1.conf").read_text(), 1: (FIXTURES / "bqn1-v1.conf").read_text()}
+V1 = {i: (FIXTURES / f"bqn{i}-v1.conf").read_text() for i in (0, 1, 2)}
 V2 = {0: (FIXTURES / "expected" / "bqn0-v2.conf").read_text(), 1: (FIXTURES / "expected" / "bqn1-v2.conf").read_text()}
 
 
 def third(text: str) -> str:
-    """Server 2: bqn1's backup with its own identity and interfaces, and a cluster-wide NTP server of its own."""
+    """Server 2 made from bqn1's backup, as ``fixtures/bqn2-v1.conf`` is: its own identity and interfaces."""
     text = text.replace("hostname bqn1", "hostname bqn2").replace("bqn-id 1", "bqn-id 2")
     text = text.replace("# hostname: bqn1", "# hostname: bqn2").replace("# bqn-id: 1", "# bqn-id: 2")
     text = re.sub(r"address 192\.168\.0\.\d+/24", "address 192.168.0.123/24", text)
@@ -39,7 +39,7 @@ def all_have(cluster, ids, needle: str, present: bool = True):
 
 
 def test_join_unifies_cluster_wide_sections_and_keeps_each_servers_own(cluster_factory):
-    cluster = cluster_factory([0, 1, 2], backups={0: V1[0], 1: V1[1], 2: third(V1[1]).replace(
+    cluster = cluster_factory([0, 1, 2], backups={0: V1[0], 1: V1[1], 2: V1[2].replace(
         "  server 162.159.200.1\n", "  server 162.159.200.1\n  server 10.0.0.123\n")})
     cluster.start(0)
     cluster.start(1)
@@ -132,7 +132,7 @@ def test_a_file_changed_behind_the_daemons_back_is_found_by_the_drift_check(clus
 
 def test_the_apply_command_runs_and_its_failure_restores_the_previous_file(cluster_factory, tmp_path):
     marker = tmp_path / "applied"
-    cluster = cluster_factory([0, 1, 2], backups={0: V1[0], 1: V1[1], 2: third(V1[1])}, apply_command={
+    cluster = cluster_factory([0, 1, 2], backups={0: V1[0], 1: V1[1], 2: V1[2]}, apply_command={
         1: f'echo "$CLUSTERD_GENERATION $CLUSTERD_BACKUP" >> {marker}',
         2: "echo 'bqn: load failed' >&2; exit 3",
     })
@@ -197,7 +197,7 @@ def test_clusterd_diff_of_servers_in_sync_is_empty(cluster_factory, capsys):
 
 
 def test_a_slow_secondary_holds_up_nobody(cluster_factory):
-    cluster = cluster_factory([0, 1, 2], backups={0: V1[0], 1: V1[1], 2: third(V1[1])},
+    cluster = cluster_factory([0, 1, 2], backups={0: V1[0], 1: V1[1], 2: V1[2]},
                               apply_command={1: "sleep 6"})
     cluster.start_all()
     cluster.wait("server 2 in sync", lambda: (s := cluster.seen(0, 2)) and s["sync"] == "in sync" or None, 20)
