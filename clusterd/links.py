@@ -2,26 +2,26 @@
 
 A link keeps its connection up (reconnecting as long as the daemon runs),
 sends this server's heartbeat every interval and at once when the daemon's
-view changes, and carries requests (``apply``, ``edit``, ``fetch``) with their
-replies matched by request id. The peer's host key must be the key recorded
-for it in the cluster file; anything else is refused and logged once.
+view changes, and carries requests (:data:`clusterd.protocol.Request`) with
+their replies matched by request id. The peer's host key must be the key
+recorded for it in the cluster file; anything else is refused and logged once.
+A link knows its owner only through :class:`LinkOwner`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from typing import Protocol
 
 import asyncssh
 
 from . import keys
-from .config import Peer
-from .protocol import BadMessage, OversizedFrame, encode, read_frame
-
-if TYPE_CHECKING:
-    from .daemon import Daemon
+from .config import ClusterConfig, Peer
+from .protocol import BadMessage, Heartbeat, OversizedFrame, Reply, Request, encode, read_frame
 
 log = logging.getLogger("clusterd")
 
@@ -32,38 +32,54 @@ class LinkDown(Exception):
     """No connection to the peer right now."""
 
 
+class LinkOwner(Protocol):
+    """What a link needs from the server it belongs to."""
+
+    @property
+    def config(self) -> ClusterConfig: ...
+
+    @property
+    def key(self) -> asyncssh.SSHKey: ...
+
+    def heartbeat(self) -> Heartbeat: ...
+
+
+_request_ids = itertools.count(1)
+
+
 class PeerLink:
     """Keeps an SSH connection to one peer's control port; sends heartbeats and requests over it."""
 
-    def __init__(self, daemon: "Daemon", peer: Peer) -> None:
-        self.daemon = daemon
+    def __init__(self, owner: LinkOwner, peer: Peer) -> None:
+        self.owner = owner
         self.peer = peer
         self.wake = asyncio.Event()
         self.ready = asyncio.Event()
         self.connected = False
         self.rtt: float | None = None
         self._writer: asyncssh.SSHWriter | None = None
-        self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._waiting: dict[int, asyncio.Future[Reply]] = {}
         self._task = asyncio.create_task(self._run(), name=f"link-{peer.id}")
         self._last_problem: str | None = None
 
     def stop(self) -> None:
         self._task.cancel()
 
-    async def request(self, message: dict[str, Any], timeout: float = REQUEST_TIMEOUT) -> dict[str, Any]:
+    async def request(self, message: Request, timeout: float = REQUEST_TIMEOUT) -> Reply:
+        """Send a request (its ``rid`` is set here) and wait for the reply; :class:`LinkDown` if there is none."""
         if self._writer is None:
             try:
-                async with asyncio.timeout(max(self.daemon.config.timing.detection, 1.0)):
+                async with asyncio.timeout(max(self.owner.config.timing.detection, 1.0)):
                     await self.ready.wait()
             except TimeoutError:
                 raise LinkDown(f"no connection to server {self.peer.id}") from None
             if self._writer is None:
                 raise LinkDown(f"no connection to server {self.peer.id}")
-        rid = next(self.daemon.request_ids)
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        rid = next(_request_ids)
+        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._waiting[rid] = future
         try:
-            self._writer.write(encode({**message, "rid": rid}))
+            self._writer.write(encode(replace(message, rid=rid)))
             async with asyncio.timeout(timeout):
                 return await future
         except TimeoutError:
@@ -77,35 +93,35 @@ class PeerLink:
         self._last_problem = text
 
     async def _run(self) -> None:
-        daemon = self.daemon
+        owner = self.owner
         while True:
             peer = self.peer
             if peer.key is None:
                 self._problem("not trusted yet (no key recorded; run clusterd add-peer)")
-                await asyncio.sleep(daemon.config.timing.heartbeat)
+                await asyncio.sleep(owner.config.timing.heartbeat)
                 continue
             started = time.monotonic()
             try:
                 connection = await asyncssh.connect(
-                    peer.address, daemon.config.port_of(peer), username=str(daemon.config.id),
-                    client_keys=[daemon.key], known_hosts=([keys.parse_public_key(peer.key)], [], []),
+                    peer.address, owner.config.port_of(peer), username=str(owner.config.id),
+                    client_keys=[owner.key], known_hosts=([keys.parse_public_key(peer.key)], [], []),
                     agent_path=None, config=None, password=None, kbdint_auth=False, gss_host=None,
-                    connect_timeout=max(daemon.config.timing.detection, 1.0),
-                    keepalive_interval=max(daemon.config.timing.detection, 1.0), keepalive_count_max=2,
+                    connect_timeout=max(owner.config.timing.detection, 1.0),
+                    keepalive_interval=max(owner.config.timing.detection, 1.0), keepalive_count_max=2,
                 )
             except asyncssh.HostKeyNotVerifiable:
-                self._problem(f"the key on {peer.address}:{daemon.config.port_of(peer)} is not the one recorded "
+                self._problem(f"the key on {peer.address}:{owner.config.port_of(peer)} is not the one recorded "
                               f"for server {peer.id}; refusing it")
-                await asyncio.sleep(daemon.config.timing.detection)
+                await asyncio.sleep(owner.config.timing.detection)
                 continue
             except asyncssh.PermissionDenied:
                 self._problem(f"server {peer.id} does not trust this server's key yet "
-                              f"(run clusterd add-peer --id {daemon.config.id} there)")
-                await asyncio.sleep(daemon.config.timing.detection)
+                              f"(run clusterd add-peer --id {owner.config.id} there)")
+                await asyncio.sleep(owner.config.timing.detection)
                 continue
             except (OSError, asyncssh.Error, TimeoutError) as error:
-                self._problem(f"cannot connect to {peer.address}:{daemon.config.port_of(peer)} ({reason(error)})")
-                await asyncio.sleep(daemon.config.timing.heartbeat)
+                self._problem(f"cannot connect to {peer.address}:{owner.config.port_of(peer)} ({reason(error)})")
+                await asyncio.sleep(owner.config.timing.heartbeat)
                 continue
             try:
                 async with connection:
@@ -114,14 +130,14 @@ class PeerLink:
                     self._writer, self.connected = process.stdin, True
                     self.ready.set()
                     self._problem(None)
-                    log.info("link to server %d up (%s:%d)", peer.id, peer.address, daemon.config.port_of(peer))
+                    log.info("link to server %d up (%s:%d)", peer.id, peer.address, owner.config.port_of(peer))
                     reader = asyncio.create_task(self._read(process.stdout))
                     try:
                         while not reader.done():
                             self.wake.clear()
-                            process.stdin.write(encode(daemon.heartbeat()))
+                            process.stdin.write(encode(owner.heartbeat()))
                             woken = asyncio.ensure_future(self.wake.wait())
-                            await asyncio.wait({reader, woken}, timeout=daemon.config.timing.heartbeat,
+                            await asyncio.wait({reader, woken}, timeout=owner.config.timing.heartbeat,
                                                return_when=asyncio.FIRST_COMPLETED)
                             woken.cancel()
                     finally:
@@ -134,7 +150,7 @@ class PeerLink:
                 for future in self._waiting.values():
                     if not future.done():
                         future.set_exception(LinkDown(f"connection to server {peer.id} closed"))
-            await asyncio.sleep(min(daemon.config.timing.heartbeat, 0.2))
+            await asyncio.sleep(min(owner.config.timing.heartbeat, 0.2))
 
     async def _read(self, stream: asyncssh.SSHReader) -> None:
         while True:
@@ -148,8 +164,8 @@ class PeerLink:
                 continue
             except (asyncio.IncompleteReadError, asyncssh.Error, ConnectionError):
                 return
-            if message["type"] == "reply":
-                future = self._waiting.get(message["rid"])
+            if isinstance(message, Reply):
+                future = self._waiting.get(message.rid)
                 if future is not None and not future.done():
                     future.set_result(message)
 

@@ -69,6 +69,8 @@ class Cluster:
         self.ids = ids
         self.base = free_base(max(ids) + 1, prefer=port_base)
         self.processes: dict[int, subprocess.Popen] = {}
+        self.paused: set[int] = set()
+        """Servers stopped with SIGSTOP: their status is not asked (it would wait for the timeout)."""
         self.node_keys = {}
         self.host_keys = {}
         for i in ids:
@@ -122,10 +124,25 @@ class Cluster:
 
     def kill(self, i: int) -> None:
         process = self.processes.pop(i)
+        self.paused.discard(i)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
 
+    def pause(self, i: int) -> None:
+        """SIGSTOP: a hung server (its connections stay open, its heartbeats stop)."""
+        self.processes[i].send_signal(signal.SIGSTOP)
+        self.paused.add(i)
+
+    def resume(self, i: int) -> None:
+        self.processes[i].send_signal(signal.SIGCONT)
+        self.paused.discard(i)
+
+    def running(self) -> list[int]:
+        return [i for i in self.processes if i not in self.paused]
+
     def stop_all(self) -> None:
+        for i in list(self.paused):
+            self.resume(i)
         for process in self.processes.values():
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
@@ -152,7 +169,7 @@ class Cluster:
         return cluster_digest(parse(self.backup(i).read_text(), str(self.backup(i))))
 
     def status(self, i: int) -> dict[str, Any] | None:
-        return status_of(self.config(i)) if i in self.processes else None
+        return status_of(self.config(i)) if i in self.processes and i not in self.paused else None
 
     def seen(self, i: int, j: int) -> dict[str, Any] | None:
         """Server j as server i's status shows it (None while i does not answer)."""
@@ -171,12 +188,12 @@ class Cluster:
 
     def agreed_primary(self) -> int | None:
         """The primary every running server reports while all say ready; None otherwise."""
-        views = [self.status(i) for i in self.processes]
+        views = [self.status(i) for i in self.running()]
         primaries = {v["primary"] for v in views if v is not None and v["state"] == "ready"}
         if len(primaries) != 1 or len(views) != sum(v is not None and v["state"] == "ready" for v in views):
             return None
         return primaries.pop()
 
     def complete(self) -> bool:
-        views = [self.status(i) for i in self.processes]
+        views = [self.status(i) for i in self.running()]
         return all(v is not None and v["status"] == "complete" for v in views)

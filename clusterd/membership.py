@@ -8,10 +8,14 @@ The rules (``docs/clusterd.md`` has the reasoning):
   ``epoch + 1``; a higher epoch always wins, a claim from a lower epoch is
   refused, and two claims of one epoch go to the lower id.
 * When the primary is down (no server sees it), the lowest id among the up
-  servers that hold the newest generation claims the role.
-* A lower id that returns takes the role back only once it is caught up (it
-  knows the epoch and holds the newest generation) and has been up for
-  ``timing.hold`` seconds, so that a flapping server does not flap the role.
+  servers that hold a generation claims the role (a server never synced
+  claims only when nobody up holds one). It merges every head it does not
+  descend from before it sends anything (:mod:`clusterd.primary`).
+* A lower id that returns takes the role back only once it is caught up (its
+  head descends from every up peer's) and has been back for ``timing.hold``
+  seconds, so that a flapping server does not flap the role. "Back" counts
+  from its start, or from the moment it found it had been paused
+  (:meth:`Membership.returned`).
 
 Time is passed in (``now``, monotonic seconds), so tests drive it directly.
 """
@@ -21,7 +25,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Callable
+
+from .protocol import Heartbeat
 
 
 class Role(StrEnum):
@@ -43,11 +49,12 @@ class PeerView:
     primary: int | None = None
     sees: frozenset[int] = frozenset()
     uptime: float = 0.0
+    head: str = ""
+    """The id of the generation it holds."""
     generation: int = 0
+    """That generation's number, for status."""
     digest: str = ""
     state: str = ""
-    edit: bool = False
-    """It has a local edit on its way to the primary (the primary waits for it before pushing)."""
     inbox: str = ""
 
 
@@ -60,8 +67,10 @@ class Membership:
     started: float
     epoch: int = 0
     primary: int | None = None
-    generation: int = 0
-    """This server's own generation of the cluster configuration (the sync layer sets it)."""
+    head: str = ""
+    """The id of the generation this server holds (the state core sets it)."""
+    covers: Callable[[str], bool] = lambda head: not head
+    """Whether this server's head descends from a peer's head (the state core sets it, from the history)."""
     log: list[str] = field(default_factory=list)
 
     @classmethod
@@ -71,9 +80,9 @@ class Membership:
 
     # -- observations -------------------------------------------------
 
-    def heartbeat(self, message: dict[str, Any], now: float) -> bool:
+    def heartbeat(self, message: Heartbeat, now: float) -> bool:
         """Record a heartbeat; True if the view changed (who is up, or who is primary)."""
-        peer = self.peers.get(message["id"])
+        peer = self.peers.get(message.id)
         if peer is None:
             return False
         changed = not peer.up
@@ -81,29 +90,28 @@ class Membership:
             peer.up, peer.since = True, now
             self.log.append(f"server {peer.id} is up")
         peer.last = now
-        peer.epoch, peer.primary = message["epoch"], message["primary"]
-        peer.sees = frozenset(i for i in message["sees"] if isinstance(i, int))
-        peer.uptime, peer.generation = float(message["uptime"]), message["generation"]
-        peer.digest, peer.state, peer.inbox = message["digest"], message["state"], message["inbox"]
-        peer.edit = message["edit"]
-        claim = message["primary"]
-        if message["epoch"] > self.epoch:
+        peer.epoch, peer.primary = message.epoch, message.primary
+        peer.sees = frozenset(i for i in message.sees if isinstance(i, int))
+        peer.uptime, peer.head, peer.generation = float(message.uptime), message.head, message.generation
+        peer.digest, peer.state, peer.inbox = message.digest, message.state, message.inbox
+        claim = message.primary
+        if message.epoch > self.epoch:
             if self.primary == self.me and claim != self.me:
-                self.log.append(f"server {claim} is primary in epoch {message['epoch']}; this server steps down"
+                self.log.append(f"server {claim} is primary in epoch {message.epoch}; this server steps down"
                                 if claim is not None else
-                                f"server {peer.id} knows epoch {message['epoch']}; this server's term is over")
-            self.epoch, self.primary = message["epoch"], claim
+                                f"server {peer.id} knows epoch {message.epoch}; this server's term is over")
+            self.epoch, self.primary = message.epoch, claim
             return True
         if claim is None:
             return changed
-        if message["epoch"] == self.epoch and claim != self.primary:
+        if message.epoch == self.epoch and claim != self.primary:
             if self.primary is None or claim < self.primary:
                 if self.primary == self.me:
                     self.log.append(f"server {claim} also claims epoch {self.epoch} and has the lower id; stepping down")
                 self.primary = claim
                 return True
-        elif message["epoch"] < self.epoch and claim == message["id"]:
-            self.log.append(f"refused: server {peer.id} claims epoch {message['epoch']}, the cluster is in epoch {self.epoch}")
+        elif message.epoch < self.epoch and claim == message.id:
+            self.log.append(f"refused: server {peer.id} claims epoch {message.epoch}, the cluster is in epoch {self.epoch}")
         return changed
 
     def lost(self, peer_id: int, now: float, why: str = "connection closed") -> bool:
@@ -157,31 +165,34 @@ class Membership:
             return True
         return any(self.primary in p.sees for p in self.peers.values() if p.up)
 
-    def newest_generation(self) -> int:
-        return max([self.generation, *(p.generation for p in self.peers.values() if p.up)])
-
     def caught_up(self) -> bool:
-        return self.generation >= self.newest_generation()
+        """This server's head descends from the head of every up peer."""
+        return all(self.covers(p.head) for p in self.peers.values() if p.up)
+
+    def returned(self, now: float, away: float) -> None:
+        """This process was paused for ``away`` seconds: the hold counts again from now."""
+        self.started = now
+        self.log.append(f"this server was paused for {away:.1f} s; asking its peers before acting")
 
     def evaluate(self, now: float) -> int | None:
         """Claim the primary role if the rules give it to this server; the new epoch, or None."""
         if self.primary == self.me or self.discovering(now):
             return None
-        newest = self.newest_generation()
         if self.primary_alive():
             retake = (
                 self.me < (self.primary if self.primary is not None else math.inf)
                 and min(self.up) == self.me
                 and now - self.started >= self.hold
-                and self.generation >= newest
+                and self.caught_up()
             )
             if not retake:
                 return None
-            self.log.append(f"server {self.me} has been up {now - self.started:.1f} s and is caught up; "
+            self.log.append(f"server {self.me} has been back {now - self.started:.1f} s and is caught up; "
                             f"taking the primary role back from server {self.primary}")
         else:
-            candidates = {self.me} | {p.id for p in self.peers.values() if p.up and p.generation >= newest}
-            if self.generation < newest or min(candidates) != self.me:
+            holders = {p.id for p in self.peers.values() if p.up and p.head}
+            candidates = ({self.me} if self.head else set()) | holders or {self.me} | self.up
+            if min(candidates) != self.me:
                 return None
             if self.primary is not None:
                 self.log.append(f"primary {self.primary} is down; server {self.me} is the lowest id up")

@@ -1,41 +1,148 @@
-"""Control messages: length-prefixed JSON frames, size-limited and checked against a schema.
+"""Control messages: typed values sent as length-prefixed JSON frames, size-limited and checked.
 
 A frame is a 4-byte big-endian length and that many bytes of a UTF-8 JSON
-object with a ``type``. The schema below is the whole protocol: each message
-type and the fields it must carry. Anything else (too long, not JSON, an
-unknown type, a field missing or of the wrong type) is a :class:`BadMessage`,
-which the daemon logs and drops; it never ends the daemon.
+object with a ``type``. Each message type is a frozen dataclass below; its
+fields (and their types) are the whole protocol. Anything else (too long,
+not JSON, an unknown type, a field missing or of the wrong type) is a
+:class:`BadMessage`, which the daemon logs and drops; it never ends the
+daemon. Fields a peer sends that a type does not name are ignored, so a
+newer peer can add some.
 """
 
 from __future__ import annotations
 
 import json
 import struct
-from typing import Any, Protocol
+import types
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, ClassVar, Protocol, Union, get_args, get_origin, get_type_hints
 
 MAX_FRAME = 16 * 1024 * 1024
-"""Large enough for the cluster-wide part of a 100,000-line backup sent as an edit."""
+"""Large enough for the cluster-wide part of a 100,000-line backup with its base."""
 
 _LENGTH = struct.Struct(">I")
 
-_int, _str, _bool, _num = int, str, bool, (int, float)
-_opt_int = (int, type(None))
 
-SCHEMA: dict[str, dict[str, Any]] = {
-    # peer to peer, every heartbeat interval and on every change of view
-    "heartbeat": {"id": _int, "epoch": _int, "primary": _opt_int, "uptime": _num, "sees": list,
-                  "generation": _int, "digest": _str, "state": _str, "edit": _bool, "inbox": _str},
-    # requests; each carries a request id ``rid`` answered by one ``reply``
-    "apply": {"rid": _int, "epoch": _int, "generation": _int, "generation_epoch": _int,
-              "sha256": _str, "digest": _str, "name": _str},
-    "edit": {"rid": _int, "base": _int, "base_epoch": _int, "text": _str},
-    "fetch": {"rid": _int},
-    "reply": {"rid": _int, "ok": _bool},
-    # the local socket (clusterctl-style requests from the CLI)
-    "status": {},
-    "reload": {},
-    "sync": {},
-    "diff": {"peer": _opt_int},
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """Peer to peer, every heartbeat interval and on every change of view: what this server knows and holds."""
+
+    type: ClassVar[str] = "heartbeat"
+    id: int
+    epoch: int
+    primary: int | None
+    uptime: float
+    sees: list[int]
+    head: str
+    """The id of the generation this server holds ("" for none)."""
+    generation: int
+    """Its number (the height in the history), for people."""
+    digest: str
+    """Of the cluster-wide content of the live backup, in normal form."""
+    state: str
+    inbox: str
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """Asked by a server that was away (paused): the peer's view now, answered with a heartbeat's fields."""
+
+    type: ClassVar[str] = "probe"
+    rid: int
+
+
+@dataclass(frozen=True, slots=True)
+class Apply:
+    """The primary to a secondary: apply the generation copied to ``name`` in the inbox."""
+
+    type: ClassVar[str] = "apply"
+    rid: int
+    epoch: int
+    generation: dict[str, Any]
+    lineage: list[dict[str, Any]]
+    """Its ancestors' metadata, newest first: the secondary checks that its own head is among them."""
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    """The primary to a peer: send the generation you hold, its text and its lineage."""
+
+    type: ClassVar[str] = "head"
+    rid: int
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    """The text of one generation by id (a merge base the asker does not keep)."""
+
+    type: ClassVar[str] = "text"
+    rid: int
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    """The whole live backup (``clusterd diff``)."""
+
+    type: ClassVar[str] = "fetch"
+    rid: int
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    type: ClassVar[str] = "reply"
+    rid: int
+    ok: bool
+    error: str = ""
+    body: dict[str, Any] = field(default_factory=dict)
+
+
+# the local socket (clusterctl-style requests from the CLI)
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    type: ClassVar[str] = "status"
+
+
+@dataclass(frozen=True, slots=True)
+class Reload:
+    type: ClassVar[str] = "reload"
+
+
+@dataclass(frozen=True, slots=True)
+class Sync:
+    type: ClassVar[str] = "sync"
+
+
+@dataclass(frozen=True, slots=True)
+class Diff:
+    type: ClassVar[str] = "diff"
+    peer: int | None
+
+
+Message = Heartbeat | Probe | Apply | Head | Text | Fetch | Reply | Status | Reload | Sync | Diff
+Request = Probe | Apply | Head | Text | Fetch
+
+TYPES: dict[str, type] = {cls.type: cls for cls in (Heartbeat, Probe, Apply, Head, Text, Fetch, Reply,
+                                                     Status, Reload, Sync, Diff)}
+
+
+def _allowed(annotation: Any) -> tuple[type, ...]:
+    origin = get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        return tuple(t for a in get_args(annotation) for t in _allowed(a))
+    if annotation is None or annotation is type(None):
+        return (type(None),)
+    if origin is not None:
+        return (origin,)
+    if annotation is float:
+        return (int, float)
+    return (annotation,)
+
+
+_HINTS: dict[type, dict[str, tuple[type, ...]]] = {
+    cls: {name: _allowed(hint) for name, hint in get_type_hints(cls).items() if name != "type"} for cls in TYPES.values()
 }
 
 
@@ -47,41 +154,50 @@ class Reader(Protocol):
     async def readexactly(self, n: int) -> bytes: ...
 
 
-def encode(message: dict[str, Any]) -> bytes:
-    check(message)
-    body = json.dumps(message, separators=(",", ":")).encode("utf-8")
+def as_data(message: Message) -> dict[str, Any]:
+    return {"type": message.type, **{f.name: getattr(message, f.name) for f in fields(message)}}
+
+
+def encode(message: Message | dict[str, Any]) -> bytes:
+    """A frame; a plain dict (the CLI's requests) is checked as :func:`from_data` would check it."""
+    if isinstance(message, dict):
+        message = from_data(message)
+    body = json.dumps(as_data(message), separators=(",", ":")).encode("utf-8")
     if len(body) > MAX_FRAME:
         raise BadMessage(f"message of {len(body)} bytes is over the {MAX_FRAME}-byte limit")
     return _LENGTH.pack(len(body)) + body
 
 
-def decode(body: bytes) -> dict[str, Any]:
+def decode(body: bytes) -> Message:
     try:
-        message = json.loads(body.decode("utf-8"))
+        data = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise BadMessage(f"not a JSON message ({error})") from None
-    check(message)
-    return message
+    return from_data(data)
 
 
-def check(message: Any) -> None:
-    if not isinstance(message, dict):
+def from_data(data: Any) -> Message:
+    if not isinstance(data, dict):
         raise BadMessage("a message is a JSON object")
-    kind = message.get("type")
-    fields = SCHEMA.get(kind) if isinstance(kind, str) else None
-    if fields is None:
+    kind = data.get("type")
+    cls = TYPES.get(kind) if isinstance(kind, str) else None
+    if cls is None:
         raise BadMessage(f"unknown message type {kind!r}")
-    for name, expected in fields.items():
-        if name not in message:
-            raise BadMessage(f"{kind} without {name!r}")
-        value = message[name]
-        if isinstance(value, bool) and expected is not _bool and expected != (int, float):
-            raise BadMessage(f"{kind}: {name} has the wrong type")
-        if not isinstance(value, expected):
-            raise BadMessage(f"{kind}: {name} has the wrong type")
+    values = {}
+    for f in fields(cls):
+        if f.name not in data:
+            if f.default is MISSING and f.default_factory is MISSING:
+                raise BadMessage(f"{kind} without {f.name!r}")
+            continue
+        value = data[f.name]
+        allowed = _HINTS[cls][f.name]
+        if (isinstance(value, bool) and bool not in allowed) or not isinstance(value, allowed):
+            raise BadMessage(f"{kind}: {f.name} has the wrong type")
+        values[f.name] = value
+    return cls(**values)
 
 
-async def read_frame(reader: Reader, limit: int = MAX_FRAME) -> dict[str, Any]:
+async def read_frame(reader: Reader, limit: int = MAX_FRAME) -> Message:
     """The next message; :class:`BadMessage` for a bad one (the stream stays usable), EOF as ``IncompleteReadError``.
 
     An oversized frame is refused by its length alone: its body is never read

@@ -1,26 +1,23 @@
 """Generations of the cluster configuration: made on the primary, applied on secondaries, merged from edits.
 
-The cluster configuration is the cluster-wide part of the primary's live
-backup (:func:`confmerge.merge.cluster_part`), numbered by a
-:class:`Generation`. A secondary applies one by adopting it into its own
-backup (:func:`confmerge.merge.adopt`): its server-specific sections stay.
-An edit to a secondary's cluster-wide sections goes to the primary and is
-merged three-way against the last generation both had
-(:func:`confmerge.merge.merge` with ``base``). Whether two servers hold the
-same configuration is decided by :func:`confmerge.merge.cluster_digest`, in
-normal form, never by bytes.
+The cluster configuration is the cluster-wide part of a live backup
+(:func:`confmerge.merge.cluster_part`), kept as a
+:class:`~clusterd.history.Generation`. A server applies one by adopting it
+into its own backup (:func:`confmerge.merge.adopt`): its server-specific
+sections stay. A head the primary does not descend from is merged into its
+backup three-way against the merge base (:func:`confmerge.merge.merge` with
+``base``). Whether two servers hold the same configuration is decided by
+:func:`confmerge.merge.cluster_digest`, in normal form, never by bytes.
 
 Everything here is files and the engine; sockets live in :mod:`clusterd.daemon`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import shlex
 import subprocess
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
@@ -31,28 +28,9 @@ from confmerge.parser import parse
 from confmerge.render import render
 from confmerge.tree import Config
 
-HISTORY = 20
-"""Generations kept as bases for three-way merges of late edits."""
+from .history import Generation, History, sha256
 
 APPLY_TIMEOUT = 120.0
-
-
-@dataclass(frozen=True, slots=True)
-class Generation:
-    """One version of the cluster configuration. Ordered by number, then epoch (a later term wins a tie)."""
-
-    number: int
-    epoch: int
-    sha256: str
-    """Of the transferred text: checks the transfer."""
-    digest: str
-    """Of the cluster-wide content in normal form: tells whether a server holds it."""
-
-    def older_than(self, other: "Generation") -> bool:
-        return (self.number, self.epoch) < (other.number, other.epoch)
-
-
-NONE = Generation(0, 0, "", "")
 
 
 class SyncState(StrEnum):
@@ -66,10 +44,6 @@ class SyncState(StrEnum):
 
 class SyncError(Exception):
     """A generation that was not applied, and why (reported to the primary and in status)."""
-
-
-def sha256(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,79 +67,8 @@ def snapshot_of(text: str, backup: Path) -> Snapshot:
     return Snapshot(text, cluster_part(config), cluster_digest(config), config)
 
 
-class Store:
-    """The sync state on disk, under ``<state-dir>/sync``: current generation, history, inbox, previous backup."""
-
-    def __init__(self, state_dir: Path) -> None:
-        self.root = state_dir / "sync"
-        self.inbox = self.root / "inbox"
-        self.history_dir = self.root / "history"
-        for directory in (self.root, self.inbox, self.history_dir):
-            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._meta = self.root / "generation.json"
-
-    def current(self) -> tuple[Generation, bool]:
-        """The generation this server holds and whether it is committed (a secondary acknowledged it)."""
-        try:
-            data = json.loads(self._meta.read_text())
-            return Generation(**data["generation"]), bool(data["committed"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return NONE, True
-
-    def text(self, number: int) -> str | None:
-        try:
-            return (self.history_dir / f"{number}.conf").read_text(encoding="utf-8")
-        except OSError:
-            return None
-
-    def generation(self, number: int) -> Generation | None:
-        """A kept generation's metadata (written beside its text), or None if it is no longer kept."""
-        try:
-            return Generation(**json.loads((self.history_dir / f"{number}.json").read_text()))
-        except (OSError, ValueError, TypeError):
-            return None
-
-    def save(self, generation: Generation, text: str, committed: bool) -> None:
-        """Keep a generation (its text and metadata, the last :data:`HISTORY` of them) and make it the current one."""
-        write_atomic(self.history_dir / f"{generation.number}.conf", text)
-        write_atomic(self.history_dir / f"{generation.number}.json", json.dumps(asdict(generation)) + "\n")
-        self.commit(generation, committed)
-        kept = sorted((int(p.stem) for p in self.history_dir.glob("*.conf") if p.stem.isdigit()), reverse=True)
-        for number in kept[HISTORY:]:
-            (self.history_dir / f"{number}.conf").unlink(missing_ok=True)
-            (self.history_dir / f"{number}.json").unlink(missing_ok=True)
-
-    def commit(self, generation: Generation, committed: bool = True) -> None:
-        write_atomic(self._meta, json.dumps({"generation": asdict(generation), "committed": committed}) + "\n")
-
-    def forget_uncommitted(self) -> Generation:
-        """At start: a generation no secondary acknowledged never reached the cluster; fall back to the last one that did.
-
-        Its content is not lost: it is still in the live backup, which then
-        differs from the fallback and is sent to the primary as an edit.
-        """
-        generation, committed = self.current()
-        if committed or generation == NONE:
-            return generation
-        for number in range(generation.number - 1, 0, -1):
-            older = self.generation(number)
-            if older is not None and self.text(number) is not None:
-                self.commit(older, True)
-                return older
-        self.commit(NONE, True)
-        return NONE
-
-    def clear_inbox(self) -> None:
-        for path in self.inbox.iterdir():
-            path.unlink(missing_ok=True)
-
-
 # ---------------------------------------------------------------------------
-# The primary
-
-
-def next_generation(current: Generation, newest_seen: int, epoch: int, live: Snapshot) -> Generation:
-    return Generation(max(current.number, newest_seen) + 1, epoch, sha256(live.cluster), live.digest)
+# Merging a head into the primary's backup
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,18 +81,18 @@ class EditOutcome:
 
 
 def merge_edit(live: Snapshot, edit_text: str, base_text: str | None, backup: Path, sender: int) -> EditOutcome:
-    """A secondary's cluster-wide sections merged into the primary's backup, three-way when the base is known.
+    """Another head's cluster-wide text merged into the primary's backup, three-way when the base is known.
 
-    Without the base (a generation older than the history) the merge is a
+    Without the base (pruned from every history reached) the merge is a
     union: nothing is lost, but a removal does not propagate; the caller says so.
     """
     try:
         primary_config = live.config or parse(live.text, str(backup))
-        edited = parse(edit_text, f"edit from server {sender}")
+        edited = parse(edit_text, f"head of server {sender}")
         base = parse(base_text, "base") if base_text is not None else None
         result = merge([primary_config, edited], primary=0, base=base)
     except ConfError as error:
-        raise SyncError(f"the edit from server {sender} cannot be merged: {error.diagnostics[0]}") from None
+        raise SyncError(f"the head of server {sender} cannot be merged: {error.diagnostics[0]}") from None
     text = render(result.outputs[0])
     return EditOutcome(text, text != live.text, result.conflicts, base is not None)
 
@@ -209,19 +112,16 @@ class Applied:
     """Its mtime and size as this apply left them: a later edit differs."""
 
 
-def apply_generation(store: Store, backup: Path, text: str, generation: Generation,
+def apply_generation(store: History, backup: Path, text: str, generation: Generation,
                      apply_command: str | None, live: Snapshot | None = None) -> Applied:
     """Verify, adopt, check, write atomically (previous kept), run the apply command; undo on its failure.
 
     ``live`` is the backup as last read; its tree is used if the file still holds that text.
+    Whether the generation may replace the one held is the caller's question (ancestry).
     """
     if sha256(text) != generation.sha256:
         raise SyncError(f"hash mismatch: generation {generation.number} has sha256 {generation.sha256[:12]}..., "
                         f"received {sha256(text)[:12]}...; not applied")
-    current, _ = store.current()
-    if generation.older_than(current):
-        raise SyncError(f"generation {generation.number} (epoch {generation.epoch}) is older than "
-                        f"generation {current.number} (epoch {current.epoch}) held here; not applied")
     try:
         stamp = file_stamp(os.stat(backup))
         old_text = read_text(backup)
@@ -235,7 +135,6 @@ def apply_generation(store: Store, backup: Path, text: str, generation: Generati
             raise SyncError(f"the live backup is not valid ({error.diagnostics[0]}); fix it, and the cluster's "
                             "configuration follows") from None
     if live.digest == generation.digest:
-        store.save(generation, text, committed=True)
         return Applied(generation, False, live, stamp)
     assert live.config is not None
     try:
@@ -244,7 +143,6 @@ def apply_generation(store: Store, backup: Path, text: str, generation: Generati
         raise SyncError(f"the adopted backup would not be valid: {error.diagnostics[0]}") from None
     new_text = render(result)
     stamp = write_backup(store, backup, old_text, new_text, apply_command, generation)
-    store.save(generation, text, committed=True)
     # adopt's contract: the result holds the generation's cluster-wide content in normal form
     return Applied(generation, True, Snapshot(new_text, cluster_part(result), generation.digest, result), stamp)
 
@@ -270,7 +168,7 @@ def file_stamp(status: os.stat_result) -> tuple[int, int]:
     return (status.st_mtime_ns, status.st_size)
 
 
-def write_backup(store: Store, backup: Path, old_text: str, new_text: str, apply_command: str | None,
+def write_backup(store: History, backup: Path, old_text: str, new_text: str, apply_command: str | None,
                  generation: Generation) -> tuple[int, int]:
     """Replace the live backup and load it; if loading fails, the previous file is put back.
 

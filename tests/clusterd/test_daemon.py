@@ -17,7 +17,7 @@ import pytest
 
 from clusterd import keys
 from clusterd.cli import main
-from clusterd.protocol import MAX_FRAME, encode
+from clusterd.protocol import MAX_FRAME, Heartbeat, encode
 
 from .harness import FIXTURES, Cluster, free_base, status_of, wait_for
 
@@ -79,8 +79,8 @@ def test_garbage_bad_frames_and_an_oversized_frame_change_nothing(cluster_factor
             process = await connection.create_process(encoding=None)
             for body in (b"not json", b'{"type": "launch"}', b'{"type": "heartbeat"}', b"[]"):
                 process.stdin.write(struct.pack(">I", len(body)) + body)
-            beat = {"type": "heartbeat", "id": 1, "epoch": 0, "primary": None, "uptime": 0.1, "sees": [1],
-                    "generation": 0, "digest": "", "state": "awaiting initial sync", "edit": False, "inbox": "/nonexistent"}
+            beat = Heartbeat(id=1, epoch=0, primary=None, uptime=0.1, sees=[1], head="", generation=0, digest="",
+                             state="awaiting initial sync", inbox="/nonexistent")
             process.stdin.write(encode(beat))
             await asyncio.sleep(0.5)
             seen = cluster.status(0)["servers"][1]["up"]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from clusterd.membership import Membership, Role
+from clusterd.protocol import Heartbeat
 
 
-def beat(sender: int, epoch: int = 0, primary: int | None = None, sees=(), generation: int = 0) -> dict:
-    return {"type": "heartbeat", "id": sender, "epoch": epoch, "primary": primary, "uptime": 1.0,
-            "sees": list(sees) or [sender], "generation": generation, "digest": "", "state": "in sync", "edit": False, "inbox": ""}
+def beat(sender: int, epoch: int = 0, primary: int | None = None, sees=(), head: str = "") -> Heartbeat:
+    return Heartbeat(id=sender, epoch=epoch, primary=primary, uptime=1.0, sees=list(sees) or [sender], head=head,
+                     generation=0, digest="", state="in sync", inbox="")
 
 
 def node(me: int, peers: list[int], now: float = 0.0, epoch: int = 0) -> Membership:
@@ -58,15 +61,24 @@ def test_silence_for_the_detection_time_is_down():
     assert m.evaluate(2.6) == 2
 
 
-def test_a_returning_lower_id_waits_for_the_hold_time_and_the_newest_generation():
+def test_a_returning_lower_id_waits_for_the_hold_time_and_the_peers_heads():
     m = node(0, [1, 2], now=100.0, epoch=1)
-    m.heartbeat(beat(1, 2, 1, generation=7), 100.1)
-    m.heartbeat(beat(2, 2, 1, generation=7), 100.1)
+    m.heartbeat(beat(1, 2, 1, head="g7"), 100.1)
+    m.heartbeat(beat(2, 2, 1, head="g7"), 100.1)
     assert m.role(100.2) is Role.SECONDARY
-    assert m.evaluate(103.5) is None, "not caught up: generation 0 of 7"
-    m.generation = 7
+    assert m.evaluate(103.5) is None, "not caught up: its history does not hold g7"
+    m.covers = lambda head: head in ("", "g7")
     assert m.evaluate(102.0) is None, "up for 2 s of a 3 s hold"
     assert m.evaluate(103.1) == 3
+
+
+def test_the_hold_counts_again_from_a_return_after_a_pause():
+    m = node(0, [1], now=100.0, epoch=1)
+    m.covers = lambda head: True
+    m.heartbeat(beat(1, 2, 1, head="g7"), 100.1)
+    m.returned(110.0, away=6.0)
+    assert m.evaluate(112.0) is None, "back for 2 s of a 3 s hold, though the process is 12 s old"
+    assert m.evaluate(113.1) == 3
 
 
 def test_a_claim_from_a_lower_epoch_is_refused_and_a_higher_one_wins():
@@ -89,19 +101,20 @@ def test_two_claims_of_one_epoch_go_to_the_lower_id():
     assert (m.primary, m.role(2.1)) == (1, Role.SECONDARY)
 
 
-def test_a_server_behind_on_generations_does_not_claim_when_a_peer_is_ahead():
+def test_a_server_never_synced_does_not_claim_while_a_peer_holds_a_generation():
     m = node(1, [0, 2])
-    m.heartbeat(beat(0, 1, 0, generation=4), 0.1)
-    m.heartbeat(beat(2, 1, 0, sees=[1, 2], generation=4), 0.1)
-    m.generation = 3
+    m.heartbeat(beat(0, 1, 0, head="g4"), 0.1)
+    m.heartbeat(beat(2, 1, 0, sees=[1, 2], head="g4"), 0.1)
     m.lost(0, 1.0)
     assert m.evaluate(1.0) is None
     m2 = node(2, [0, 1])
-    m2.generation = 4
-    m2.heartbeat(beat(0, 1, 0, generation=4), 0.1)
-    m2.heartbeat(beat(1, 1, 0, sees=[1, 2], generation=3), 0.1)
+    m2.head = "g4"
+    m2.heartbeat(beat(0, 1, 0, head="g4"), 0.1)
+    m2.heartbeat(beat(1, 1, 0, sees=[1, 2]), 0.1)
     m2.lost(0, 1.0)
     assert m2.evaluate(1.0) == 2
+    m.head = "g3"
+    assert m.evaluate(1.1) == 2, "a stale head is no bar: the new primary takes the others' heads in first"
 
 
 # ---------------------------------------------------------------------------
@@ -114,8 +127,8 @@ IDS = [0, 1, 2, 3]
 STEP = 0.5
 
 
-def heartbeat_of(m: Membership, now: float) -> dict:
-    return beat(m.me, m.epoch, m.primary, sees=sorted(m.up), generation=m.generation) | {"uptime": now - m.started}
+def heartbeat_of(m: Membership, now: float) -> Heartbeat:
+    return replace(beat(m.me, m.epoch, m.primary, sees=sorted(m.up), head=m.head), uptime=now - m.started)
 
 
 class SimulatedCluster:

@@ -5,12 +5,14 @@ import struct
 
 import pytest
 
-from clusterd.protocol import MAX_FRAME, BadMessage, OversizedFrame, decode, encode, read_frame
+from clusterd.protocol import (
+    MAX_FRAME, Apply, BadMessage, Diff, Heartbeat, OversizedFrame, Reply, decode, encode, read_frame,
+)
 
 
-def heartbeat() -> dict:
-    return {"type": "heartbeat", "id": 1, "epoch": 2, "primary": 0, "uptime": 3.5, "sees": [0, 1],
-            "generation": 4, "digest": "ab", "state": "in sync", "edit": False, "inbox": "/x"}
+def heartbeat() -> Heartbeat:
+    return Heartbeat(id=1, epoch=2, primary=0, uptime=3.5, sees=[0, 1], head="c0ffee", generation=4, digest="ab",
+                     state="in sync", inbox="/x")
 
 
 async def feed(data: bytes) -> asyncio.StreamReader:
@@ -58,4 +60,12 @@ def test_a_bad_frame_leaves_the_stream_at_the_next_one():
         with pytest.raises(BadMessage):
             await read_frame(reader)
         return await read_frame(reader)
-    assert asyncio.run(go())["type"] == "heartbeat"
+    assert asyncio.run(go()) == heartbeat()
+
+
+def test_messages_are_typed_values_and_optional_fields_may_be_left_out():
+    apply = Apply(rid=3, epoch=2, generation={"id": "x"}, lineage=[{"id": "x"}], name="generation-x.conf")
+    assert decode(encode(apply)[4:]) == apply
+    assert decode(b'{"type": "reply", "rid": 7, "ok": true}') == Reply(7, True)
+    assert decode(b'{"type": "diff", "peer": null, "future": 1}') == Diff(None), "unknown fields are ignored"
+    assert encode({"type": "status"}) == encode(decode(b'{"type": "status"}'))

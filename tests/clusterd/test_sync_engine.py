@@ -1,34 +1,27 @@
-"""``clusterd.sync`` without a network: generations, apply, rollback, merges of edits."""
+"""``clusterd.sync`` without a network: apply, rollback, merges of heads (the history has its own tests)."""
 
 from __future__ import annotations
 
 import pytest
 
-from clusterd.sync import (
-    NONE, Generation, Snapshot, Store, SyncError, apply_generation, merge_edit, next_generation, sha256, snapshot,
-)
+from clusterd.history import Generation, History
+from clusterd.sync import SyncError, apply_generation, merge_edit, snapshot
 from confmerge.merge import cluster_digest, cluster_part
 from confmerge.parser import parse
 
 from .test_sync import V1, V2
 
 
-def generation_of(text: str, number: int = 1, epoch: int = 1) -> tuple[Generation, str]:
+def generation_of(text: str, epoch: int = 1) -> tuple[Generation, str]:
     cluster = cluster_part(parse(text, "primary"))
-    return Generation(number, epoch, sha256(cluster), cluster_digest(parse(text, "primary"))), cluster
+    return Generation.make([], 0, epoch, 1.0, cluster, cluster_digest(parse(text, "primary"))), cluster
 
 
 @pytest.fixture
 def server(tmp_path):
     backup = tmp_path / "bqn.conf"
     backup.write_text(V1[1])
-    return Store(tmp_path / "state"), backup
-
-
-def test_generations_order_by_number_then_epoch():
-    a, b, c = Generation(3, 1, "", ""), Generation(3, 2, "", ""), Generation(4, 1, "", "")
-    assert a.older_than(b) and b.older_than(c) and not c.older_than(a) and not a.older_than(a)
-    assert NONE.older_than(a)
+    return History(tmp_path / "state"), backup
 
 
 def test_applying_adopts_keeps_the_servers_own_sections_and_records_the_generation(server):
@@ -39,23 +32,17 @@ def test_applying_adopts_keeps_the_servers_own_sections_and_records_the_generati
     after = backup.read_text()
     assert "rule sw-updates-at-peak" in after and "hostname bqn1" in after and "address 192.168.0.122/24" in after
     assert cluster_digest(parse(after, "x")) == generation.digest == applied.live.digest
-    assert store.current() == (generation, True)
-    assert store.text(1) == text
     assert (store.root / "previous.conf").read_text() == V1[1]
     stat = backup.stat()
     assert applied.stamp == (stat.st_mtime_ns, stat.st_size)
 
 
-def test_a_hash_mismatch_and_an_older_generation_are_not_applied(server):
+def test_a_hash_mismatch_is_not_applied(server):
     store, backup = server
-    generation, text = generation_of(V1[0], number=5)
+    generation, text = generation_of(V1[0])
     with pytest.raises(SyncError, match="hash mismatch"):
         apply_generation(store, backup, text.replace("plan-100M", "plan-100m"), generation, None)
     assert backup.read_text() == V1[1]
-    apply_generation(store, backup, text, generation, None)
-    older, older_text = generation_of(V2[0], number=4, epoch=9)
-    with pytest.raises(SyncError, match="older than generation 5"):
-        apply_generation(store, backup, older_text, older, None)
 
 
 def test_a_failing_apply_command_puts_the_previous_file_back(server, tmp_path):
@@ -64,20 +51,9 @@ def test_a_failing_apply_command_puts_the_previous_file_back(server, tmp_path):
     with pytest.raises(SyncError, match=r"apply command failed \(exit 4\): nope; the previous backup is back"):
         apply_generation(store, backup, text, generation, "echo nope >&2; exit 4")
     assert backup.read_text() == V1[1]
-    assert store.current() == (NONE, True)
     seen = tmp_path / "seen"
     apply_generation(store, backup, text, generation, f'echo "$CLUSTERD_GENERATION" > {seen}')
     assert seen.read_text() == "1\n"
-
-
-def test_a_generation_nobody_acknowledged_is_forgotten_at_start(tmp_path):
-    store = Store(tmp_path)
-    first, text1 = generation_of(V1[0], number=1)
-    second, text2 = generation_of(V2[0], number=2)
-    store.save(first, text1, committed=True)
-    store.save(second, text2, committed=False)
-    assert store.forget_uncommitted() == first
-    assert store.current() == (first, True)
 
 
 def test_an_edit_merges_three_way_so_a_removal_on_the_secondary_propagates(tmp_path):
@@ -90,13 +66,6 @@ def test_an_edit_merges_three_way_so_a_removal_on_the_secondary_propagates(tmp_p
     assert "host fast.com" not in outcome.text
     union = merge_edit(snapshot(backup), edit, None, backup, sender=1)
     assert not union.three_way and "host fast.com" in union.text, "without the base, nothing is removed"
-
-
-def test_next_generation_numbers_past_anything_seen():
-    generation, text = generation_of(V1[0], number=3)
-    live = Snapshot(V1[0], text, generation.digest)
-    assert next_generation(generation, 7, 2, live) == Generation(8, 2, generation.sha256, generation.digest)
-    assert next_generation(generation, 1, 2, live).number == 4
 
 
 def test_an_invalid_live_backup_is_reported_and_left_alone(server):
@@ -121,5 +90,5 @@ def test_a_missing_live_backup_is_reported(server):
 def test_an_edit_that_cannot_be_merged_is_a_plain_refusal(tmp_path):
     backup = tmp_path / "bqn0.conf"
     backup.write_text(V2[0])
-    with pytest.raises(SyncError, match="the edit from server 2 cannot be merged: edit from server 2:2:1: error: tab"):
+    with pytest.raises(SyncError, match="the head of server 2 cannot be merged: head of server 2:2:1: error: tab"):
         merge_edit(snapshot(backup), "ntp\n\tserver 1.2.3.4\n", None, backup, sender=2)

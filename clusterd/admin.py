@@ -1,0 +1,110 @@
+"""The local socket ``state-dir/clusterd.sock`` (mode 0600): ``status``, ``reload``, ``sync`` and ``diff`` for the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from typing import Any, Callable
+
+from confmerge.diagnostics import ConfError
+
+from .core import Core
+from .links import LinkDown, PeerLink
+from .membership import Role
+from .primary import Primary
+from .protocol import MAX_FRAME, BadMessage, Diff, Fetch, Reload, Status, Sync, read_frame
+from .status import status
+
+
+class Admin:
+    def __init__(self, core: Core, primary: Primary, links: dict[int, PeerLink],
+                 reload: Callable[[], dict[str, Any]]) -> None:
+        self.core = core
+        self.primary = primary
+        self.links = links
+        self.reload = reload
+
+    async def start(self) -> asyncio.AbstractServer:
+        path = self.core.config.socket
+        path.unlink(missing_ok=True)
+        old = os.umask(0o177)
+        try:
+            server = await asyncio.start_unix_server(self.serve, str(path), limit=MAX_FRAME)
+        finally:
+            os.umask(old)
+        os.chmod(path, 0o600)
+        return server
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request = await read_frame(reader)
+            if isinstance(request, Status):
+                reply = {"ok": True, "status": status(self.core, self.primary.pushes)}
+            elif isinstance(request, Reload):
+                reply = self.reload()
+            elif isinstance(request, Sync):
+                reply = await self.force_sync()
+            elif isinstance(request, Diff):
+                reply = await self.cluster_diff(request.peer)
+            else:
+                reply = {"ok": False, "error": f"{request.type} is not a local request"}
+        except (BadMessage, asyncio.IncompleteReadError) as error:
+            reply = {"ok": False, "error": f"bad request: {error}"}
+        writer.write(json.dumps(reply).encode() + b"\n")
+        try:
+            await writer.drain()
+        finally:
+            writer.close()
+
+    async def force_sync(self) -> dict[str, Any]:
+        """``clusterd sync`` on the primary: a new generation from its backup, sent to everyone at once."""
+        core = self.core
+        if core.role() is not Role.PRIMARY:
+            return {"ok": False, "error": f"this server is not the primary; run clusterd sync on server "
+                                          f"{core.membership.primary}"}
+        async with core.backup_lock:
+            await core.refresh_live(force=True)
+            if core.live is None:
+                return {"ok": False, "error": core.live_error}
+            generation = core.record_edit(force=True)
+        self.primary.retry_all()
+        return {"ok": True, "generation": generation.number if generation else core.head.number}
+
+    async def cluster_diff(self, peer_id: int | None) -> dict[str, Any]:
+        """What each server's cluster-wide sections would gain or lose from the cluster's configuration."""
+        from confmerge.cli.diff import render_text
+        from confmerge.diff import Scope, diff
+        from confmerge.parser import parse
+
+        core = self.core
+
+        async def backup_text(server: int) -> str:
+            """The server's whole live backup: the diff is scoped to cluster-wide content, with its real line numbers."""
+            if server == core.config.id:
+                await core.refresh_live(force=True)
+                if core.live is None:
+                    raise LinkDown(core.live_error or "no live backup")
+                return core.live.text
+            link = self.links.get(server)
+            if link is None:
+                raise LinkDown(f"server {server} is not a peer")
+            reply = await link.request(Fetch(rid=0), timeout=30)
+            if not reply.ok or not isinstance(reply.body.get("text"), str):
+                raise LinkDown(reply.error or "no text in the reply")
+            return reply.body["text"]
+
+        primary = core.membership.primary
+        if primary is None:
+            return {"ok": False, "error": "no primary: the cluster is not ready"}
+        targets = [peer_id] if peer_id is not None else [s for s in [core.config.id, *self.links] if s != primary]
+        try:
+            cluster = parse(await backup_text(primary), f"cluster (server {primary}'s backup)")
+            out = []
+            for target in sorted(targets):
+                result = diff(parse(await backup_text(target), f"server {target}'s backup"), cluster, Scope.CLUSTER)
+                out.append({"server": target, "differences": len(result.changes),
+                            "text": render_text(result) if result else "no difference\n"})
+        except (LinkDown, ConfError) as error:
+            return {"ok": False, "error": str(error)}
+        return {"ok": True, "primary": primary, "diffs": out}

@@ -1,0 +1,290 @@
+"""The state core: the one place that knows what this server holds, who is up, and what happened.
+
+Everything the roles (:mod:`clusterd.primary`, :mod:`clusterd.secondary`),
+the status and the admin socket read or change goes through a :class:`Core`:
+
+* the history (:class:`~clusterd.history.History`) and its head, the
+  generation this server holds (there is no other copy of it);
+* the live backup as last read (a :class:`~clusterd.sync.Snapshot`), and
+  the rule that a change to it becomes a generation whose parent is the head;
+* the membership (who is up, the epoch, the primary) and the election;
+* the events and conflicts shown in status;
+* whether this process was paused, found by the monotonic clock jumping:
+  then nothing heard while away is acted on until the peers have answered
+  a fresh probe (:meth:`Core.awake`, :meth:`Core.revalidate`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable
+
+from confmerge.diagnostics import ConfError
+from confmerge.files import write_atomic
+
+from .config import ClusterConfig
+from .history import NONE, Generation, History
+from .membership import Membership, Role
+from .protocol import Heartbeat
+from .sync import Snapshot, SyncState, file_stamp, snapshot
+
+log = logging.getLogger("clusterd")
+
+
+@dataclass(slots=True)
+class Events:
+    lines: deque[str] = field(default_factory=lambda: deque(maxlen=50))
+
+    def add(self, text: str) -> None:
+        log.info("%s", text)
+        self.lines.append(f"{time.strftime('%H:%M:%S')} {text}")
+
+
+@dataclass(frozen=True, slots=True)
+class ConflictRecord:
+    """A value two heads disagreed on, resolved to the primary's."""
+
+    origin: int
+    """The server whose head lost the value."""
+    section: str
+    statement: str | None
+    primary: str | None
+    edit: str | None
+    chosen: str | None
+
+    def as_data(self) -> dict[str, Any]:
+        return {"from": self.origin, "section": self.section, "statement": self.statement, "primary": self.primary,
+                "edit": self.edit, "chosen": self.chosen}
+
+
+class Core:
+    def __init__(self, config: ClusterConfig, nudge: Callable[[], None]) -> None:
+        self.config = config
+        self.nudge = nudge
+        """Tell every peer at once (a heartbeat now): the daemon wires it to the links."""
+        self.history = History(config.state_dir)
+        self.history.clear_inbox()
+        now = time.monotonic()
+        self.started = now
+        self.membership = Membership.start(
+            config.id, [p.id for p in config.peers], config.timing.detection, config.timing.hold, now,
+            epoch=self._saved_epoch(),
+        )
+        self.membership.covers = self.history.covers
+        self.membership.head = self.head.id
+        self._epoch_saved = self.membership.epoch
+        self.events = Events()
+        self.conflicts: deque[ConflictRecord] = deque(maxlen=20)
+        self.live: Snapshot | None = None
+        self.live_error: str | None = None
+        self._live_stat: tuple[int, int] | None = None
+        self._last_full_check = now
+        self._live_lock = asyncio.Lock()
+        self.backup_lock = asyncio.Lock()
+        """Held by whoever reads the backup to replace it (apply, merge, recording an edit)."""
+        self.applying = False
+        self.apply_error: str | None = None
+        self._awake_at = now
+        self.revalidating = False
+
+    # -- what this server holds -------------------------------------------
+
+    @property
+    def head(self) -> Generation:
+        return self.history.head
+
+    def head_text(self) -> str | None:
+        return self.history.text(self.head.id)
+
+    def hold(self, generation: Generation, text: str) -> None:
+        """Make ``generation`` (with its text) the one this server holds."""
+        self.history.add(generation, text)
+        self.history.set_head(generation)
+        self.membership.head = generation.id
+        self.nudge()
+
+    def make_generation(self, parents: list[Generation], text: str, digest: str) -> Generation:
+        return Generation.make([p for p in parents if p is not NONE and p.id], self.config.id,
+                               self.membership.epoch, round(time.time(), 3), text, digest)
+
+    def record_edit(self, force: bool = False) -> Generation | None:
+        """A change to the live backup's cluster-wide content becomes a generation on the head; None if none.
+
+        A server that was never synced records nothing unless it is primary:
+        it takes the cluster's configuration (the guide's join).
+        """
+        live = self.live
+        if live is None or self.applying:
+            return None
+        if not force and live.digest == self.head.digest:
+            return None
+        if self.head is NONE and self.role() is not Role.PRIMARY:
+            return None
+        generation = self.make_generation([self.head], live.cluster, live.digest)
+        self.hold(generation, live.cluster)
+        self.events.add(f"generation {generation.number} ({generation.short}, epoch {generation.epoch}) "
+                        + ("from this server's backup" if len(generation.parents) <= 1 else ""))
+        return generation
+
+    def edit_pending(self) -> bool:
+        """The live backup holds cluster-wide content not yet in the head (recorded on the next tick)."""
+        return self.live is not None and self.head is not NONE and self.live.digest != self.head.digest
+
+    # -- the live backup -------------------------------------------------
+
+    async def refresh_live(self, force: bool = False, known: tuple[Snapshot, tuple[int, int]] | None = None) -> None:
+        """Re-read the live backup when it changed (size and mtime), and fully every drift interval.
+
+        Parsing runs in a thread (a 100,000-line backup takes about a second,
+        which must not hold up heartbeats), one read at a time, so a slow
+        read of an older file never overwrites a newer one. ``known`` is the
+        backup as the daemon itself just wrote it, with the stamp of that write.
+        """
+        async with self._live_lock:
+            now = time.monotonic()
+            if now - self._last_full_check >= self.config.timing.drift:
+                force, self._last_full_check = True, now
+            if known is not None:
+                self.live, self._live_stat = known
+                self.live_error = None
+                self.nudge()
+                return
+            try:
+                key = file_stamp(self.config.backup.stat())
+            except OSError as error:
+                self._live_problem(f"cannot read the live backup {self.config.backup}: {error.strerror}")
+                return
+            if not force and key == self._live_stat:
+                return
+            self._live_stat = key
+            try:
+                live = await asyncio.to_thread(snapshot, self.config.backup)
+            except ConfError as error:
+                self._live_problem(f"the live backup is not valid: {error.diagnostics[0]}")
+                return
+            if self.live is None or live.digest != self.live.digest:
+                self.nudge()
+            self.live, self.live_error = live, None
+
+    def _live_problem(self, text: str) -> None:
+        if text != self.live_error:
+            self.events.add(text)
+        self.live_error = text
+
+    # -- membership ------------------------------------------------------
+
+    def role(self) -> Role:
+        if self.revalidating and self.membership.primary != self.config.id:
+            return Role.JOINING
+        return self.membership.role(time.monotonic())
+
+    def heartbeat(self) -> Heartbeat:
+        m = self.membership
+        return Heartbeat(
+            id=self.config.id, epoch=m.epoch, primary=m.primary, uptime=round(time.monotonic() - self.started, 3),
+            sees=sorted(m.up), head=self.head.id, generation=self.head.number,
+            digest=self.live.digest if self.live else "", state=self.own_state().value, inbox=str(self.history.inbox),
+        )
+
+    def settle(self, changed: bool) -> None:
+        """After any observation: run the election, log what happened, tell peers at once if the view changed."""
+        before = (self.membership.epoch, self.membership.primary)
+        if not self.revalidating:
+            self.membership.evaluate(time.monotonic())
+        for line in self.membership.drain_log():
+            self.events.add(line)
+        if changed or (self.membership.epoch, self.membership.primary) != before:
+            self._save_epoch()
+            self.nudge()
+
+    def observe(self, message: Heartbeat) -> None:
+        """A peer's heartbeat; ignored while revalidating (it may have waited in a socket buffer while this server was away)."""
+        if self.revalidating:
+            return
+        self.settle(self.membership.heartbeat(message, time.monotonic()))
+
+    def lost(self, peer_id: int) -> None:
+        self.settle(self.membership.lost(peer_id, time.monotonic()))
+
+    def awake(self) -> bool:
+        """Note that the process is running; False the first time after it was paused past the detection time.
+
+        The event loop runs something at least every tick (0.1 s), so a gap
+        longer than the detection time means the process did not run: a
+        SIGSTOP, a VM pause, a machine suspended. What was heard before is stale.
+        """
+        now = time.monotonic()
+        away, self._awake_at = now - self._awake_at, now
+        if away <= max(self.config.timing.detection, 0.5):
+            return True
+        self.membership.returned(now, away)
+        self.revalidating = True
+        self.settle(False)
+        return False
+
+    async def revalidate(self, probe: Callable[[int], Awaitable[Heartbeat | None]]) -> None:
+        """Ask every peer for its view now; only their answers count, then heartbeats count again."""
+        peers = list(self.membership.peers)
+        answers = await asyncio.gather(*(probe(p) for p in peers))
+        now = time.monotonic()
+        self.revalidating = False
+        changed = False
+        for peer_id, answer in zip(peers, answers):
+            if answer is None:
+                changed |= self.membership.lost(peer_id, now, "no answer after this server's pause")
+            else:
+                changed |= self.membership.heartbeat(answer, now)
+        self.events.add(f"revalidated after the pause: {sum(a is not None for a in answers)} of {len(peers)} "
+                        f"peer(s) answered; epoch {self.membership.epoch}, primary {self.membership.primary}")
+        self.settle(changed)
+
+    def expire(self) -> None:
+        if not self.revalidating:
+            self.settle(self.membership.expire(time.monotonic()))
+
+    def _saved_epoch(self) -> int:
+        try:
+            return int(json.loads((self.config.state_dir / "epoch.json").read_text())["epoch"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return 0
+
+    def _save_epoch(self) -> None:
+        if self.membership.epoch != self._epoch_saved:
+            write_atomic(self.config.state_dir / "epoch.json", json.dumps({"epoch": self.membership.epoch}) + "\n")
+            self._epoch_saved = self.membership.epoch
+
+    # -- sync state --------------------------------------------------------
+
+    def own_state(self) -> SyncState:
+        if self.applying:
+            return SyncState.SYNCING
+        if self.apply_error:
+            return SyncState.SYNC_FAILED
+        if self.membership.primary == self.config.id:
+            return SyncState.CHANGES_PENDING if self.edit_pending() else SyncState.IN_SYNC
+        if self.head is NONE:
+            return SyncState.AWAITING_INITIAL_SYNC
+        if self.edit_pending():
+            return SyncState.CHANGES_PENDING
+        m = self.membership
+        primary = m.peers.get(m.primary) if m.primary is not None else None
+        if primary is not None and primary.up and primary.head != self.head.id:
+            return SyncState.CHANGES_PENDING
+        return SyncState.IN_SYNC
+
+    def acknowledged(self) -> bool:
+        """The live backup's cluster-wide content is in the head, and another server holds that head too."""
+        if self.edit_pending() or self.head is NONE:
+            return False
+        return not self.config.peers or any(p.up and p.head == self.head.id for p in self.membership.peers.values())
+
+    def conflict(self, record: ConflictRecord) -> None:
+        self.conflicts.append(record)
+        self.events.add(f"conflict with server {record.origin}'s head in {record.section}"
+                        f"{' / ' + record.statement if record.statement else ''}: "
+                        f"kept the primary's {record.chosen!r}, not {record.edit!r}")

@@ -1,0 +1,229 @@
+"""The primary's job: take in every head it does not descend from, then send its own to whoever lacks it.
+
+Each tick, in this order:
+
+1. **Reconcile.** A peer whose head is not in this server's history has
+   something this server lacks (an edit made there, or a whole term as
+   primary while this server was away). Its head is fetched with its text
+   and lineage. If this server's head is an ancestor, the peer's generation is
+   adopted as it is (a fast-forward); otherwise it is merged three-way
+   against the merge base into this server's backup, and the result is a
+   generation with both heads as parents. Conflicts resolve to this server's
+   value and are listed in status and the log. Without a merge base (pruned
+   everywhere) the merge is a union, and the log says so.
+2. **Distribute.** Only when nothing is left to reconcile: every up peer
+   whose head is an ancestor of this server's (never one that is not: that
+   would overwrite what it holds) gets the head copied to its inbox and an
+   ``apply`` request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Coroutine
+
+from confmerge.merge import cluster_part
+
+from . import transfer
+from .config import Peer
+from .core import ConflictRecord, Core
+from .history import NONE, Generation
+from .links import LinkDown, PeerLink
+from .protocol import Apply, Head, Text
+from .sync import SyncError, apply_generation, merge_edit, snapshot_of, write_backup
+
+if TYPE_CHECKING:
+    pass
+
+
+@dataclass(slots=True)
+class PushState:
+    """The primary's record of copying generations to one secondary."""
+
+    running: bool = False
+    failures: int = 0
+    retry_at: float = 0.0
+    error: str | None = None
+    sent_bytes: int = 0
+
+
+class Primary:
+    def __init__(self, core: Core, links: dict[int, PeerLink],
+                 spawn: Callable[[Coroutine[Any, Any, Any]], None]) -> None:
+        self.core = core
+        self.links = links
+        self.spawn = spawn
+        self.pushes: dict[int, PushState] = {}
+        self.reconciling = False
+        self._failed_heads: dict[str, float] = {}
+
+    def tick(self) -> None:
+        core = self.core
+        if core.live is None or core.applying or self.reconciling:
+            return
+        if core.head is NONE:
+            core.record_edit()
+            return
+        now = time.monotonic()
+        foreign = [p for p in core.membership.peers.values()
+                   if p.up and p.head and not core.history.covers(p.head) and p.id in self.links
+                   and self._failed_heads.get(p.head, 0.0) <= now]
+        if foreign:
+            self.reconciling = True
+            self.spawn(self._reconcile(foreign[0].id, foreign[0].head))
+            return
+        self._distribute(now)
+
+    # -- reconcile ---------------------------------------------------------
+
+    async def _reconcile(self, peer_id: int, head_id: str) -> None:
+        core = self.core
+        try:
+            link = self.links[peer_id]
+            reply = await link.request(Head(rid=0))
+            if not reply.ok:
+                raise SyncError(reply.error or "refused")
+            theirs = Generation.from_data(reply.body.get("generation"))
+            text = reply.body.get("text")
+            if not isinstance(text, str):
+                raise SyncError("no text in the reply")
+            lineage = reply.body.get("lineage")
+            core.history.learn(lineage if isinstance(lineage, list) else [])
+            core.history.add(theirs, text)
+            async with core.backup_lock:
+                await core.refresh_live(force=True)
+                core.record_edit()
+                if core.history.covers(theirs.id):
+                    return
+                if core.history.contains(core.head.id, theirs.id):
+                    await self._fast_forward(peer_id, theirs, text)
+                else:
+                    await self._merge(link, theirs, text)
+            self._failed_heads.pop(head_id, None)
+        except (LinkDown, SyncError, ValueError) as error:
+            self._failed_heads[head_id] = time.monotonic() + 1.0
+            core.events.add(f"could not take in server {peer_id}'s generation {head_id[:12]}: {error}; will retry")
+        finally:
+            self.reconciling = False
+            core.nudge()
+
+    async def _fast_forward(self, peer_id: int, theirs: Generation, text: str) -> None:
+        core = self.core
+        core.applying = True
+        try:
+            applied = await asyncio.to_thread(apply_generation, core.history, core.config.backup, text, theirs,
+                                              core.config.apply_command, core.live)
+        finally:
+            core.applying = False
+        core.hold(theirs, text)
+        await core.refresh_live(known=(applied.live, applied.stamp))
+        core.events.add(f"took in generation {theirs.number} ({theirs.short}) of server {theirs.author} "
+                        f"from server {peer_id}" + ("" if applied.written else " (the backup already held it)"))
+
+    async def _merge(self, link: PeerLink, theirs: Generation, text: str) -> None:
+        core = self.core
+        ours = core.head
+        base = core.history.merge_base(ours.id, theirs.id)
+        base_text = core.history.text(base.id) if base is not None else None
+        if base is None:
+            base = self._base_named_by_peer(ours, theirs)
+            if base is not None:
+                reply = await link.request(Text(rid=0, id=base.id))
+                if reply.ok and isinstance(reply.body.get("text"), str):
+                    base_text = reply.body["text"]
+                    core.history.add(base, base_text)
+        live = core.live
+        if live is None:
+            raise SyncError(core.live_error or "the live backup is unreadable")
+        outcome = await asyncio.to_thread(merge_edit, live, text, base_text, core.config.backup, theirs.author)
+        for conflict in outcome.conflicts:
+            core.conflict(ConflictRecord(theirs.author, conflict.section, conflict.statement, conflict.values[0],
+                                         conflict.values[1], conflict.chosen))
+        merged_live = snapshot_of(outcome.text, core.config.backup)
+        merged = core.make_generation([ours, theirs], merged_live.cluster, merged_live.digest)
+        stamp = None
+        if outcome.changed:
+            core.applying = True
+            try:
+                stamp = await asyncio.to_thread(write_backup, core.history, core.config.backup, live.text,
+                                                outcome.text, core.config.apply_command, merged)
+            finally:
+                core.applying = False
+        core.hold(merged, merged_live.cluster)
+        if stamp is not None:
+            await core.refresh_live(known=(merged_live, stamp))
+        how = "three-way" if base_text is not None else "as a union (no merge base is kept anywhere reached)"
+        core.events.add(f"merged generation {theirs.number} ({theirs.short}) of server {theirs.author} {how}: "
+                        f"generation {merged.number} ({merged.short})"
+                        + (f", {len(outcome.conflicts)} conflict(s)" if outcome.conflicts else ""))
+
+    def _base_named_by_peer(self, ours: Generation, theirs: Generation) -> Generation | None:
+        """A common ancestor known by metadata only (its text was pruned here): the peer may still keep it."""
+        mine = {g.id for g in self.core.history.ancestors(ours.id)}
+        common = [g for g in self.core.history.ancestors(theirs.id) if g.id in mine]
+        return max(common, key=lambda g: g.number) if common else None
+
+    # -- distribute --------------------------------------------------------
+
+    def _distribute(self, now: float) -> None:
+        core = self.core
+        head, text = core.head, core.head_text()
+        if text is None:
+            return
+        for peer in core.config.peers:
+            view = core.membership.peers.get(peer.id)
+            if view is None or not view.up or not view.inbox or peer.id not in self.links:
+                continue
+            push = self.pushes.setdefault(peer.id, PushState())
+            if push.running or now < push.retry_at:
+                continue
+            if view.head == head.id and view.digest == head.digest:
+                continue
+            if view.head and not core.history.covers(view.head):
+                continue
+            push.running = True
+            self.spawn(self._push(peer, head, text, view.inbox))
+
+    async def _push(self, peer: Peer, generation: Generation, text: str, inbox: str) -> None:
+        core = self.core
+        push = self.pushes[peer.id]
+        config = core.config
+        target = transfer.Target(peer.address, peer.ssh_port, config.ssh.user, config.identity, config.known_hosts)
+        name = f"generation-{generation.id}.conf"
+        started = time.monotonic()
+        try:
+            push.sent_bytes = await transfer.push(target, inbox, name, text.encode("utf-8"))
+            copied = time.monotonic()
+            link = self.links.get(peer.id)
+            if link is None:
+                raise LinkDown(f"server {peer.id} is no longer a peer")
+            reply = await link.request(Apply(rid=0, epoch=core.membership.epoch, generation=generation.as_data(),
+                                             lineage=core.history.lineage(generation.id), name=name))
+            if not reply.ok:
+                raise SyncError(reply.error or "refused")
+            if (reply.body.get("head"), reply.body.get("digest")) != (generation.id, generation.digest):
+                raise SyncError(f"server {peer.id} confirmed generation {str(reply.body.get('head'))[:12]} and digest "
+                                f"{str(reply.body.get('digest'))[:12]}, not {generation.short}")
+            view = core.membership.peers.get(peer.id)
+            if view is not None:
+                view.head, view.generation, view.digest = generation.id, generation.number, generation.digest
+            push.failures, push.error = 0, None
+            done = time.monotonic()
+            core.events.add(f"server {peer.id} applied generation {generation.number} ({generation.short})"
+                            + ("" if reply.body.get("written") else " (its backup already held it)")
+                            + f" in {done - started:.2f} s (copy {copied - started:.2f} s, {push.sent_bytes} bytes)")
+        except (transfer.TransferError, SyncError, LinkDown) as error:
+            push.failures += 1
+            push.retry_at = time.monotonic() + min(0.5 * 2 ** push.failures, config.timing.drift)
+            reason = str(error)
+            if reason != push.error:
+                core.events.add(f"sync to server {peer.id} failed: {reason}")
+            push.error = reason
+        finally:
+            push.running = False
+
+    def retry_all(self) -> None:
+        for push in self.pushes.values():
+            push.retry_at, push.failures, push.error = 0.0, 0, None

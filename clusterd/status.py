@@ -1,0 +1,60 @@
+"""``clusterd status``: the cluster as this server sees it, as data (``docs/clusterd.md`` lists the fields)."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+from .core import Core
+from .membership import Role
+from .primary import PushState
+from .sync import SyncState
+
+
+def status(core: Core, pushes: dict[int, PushState]) -> dict[str, Any]:
+    now = time.monotonic()
+    m = core.membership
+    role = core.role()
+    head = core.head
+    primary_up = m.primary is not None and m.primary in m.up
+    servers = [{
+        "id": core.config.id, "address": core.config.address, "role": role.value, "up": True,
+        "this": True, "last_heartbeat": 0.0, "generation": head.number, "head": head.id,
+        "digest": core.live.digest if core.live else "", "sync": core.own_state().value,
+        "error": core.apply_error or core.live_error,
+    }]
+    for peer in core.config.peers:
+        view = m.peers.get(peer.id)
+        up = bool(view and view.up)
+        push = pushes.get(peer.id)
+        state = SyncState(view.state) if view and view.state in SyncState._value2member_map_ else None
+        error = None
+        if not up:
+            state = SyncState.DISCONNECTED
+        elif role is Role.PRIMARY and view is not None:
+            if push is not None and push.running:
+                state = SyncState.SYNCING
+            elif push is not None and push.error:
+                state, error = SyncState.SYNC_FAILED, push.error
+            elif view.head != head.id or view.digest != head.digest:
+                state = state if state is not SyncState.IN_SYNC else SyncState.CHANGES_PENDING
+        servers.append({
+            "id": peer.id, "address": peer.address, "this": False,
+            "role": ("primary" if m.primary == peer.id else "secondary") if up else "down",
+            "up": up, "last_heartbeat": round(now - view.last, 2) if view and view.last > -math.inf else None,
+            "generation": view.generation if view else 0, "head": view.head if view else "",
+            "digest": view.digest if view else "", "sync": (state or SyncState.DISCONNECTED).value, "error": error,
+            "trusted": peer.key is not None, "ssh_port": peer.ssh_port,
+        })
+    ready = primary_up and role is not Role.JOINING
+    complete = ready and all(s["up"] and s["sync"] == SyncState.IN_SYNC for s in servers)
+    return {
+        "server": core.config.id, "epoch": m.epoch, "primary": m.primary if primary_up else None,
+        "state": "ready" if ready else "not ready", "status": "complete" if complete else "incomplete",
+        "generation": {"number": head.number, "epoch": head.epoch, "sha256": head.sha256, "digest": head.digest,
+                       "id": head.id, "parents": list(head.parents),
+                       "author": head.author if head.id else None, "acknowledged": core.acknowledged()},
+        "servers": sorted(servers, key=lambda s: s["id"]),
+        "conflicts": [c.as_data() for c in core.conflicts], "events": list(core.events.lines)[-15:],
+    }
