@@ -91,6 +91,8 @@ class Core:
         self.apply_error: str | None = None
         self._awake_at = now
         self.revalidating = False
+        self.closed = False
+        """Set when the daemon stops (or restarts with a new id): what is still in flight changes nothing."""
 
     # -- what this server holds -------------------------------------------
 
@@ -193,6 +195,8 @@ class Core:
 
     def settle(self, changed: bool) -> None:
         """After any observation: run the election, log what happened, tell peers at once if the view changed."""
+        if self.closed:
+            return
         before = (self.membership.epoch, self.membership.primary)
         if not self.revalidating:
             self.membership.evaluate(time.monotonic())

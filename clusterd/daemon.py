@@ -52,8 +52,9 @@ class _ControlServer(sshserver.KeyOnlyServer):
     the daemon records the new id in its cluster file (:meth:`Daemon.rename_peer`).
     """
 
-    def __init__(self, core: Core) -> None:
+    def __init__(self, core: Core, connections: set[asyncssh.SSHServerConnection]) -> None:
         self.core = core
+        self.connections = connections
         self.peer_id: int | None = None
         self.renamed_from: int | None = None
         self.address = "?"
@@ -61,6 +62,11 @@ class _ControlServer(sshserver.KeyOnlyServer):
     def connection_made(self, connection: asyncssh.SSHServerConnection) -> None:
         peer = connection.get_extra_info("peername")
         self.address = peer[0] if peer else "?"
+        self.connection = connection
+        self.connections.add(connection)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.connections.discard(self.connection)
 
     def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
         config = self.core.config
@@ -94,6 +100,7 @@ class Daemon:
         self.secondary = Secondary(self.core)
         self.admin = Admin(self.core, self.primary, self.links, self.reload)
         self.incoming: dict[int, object] = {}
+        self._connections: set[asyncssh.SSHServerConnection] = set()
         self.stopping = asyncio.Event()
         self.restart = False
         self._servers: list[Any] = []
@@ -112,7 +119,7 @@ class Daemon:
         """Serve until stopped; True if a reload asked for a restart (a new id or address)."""
         config = self.config
         self._servers.append(await asyncssh.create_server(
-            lambda: _ControlServer(self.core), config.address, config.control_port,
+            lambda: _ControlServer(self.core, self._connections), config.address, config.control_port,
             server_host_keys=[self.key], process_factory=self._serve_channel, encoding=None,
             allow_scp=False, allow_pty=False, agent_forwarding=False, x11_forwarding=False,
             sftp_factory=None, reuse_address=True, line_editor=False,
@@ -134,10 +141,13 @@ class Daemon:
             await self.stopping.wait()
         finally:
             ticker.cancel()
+            self.core.closed = True
             for link in self.links.values():
                 link.stop()
             for server in self._servers:
                 server.close()
+            for connection in list(self._connections):
+                connection.close()
             self.config.socket.unlink(missing_ok=True)
         return self.restart
 
