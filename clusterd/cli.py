@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 
 import asyncssh
 
-from confmerge.cli import guarded
+from confmerge import guarded
 
 from . import config as config_module
 from . import keys
@@ -120,7 +120,7 @@ def _default_state_dir(config: Path) -> str:
 
 @command("init", "write a cluster file for this server and make its key", _init_arguments)
 def init(args: argparse.Namespace) -> int:
-    from confmerge.files import write_atomic
+    from confmerge import write_atomic
 
     path: Path = args.config
     if path.exists() and not args.force:

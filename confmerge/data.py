@@ -1,14 +1,22 @@
-"""Trees as plain data (dicts, lists, scalars) for JSON and YAML output."""
+"""Trees and results as plain data (dicts, lists, scalars), and that data as JSON or YAML text.
+
+One rendering for every caller: the CLI prints it, the daemon and a web API
+return it. JSON and YAML carry the same data exactly.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
-from typing import Any, TextIO
+from typing import Any, Sequence, TextIO
 
+from .diff import Change, Diff, Op, entry_text, statement_text
+from .merge import Action, Edit, MergeResult
 from .rules import effective_class
 from .tree import Config, Node
 from .types import to_json
+
+DIFF_SCHEMA = "confmerge.diff/1"
 
 
 def statement_data(node: Node, section: Node) -> dict[str, Any]:
@@ -41,6 +49,71 @@ def config_data(config: Config) -> dict[str, Any]:
         "metadata": config.metadata,
         "sections": sections,
         "warnings": [str(warning) for warning in config.warnings],
+    }
+
+
+def diff_data(result: Diff) -> dict[str, Any]:
+    """The result in schema ``confmerge.diff/1`` (``docs/diff.md``); every key is always present."""
+    return {
+        "schema": DIFF_SCHEMA,
+        "old_file": result.old_file,
+        "new_file": result.new_file,
+        "scope": result.scope.value,
+        "counts": {merge_class.value: count for merge_class, count in result.counts.items()},
+        "outside_scope": result.outside,
+        "changes": [change_data(change) for change in result.changes],
+    }
+
+
+def change_data(change: Change) -> dict[str, Any]:
+    return {
+        "op": change.op.value,
+        "class": change.merge_class.value,
+        "section": str(change.section),
+        "statement": change.statement,
+        "old": _value(change, change.old),
+        "new": _value(change, change.new),
+        "old_line": change.old_line,
+        "new_line": change.new_line,
+        "fields": {f.name: {"old": to_json(f.old), "new": to_json(f.new)} for f in change.fields}
+        if change.op is Op.CHANGED else None,
+        "old_position": change.old_position,
+        "new_position": change.new_position,
+    }
+
+
+def _value(change: Change, node: Node | None) -> str | None:
+    """An added or removed entry with its whole block; a changed or moved one as its own line."""
+    if node is None:
+        return None
+    return entry_text(node) if change.op in (Op.ADDED, Op.REMOVED) else statement_text(node)
+
+
+def edit_data(edit: Edit) -> dict[str, Any]:
+    data: dict[str, Any] = {"section": edit.section, "statement": edit.statement, "line": edit.line}
+    if edit.before is not None:
+        data["before"] = edit.before
+    data["reason"] = edit.reason
+    return data
+
+
+def report_data(result: MergeResult, names: Sequence[str], outputs: Sequence[str], base: str | None) -> dict[str, Any]:
+    """``merge-report.json``: see ``docs/merge.md``, "Report"."""
+    per_output = {action.value: {output: [edit_data(e) for e in edits if e.action is action]
+                                 for output, edits in zip(outputs, result.edits)} for action in Action}
+    return {
+        "primary": names[result.primary],
+        "base": base,
+        "outputs": dict(zip(names, outputs)),
+        "conflicts": [
+            {"section": c.section, "statement": c.statement, "values": dict(zip(names, c.values)), "chosen": c.chosen}
+            for c in result.conflicts
+        ],
+        "unclassified": [
+            {"file": names[u.input], "section": u.section, "statement": u.statement, "line": u.line}
+            for u in result.unclassified
+        ],
+        **per_output,
     }
 
 
