@@ -7,7 +7,7 @@ trees and results out (:func:`parse`, :func:`validate`, :func:`diff`,
 :func:`render`); results as plain data for JSON / YAML (``*_data``, :func:`dump`)
 and as text for a person (``*_text``, ``merge_*``, :func:`printable`); the
 files at the edge (:func:`read_text`, :func:`write_atomic`); and the one way
-both programs run a command (:func:`guarded`).
+both programs run a command (:func:`run_program`, :func:`guarded`).
 """
 
 __version__ = "0.1.0"
@@ -24,7 +24,7 @@ from .present import diff_summary, diff_text, merge_conflicts, merge_dry_run, me
 from .render import render
 from .rules import Rule, Rules, default_rules, effective_class, rules_with
 from .tree import Config, Identity, MergeClass, Node
-from .cli import EXIT_DIFFERENT, EXIT_OK, EXIT_TROUBLE, guarded
+from .cli import EXIT_DIFFERENT, EXIT_OK, EXIT_TROUBLE, guarded, run_program
 
 __all__ = [
     "__version__",
@@ -41,5 +41,5 @@ __all__ = [
     "config_data", "diff_data", "change_data", "report_data", "dump",
     "diff_text", "diff_summary", "merge_summary", "merge_dry_run", "merge_conflicts", "printable",
     # the edges: files, and running a command
-    "read_text", "write_atomic", "guarded", "EXIT_OK", "EXIT_DIFFERENT", "EXIT_TROUBLE",
+    "read_text", "write_atomic", "guarded", "run_program", "EXIT_OK", "EXIT_DIFFERENT", "EXIT_TROUBLE",
 ]

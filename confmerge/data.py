@@ -48,7 +48,7 @@ def config_data(config: Config) -> dict[str, Any]:
         "file": config.file,
         "metadata": config.metadata,
         "sections": sections,
-        "warnings": [str(warning) for warning in config.warnings],
+        "warnings": [warning.formatted for warning in config.warnings],
     }
 
 

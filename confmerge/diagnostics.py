@@ -28,7 +28,8 @@ def _escape(match: re.Match[str]) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Diagnostic:
-    """One finding at a 1-based line and column of a file."""
+    """One finding at a 1-based line and column of a file; line 0 is the file as a whole (it cannot be read,
+    or is no backup at all), which has no position to point at."""
 
     severity: Severity
     line: int
@@ -37,7 +38,14 @@ class Diagnostic:
     file: str = "<input>"
 
     def __str__(self) -> str:
-        return printable(f"{self.file}:{self.line}:{self.column}: {self.severity}: {self.message}")
+        return printable(self.formatted)
+
+    @property
+    def formatted(self) -> str:
+        """``FILE:LINE:COLUMN: error: MESSAGE``, or ``FILE: error: MESSAGE`` for a whole file (line 0), exactly
+        (``str()`` is the same, safe for a terminal)."""
+        where = f"{self.file}:{self.line}:{self.column}" if self.line else self.file
+        return f"{where}: {self.severity}: {self.message}"
 
     def at(self, file: str) -> "Diagnostic":
         return Diagnostic(self.severity, self.line, self.column, self.message, file)

@@ -85,7 +85,7 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def _refuse(path: Path, message: str) -> ConfError:
-    return ConfError([Diagnostic("error", 1, 1, message, str(path))])
+    return ConfError([Diagnostic("error", 0, 0, message, str(path))])
 
 
 def _primary_index(files: list[Path], primary: Path | None) -> int | None:
@@ -123,12 +123,17 @@ def _output_paths(files: list[Path], base: Path | None, directory: Path) -> list
 
 def _write_all(directory: Path, files: dict[Path, str]) -> None:
     """All or nothing: every file to a temporary name first (fsynced), then the renames."""
+    _check_directory(directory)
     created = not directory.exists()
     mask = os.umask(0)
     os.umask(mask)
-    temps: list[tuple[str, Path]] = []
     try:
         directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise _refuse(Path(error.filename or directory),
+                      f"cannot make the directory: {error.strerror or error}; nothing written") from None
+    temps: list[tuple[str, Path]] = []
+    try:
         for path, text in files.items():
             fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
             temps.append((temp, path))
@@ -145,8 +150,7 @@ def _write_all(directory: Path, files: dict[Path, str]) -> None:
                 directory.rmdir()
             except OSError:
                 pass
-        target = error.filename or directory
-        raise ConfError([Diagnostic("error", 1, 1, f"cannot write: {error.strerror or error}; nothing written", str(target))]) from None
+        raise _refuse(directory, f"cannot write in this directory: {error.strerror or error}; nothing written") from None
     for temp, path in temps:
         os.replace(temp, path)
     try:
@@ -157,6 +161,16 @@ def _write_all(directory: Path, files: dict[Path, str]) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _check_directory(directory: Path) -> None:
+    """``-o`` names a directory: one that exists, or one that can be made where nothing else is in the way."""
+    for path in (directory, *directory.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise _refuse(path, "not a directory (-o names the directory for the outputs); nothing written"
+                              if path == directory else f"not a directory, so {directory} cannot be made; nothing written")
+            return
 
 
 def _unlink(path: str) -> None:
