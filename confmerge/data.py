@@ -7,6 +7,7 @@ return it. JSON and YAML carry the same data exactly.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from typing import Any, Sequence, TextIO
 
@@ -118,14 +119,34 @@ def report_data(result: MergeResult, names: Sequence[str], outputs: Sequence[str
 
 
 def dump(data: Any, fmt: str, stream: TextIO = sys.stdout) -> None:
-    """Print ``data`` as ``json`` or ``yaml`` (block style, keys in order)."""
+    """Print ``data`` as ``json`` or ``yaml`` (block style, keys in order): the same data, exactly.
+
+    A string with a line break or a character YAML does not print as is (NEL,
+    the C0 and C1 controls) is written double-quoted with escapes, the one
+    YAML style that keeps every character; JSON escapes the C1 controls and the
+    Unicode line separators too, so neither format puts a raw control
+    character on a terminal.
+    """
     if fmt == "json":
-        json.dump(data, stream, indent=2, ensure_ascii=False)
-        stream.write("\n")
+        text = json.dumps(data, indent=2, ensure_ascii=False)
+        stream.write(_JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n")
         return
     from ruamel.yaml import YAML
 
     yaml = YAML(typ="safe", pure=True)
     yaml.default_flow_style = False
     yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]  # ruamel types it as None
+    yaml.representer.add_representer(str, _yaml_string)
     yaml.dump(data, stream)
+
+
+# Inside JSON strings only (json.dumps escapes the C0 controls itself).
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u2028\u2029]")
+# What YAML folds or cannot print: line breaks (NEL and the Unicode separators too), controls, a BOM, and
+# anything outside YAML's printable set.
+_YAML_QUOTE = re.compile("[^\t\x20-\x7e\xa0-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]|[\u2028\u2029]")
+
+
+def _yaml_string(representer: Any, text: str) -> Any:
+    style = '"' if _YAML_QUOTE.search(text) else None
+    return representer.represent_scalar("tag:yaml.org,2002:str", text, style=style)
