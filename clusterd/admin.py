@@ -7,7 +7,7 @@ import json
 import os
 from typing import Any, Callable
 
-from confmerge.diagnostics import ConfError
+from confmerge import ConfError
 
 from .core import Core
 from .links import LinkDown, PeerLink
@@ -73,9 +73,7 @@ class Admin:
 
     async def cluster_diff(self, peer_id: int | None) -> dict[str, Any]:
         """What each server's cluster-wide sections would gain or lose from the cluster's configuration."""
-        from confmerge.cli.diff import render_text
-        from confmerge.diff import Scope, diff
-        from confmerge.parser import parse
+        from confmerge import Scope, diff, diff_text, parse
 
         core = self.core
 
@@ -104,7 +102,7 @@ class Admin:
             for target in sorted(targets):
                 result = diff(parse(await backup_text(target), f"server {target}'s backup"), cluster, Scope.CLUSTER)
                 out.append({"server": target, "differences": len(result.changes),
-                            "text": render_text(result) if result else "no difference\n"})
+                            "text": diff_text(result) if result else "no difference\n"})
         except (LinkDown, ConfError) as error:
             return {"ok": False, "error": str(error)}
         return {"ok": True, "primary": primary, "diffs": out}

@@ -24,8 +24,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
-from confmerge.diagnostics import ConfError
-from confmerge.files import write_atomic
+from confmerge import ConfError, write_atomic
 
 from .config import ClusterConfig
 from .history import NONE, Generation, History

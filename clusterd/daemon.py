@@ -23,7 +23,7 @@ from typing import Any, Coroutine
 
 import asyncssh
 
-from confmerge.diagnostics import ConfError
+from confmerge import ConfError
 
 from . import config as config_module
 from . import keys, sshserver

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from confmerge.files import write_atomic
+from confmerge import write_atomic
 
 KEEP = 64
 """Generations kept (metadata and text): enough to find the merge base of any head seen within them."""

@@ -24,8 +24,6 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Coroutine
 
-from confmerge.merge import cluster_part
-
 from . import transfer
 from .config import Peer
 from .core import ConflictRecord, Core

@@ -21,12 +21,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from confmerge.diagnostics import ConfError
-from confmerge.files import read_text, write_atomic
-from confmerge.merge import Conflict, adopt, cluster_digest, cluster_part, merge
-from confmerge.parser import parse
-from confmerge.render import render
-from confmerge.tree import Config
+from confmerge import (Config, ConfError, Conflict, adopt, cluster_digest, cluster_part, merge, parse, read_text, render,
+                       write_atomic)
 
 from .history import Generation, History, sha256
 
