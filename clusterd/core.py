@@ -128,8 +128,12 @@ class Core:
             return None
         generation = self.make_generation([self.head], live.cluster, live.digest)
         self.hold(generation, live.cluster)
-        self.events.add(f"generation {generation.number} ({generation.short}, epoch {generation.epoch}) "
-                        + ("from this server's backup" if len(generation.parents) <= 1 else ""))
+        if self.membership.primary == self.config.id:
+            self.events.add(f"generation {generation.number} (epoch {generation.epoch}, {generation.short}) "
+                            "from this server's backup")
+        else:
+            self.events.add(f"an edit made here recorded as generation {generation.number} ({generation.short}); "
+                            "the primary takes it in")
         return generation
 
     def edit_pending(self) -> bool:

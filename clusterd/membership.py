@@ -5,8 +5,10 @@ The rules (``docs/clusterd.md`` has the reasoning):
 * A peer is up while its heartbeats arrive; it is down after
   ``timing.missed`` silent intervals, or at once when its connection closes.
 * Every primary term has an epoch. A server claims the role by announcing
-  ``epoch + 1``; a higher epoch always wins, a claim from a lower epoch is
-  refused, and two claims of one epoch go to the lower id.
+  the next epoch that is its own (:func:`claim_epoch`: the id modulo 256), so
+  two servers cut off from each other never act as primary in one epoch; a
+  higher epoch always wins, a claim from a lower epoch is refused, and two
+  claims of one epoch (not made by this version) go to the lower id.
 * When the primary is down (no server sees it), the lowest id among the up
   servers that hold a generation claims the role (a server never synced
   claims only when nobody up holds one). It merges every head it does not
@@ -28,6 +30,15 @@ from enum import StrEnum
 from typing import Callable
 
 from .protocol import Heartbeat
+
+
+IDS = 256
+"""BQN ids are 0-255."""
+
+
+def claim_epoch(current: int, me: int) -> int:
+    """The smallest epoch above ``current`` that belongs to server ``me`` (equal to it modulo 256)."""
+    return current + 1 + (me - current - 1) % IDS
 
 
 class Role(StrEnum):
@@ -196,7 +207,7 @@ class Membership:
                 return None
             if self.primary is not None:
                 self.log.append(f"primary {self.primary} is down; server {self.me} is the lowest id up")
-        self.epoch += 1
+        self.epoch = claim_epoch(self.epoch, self.me)
         self.primary = self.me
         self.log.append(f"server {self.me} is primary in epoch {self.epoch}")
         return self.epoch

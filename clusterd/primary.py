@@ -154,7 +154,7 @@ class Primary:
             await core.refresh_live(known=(merged_live, stamp))
         how = "three-way" if base_text is not None else "as a union (no merge base is kept anywhere reached)"
         core.events.add(f"merged generation {theirs.number} ({theirs.short}) of server {theirs.author} {how}: "
-                        f"generation {merged.number} ({merged.short})"
+                        f"generation {merged.number} (epoch {merged.epoch}, {merged.short})"
                         + (f", {len(outcome.conflicts)} conflict(s)" if outcome.conflicts else ""))
 
     def _base_named_by_peer(self, ours: Generation, theirs: Generation) -> Generation | None:

@@ -48,8 +48,9 @@ def test_stale_primary_does_not_overwrite_edit(cluster_factory, edited):
     assert all_have(cluster, (0, 1, 2), "server 9.9.9.9"), "the returned primary must not undo the edit later"
 
 
-def test_divergent_histories_merge_on_heal(cluster_factory):
-    """Defect 2: two primaries each made a generation in their own epoch; after the heal both changes are kept."""
+def test_histories_made_apart_merge_when_the_servers_meet(cluster_factory):
+    """Two primaries each made a generation in their own epoch (here one after the other, by restarts; the fault
+    lab's defect 2 scenario makes them at once, in a partition); when they meet, both changes are kept."""
     cluster = unified(cluster_factory)
     cluster.kill(1)
     cluster.edit(0, "  server 8.8.8.8\n", "  server 8.8.8.8\n  server 9.9.9.9\n")
@@ -69,21 +70,32 @@ def test_divergent_histories_merge_on_heal(cluster_factory):
     cluster.wait("still both changes", lambda: converged(cluster, (0, 1, 2), ["server 9.9.9.9", "downlink 200M"]), 20)
 
 
-def test_acknowledged_secondary_edit_survives_primary_death(cluster_factory, tmp_path):
-    """Defect 4: the primary merged a secondary's edit and died before distributing it; the edit stays."""
-    blocker = tmp_path / "block"
-    blocker.write_text("")
-    script = tmp_path / "load.sh"
-    script.write_text(f'if test -e {blocker} && grep -q "downlink 200M" "$CLUSTERD_BACKUP"; then exit 1; fi\n')
-    cluster = unified(cluster_factory, apply_command={1: f"sh {script}"})
+def test_acknowledged_secondary_edit_survives_primary_death(cluster_factory):
+    """Defect 4: the primary took a secondary's edit and died before distributing it; the edit stays.
+
+    The primary's copies fail from the moment of the edit (its known-hosts
+    file names other host keys), so it can take the edit in and answer, but
+    not send it on.
+    """
+    import asyncssh
+
+    from clusterd import keys
+
+    cluster = unified(cluster_factory)
+    known_hosts = cluster.dir(0) / "state" / "known_hosts"
+    known_hosts.write_text("")
+    for j in (1, 2):
+        keys.add_known_host(known_hosts, cluster.address(j), cluster.ssh_port(j),
+                            asyncssh.generate_private_key("ssh-ed25519"))
     cluster.edit(2, "  downlink 100M\n", "  downlink 200M\n")
     cluster.wait("the primary took the edit", lambda: all_have(cluster, (0,), "downlink 200M"), 15)
+    cluster.wait("the primary tried to send it on", lambda: (s := cluster.seen(0, 1)) and s["sync"] == "sync failed"
+                 or None, 15)
     cluster.kill(0)
-    blocker.unlink()
     cluster.wait("server 1 primary", lambda: cluster.agreed_primary() == 1 or None, 10)
     cluster.wait("the edit on both survivors", lambda: converged(cluster, (1, 2), ["downlink 200M"]), 20)
-    cluster.start(0)
-    cluster.wait("the edit everywhere", lambda: converged(cluster, (0, 1, 2), ["downlink 200M"]), 30)
+    time.sleep(1.0)
+    assert all_have(cluster, (1, 2), "downlink 200M"), "the new primary must not push the older generation over it"
 
 
 def test_a_paused_secondary_does_not_force_elections(cluster_factory):

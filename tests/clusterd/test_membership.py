@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from clusterd.membership import Membership, Role
+from clusterd.membership import Membership, Role, claim_epoch
 from clusterd.protocol import Heartbeat
 
 
@@ -21,7 +21,7 @@ def test_a_new_server_listens_before_it_takes_any_role():
     m = node(0, [1, 2])
     assert m.evaluate(0.5) is None
     assert m.role(2.9) is Role.JOINING
-    assert m.evaluate(3.1) == 1
+    assert m.evaluate(3.1) == 256, "the first epoch above 0 that is server 0's"
     assert m.role(3.1) is Role.PRIMARY
 
 
@@ -29,7 +29,7 @@ def test_a_new_server_that_has_heard_every_peer_does_not_wait():
     m = node(0, [1, 2])
     m.heartbeat(beat(1), 0.1)
     m.heartbeat(beat(2), 0.2)
-    assert m.evaluate(0.2) == 1
+    assert m.evaluate(0.2) == 256
 
 
 def test_the_lowest_id_up_claims_once_it_has_heard_everyone():
@@ -49,7 +49,7 @@ def test_the_next_lowest_claims_when_no_server_sees_the_primary():
     m.lost(0, 5.0)
     assert m.evaluate(5.0) is None, "server 2 still sees the primary"
     m.heartbeat(beat(2, 1, 0, sees=[1, 2]), 5.1)
-    assert m.evaluate(5.1) == 2
+    assert m.evaluate(5.1) == 257
     assert m.role(5.1) is Role.PRIMARY
 
 
@@ -58,7 +58,7 @@ def test_silence_for_the_detection_time_is_down():
     m.heartbeat(beat(0, 1, 0), 1.0)
     assert not m.expire(2.4)
     assert m.expire(2.6)
-    assert m.evaluate(2.6) == 2
+    assert m.evaluate(2.6) == 257
 
 
 def test_a_returning_lower_id_waits_for_the_hold_time_and_the_peers_heads():
@@ -69,7 +69,7 @@ def test_a_returning_lower_id_waits_for_the_hold_time_and_the_peers_heads():
     assert m.evaluate(103.5) is None, "not caught up: its history does not hold g7"
     m.covers = lambda head: head in ("", "g7")
     assert m.evaluate(102.0) is None, "up for 2 s of a 3 s hold"
-    assert m.evaluate(103.1) == 3
+    assert m.evaluate(103.1) == 256
 
 
 def test_the_hold_counts_again_from_a_return_after_a_pause():
@@ -78,7 +78,7 @@ def test_the_hold_counts_again_from_a_return_after_a_pause():
     m.heartbeat(beat(1, 2, 1, head="g7"), 100.1)
     m.returned(110.0, away=6.0)
     assert m.evaluate(112.0) is None, "back for 2 s of a 3 s hold, though the process is 12 s old"
-    assert m.evaluate(113.1) == 3
+    assert m.evaluate(113.1) == 256
 
 
 def test_a_claim_from_a_lower_epoch_is_refused_and_a_higher_one_wins():
@@ -96,8 +96,8 @@ def test_two_claims_of_one_epoch_go_to_the_lower_id():
     m.heartbeat(beat(1), 0.1)
     m.lost(0, 2.0)
     m.lost(1, 2.0)
-    assert m.evaluate(2.0) == 1
-    m.heartbeat(beat(1, 1, 1), 2.1)
+    assert m.evaluate(2.0) == 2
+    m.heartbeat(beat(1, 2, 1), 2.1)
     assert (m.primary, m.role(2.1)) == (1, Role.SECONDARY)
 
 
@@ -114,7 +114,7 @@ def test_a_server_never_synced_does_not_claim_while_a_peer_holds_a_generation():
     m2.lost(0, 1.0)
     assert m2.evaluate(1.0) == 2
     m.head = "g3"
-    assert m.evaluate(1.1) == 2, "a stale head is no bar: the new primary takes the others' heads in first"
+    assert m.evaluate(1.1) == 257, "a stale head is no bar: the new primary takes the others' heads in first"
 
 
 # ---------------------------------------------------------------------------
@@ -203,6 +203,13 @@ def test_a_higher_epoch_without_a_primary_ends_a_stale_term():
     three = node(3, [0], now=0.0, epoch=5)
     zero.heartbeat(beat(3, 5, None), 0.1)
     three.heartbeat(beat(0, 2, None), 0.1)
-    assert zero.evaluate(0.2) == 6
-    three.heartbeat(beat(0, 6, 0), 0.3)
-    assert (three.epoch, three.primary) == (6, 0)
+    assert zero.evaluate(0.2) == 256
+    three.heartbeat(beat(0, 256, 0), 0.3)
+    assert (three.epoch, three.primary) == (256, 0)
+
+
+def test_servers_cut_off_from_each_other_never_claim_one_epoch():
+    """Defect 8: each side of a partition claims; the epochs differ, so no two primaries act in one epoch."""
+    claims = {me: claim_epoch(300, me) for me in range(256)}
+    assert len(set(claims.values())) == 256 and all(300 < e <= 556 for e in claims.values())
+    assert claim_epoch(claims[7], 7) == claims[7] + 256
