@@ -311,20 +311,16 @@ class Lab(Cluster):
         state = self.dir(i) / "state"
         if state not in self.mounts:
             raise ValueError(f"server {i} has no small disk; make the lab with small_disk={{{i}}}")
-        chunk = b"\0" * 65536
-        with open(state / "lab-filler", "ab") as filler:
-            try:
-                while True:
-                    filler.write(chunk)
-                    filler.flush()
-            except OSError:
-                pass
-            try:
-                while True:
-                    filler.write(b"\0")
-                    filler.flush()
-            except OSError:
-                pass
+        fd = os.open(state / "lab-filler", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            for size in (1 << 20, 65536, 4096, 1):
+                try:
+                    while os.write(fd, b"\0" * size):
+                        pass
+                except OSError:
+                    pass
+        finally:
+            os.close(fd)
         self.full.add(i)
 
     def free_disk(self, i: int) -> None:
