@@ -142,7 +142,8 @@ class Verdict:
 
 def acknowledged(record: Record, seen: Observations) -> dict[int, float]:
     """Edit number -> the first time a generation holding its value was held by a primary and a second server."""
-    by_value = {(e.key, e.value): e for e in record.edits if e.value is not None}
+    by_value: dict[tuple[str, int | None], Edit] = {(e.key, e.value): e for e in record.edits
+                                                    if e.value is not None}
     acked: dict[int, float] = {}
     for digest, at in seen.held_twice.items():
         for key, value in seen.contents.get(digest, {}).items():

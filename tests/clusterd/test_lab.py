@@ -222,12 +222,14 @@ def test_defect_8_a_three_way_partition_has_no_two_primaries_in_one_epoch_and_lo
 # -- the soak -----------------------------------------------------------------
 
 
+@pytest.mark.timeout(10 * 60)
 @pytest.mark.xfail(strict=False, reason="issue 10 defects 1, 2, 8 (and 3, 6): the soak meets them at random; "
                    "fix in progress on branches consistency and safety; make this strict when they land")
-def test_a_seeded_random_soak_loses_nothing_acknowledged(lab_factory):
-    """CLUSTERD_SOAK_SECONDS (default 60) and CLUSTERD_SOAK_SEED (default 10) set its length and schedule."""
+def test_a_seeded_random_soak_loses_nothing_acknowledged(lab_factory, request):
+    """--soak-seconds or CLUSTERD_SOAK_SECONDS (default 60), CLUSTERD_SOAK_SEED (default 10): length and schedule."""
     lab = lab_factory([0, 1, 2])
-    verdict = soak(lab, SOAK_SECONDS, SOAK_SEED, FAULTS, settle=60)
+    seconds = request.config.getoption("--soak-seconds") or SOAK_SECONDS
+    verdict = soak(lab, seconds, SOAK_SEED, FAULTS, settle=60)
     print(verdict.summary())
     assert verdict.edits > 0 and verdict.acknowledged > 0, verdict.summary()
     assert verdict.ok, verdict.summary()
