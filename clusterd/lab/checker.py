@@ -201,7 +201,8 @@ def converge(lab: Lab, timeout: float) -> list[str]:
     while True:
         views = {i: lab.status(i) for i in lab.ids}
         digests = {i: lab.digest(i) for i in lab.ids}
-        if all(v is not None and v["status"] == "complete" for v in views.values()) and len(set(digests.values())) == 1:
+        complete = all(v is not None and v["status"] == "complete" for v in views.values())
+        if complete and len(set(digests.values())) == 1:
             return []
         if time.monotonic() > deadline:
             return [f"server {i}: digest {digests[i][:12]}, "
