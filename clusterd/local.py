@@ -67,7 +67,7 @@ class Cluster:
                  port_base: int | None = None) -> None:
         self.root = root
         self.ids = ids
-        self.base = self.port_base(max(ids) + 1, port_base)
+        self.base = free_base(max(ids) + 1, prefer=port_base)
         self.processes: dict[int, subprocess.Popen] = {}
         self.node_keys = {}
         self.host_keys = {}
@@ -94,9 +94,6 @@ class Cluster:
                     keys.add_known_host(self.dir(i) / "state" / "known_hosts", self.address(j), self.ssh_port(j),
                                         self.host_keys[j])
 
-    def port_base(self, count: int, prefer: int | None) -> int:
-        return free_base(count, prefer=prefer)
-
     def dir(self, i: int) -> Path:
         return self.root / f"server{i}"
 
@@ -117,9 +114,10 @@ class Cluster:
         return [sys.executable, "-m", "clusterd", "-c", str(self.config(i)), "run"]
 
     def start(self, i: int) -> None:
-        with open(self.dir(i) / "clusterd.log", "ab") as log:
-            self.processes[i] = subprocess.Popen(self.command(i), stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                                                 start_new_session=True)
+        log = open(self.dir(i) / "clusterd.log", "ab")
+        self.processes[i] = subprocess.Popen(
+            self.command(i),
+            stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
 
     def start_all(self) -> None:
         for i in self.ids:

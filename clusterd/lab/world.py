@@ -130,6 +130,7 @@ class Lab(Cluster):
         self._closed = False
         self._lock = threading.RLock()
         options.setdefault("backups", {i: unified_backup(i) for i in ids})
+        options.setdefault("port_base", 63500)  # any free base will do: the namespaces are the lab's
         self.detection = options.get("heartbeat", 0.2) * options.get("missed", 3)
         """Silence after which a peer is down (the timing the servers run with)."""
         try:
@@ -142,9 +143,6 @@ class Lab(Cluster):
             raise
 
     # -- the world ------------------------------------------------------
-
-    def port_base(self, count: int, prefer: int | None) -> int:
-        return prefer or 63500  # fresh namespaces: the guide's ports are free
 
     @staticmethod
     def address(i: int) -> str:
