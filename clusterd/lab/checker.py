@@ -29,8 +29,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from confmerge.merge import cluster_digest
-from confmerge.parser import parse
+from confmerge import cluster_digest, parse
 
 from .operators import Edit, Record, policies, server_sections
 from .world import Lab

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from confmerge.files import write_atomic
+from confmerge import write_atomic
 
 SHARED = 2
 """Shared policies every operator changes."""

@@ -7,7 +7,7 @@ from pathlib import Path
 from clusterd.lab.operators import (Operator, Record, exchange, policies, section, seeded, server_sections,
                                     with_policy, with_routes)
 from clusterd.lab.world import unified_backup
-from confmerge.parser import parse
+from confmerge import parse
 
 BASE = seeded(unified_backup(1))
 
