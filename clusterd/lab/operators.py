@@ -221,10 +221,14 @@ class Operator:
         self.record.add(self.server, replaced, changed, keys)
         mine = server_sections(replaced)
         if mine != self.sections:
-            gone = [k for k in SERVER_SPECIFIC if mine[k] != self.sections[k]]
+            changes = []
+            for keyword in (k for k in SERVER_SPECIFIC if mine[k] != self.sections[k]):
+                left, found = self.sections[keyword].splitlines(), mine[keyword].splitlines()
+                changes += [f"-{line.strip()}" for line in left if line not in found]
+                changes += [f"+{line.strip()}" for line in found if line not in left]
             with self.record.lock:
-                self.record.violations.append(
-                    f"server {self.server}'s own sections {', '.join(gone)} were changed behind its operator")
+                self.record.violations.append(f"server {self.server}'s own sections were changed behind its "
+                                              f"operator: {'; '.join(changes) or 'order or blank lines'}")
         self.sections = server_sections(changed)
         with self.record.lock:
             self.record.sections[self.server] = self.sections

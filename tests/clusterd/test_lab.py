@@ -16,9 +16,9 @@ from typing import Callable, Iterator
 
 import pytest
 
-from clusterd.lab.checker import Sampler, converge, double_primaries
+from clusterd.lab.checker import Sampler, converge, double_primaries, lost
 from clusterd.lab.operators import exchange, policies, seeded, with_policy
-from clusterd.lab.soak import FAULTS, make_lab, soak
+from clusterd.lab.soak import FAULTS, Watch, make_lab, soak
 from clusterd.lab.world import Lab, unavailable, unified_backup
 
 pytestmark = pytest.mark.skipif(unavailable() is not None, reason=unavailable() or "")
@@ -98,6 +98,23 @@ def test_the_lab_removes_every_namespace_mount_and_process_it_made_even_after_a_
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
     assert lab.backup(1).exists(), "the state directory's tmpfs is gone, the files beside it stay"
+
+
+def test_what_a_dead_lab_left_is_swept_when_the_next_one_starts(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait(timeout=10)
+    name, disk = f"cflab{dead.pid}-0-br", tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["ip", "netns", "add", name], check=True, timeout=10)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", f"cflab{dead.pid}-0-disk0", str(disk)], check=True,
+                   timeout=10)
+    try:
+        with make_lab(tmp_path / "next", [0]):
+            assert name not in namespaces()
+            assert str(disk) not in mounts()
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=10)
+        subprocess.run(["umount", str(disk)], capture_output=True, timeout=10)
 
 
 def test_each_fault_is_real(lab_factory):
@@ -217,6 +234,47 @@ def test_defect_8_a_three_way_partition_has_no_two_primaries_in_one_epoch_and_lo
     assert diverged == []
     assert double_primaries(sampler.seen, lab.detection, {i: lab.log(i) for i in lab.ids}) == []
     assert [(value(lab, i, "lab-side-1"), value(lab, i, "lab-side-2")) for i in lab.ids] == [(111_001, 111_002)] * 3
+
+
+@pytest.mark.xfail(strict=True, reason="issue 10 defect 3: fix in progress on branch safety")
+def test_defect_3_operators_editing_every_server_with_no_fault_lose_nothing(lab_factory):
+    """With no fault at all, every edit (acknowledged or not) ends up in the cluster, superseded or a conflict."""
+    lab = running_lab(lab_factory, [0, 1, 2])
+    with Watch(lab, seed=3, rate=6.0) as watch:
+        time.sleep(30)
+        verdict = watch.judge(settle=45)
+        everything = {e.number: e.at for e in watch.record.edits if e.value is not None}
+        final = policies(lab.backup(0).read_text())
+        dropped = lost(watch.record, everything, final, watch.sampler.seen.conflicts)
+    assert verdict.ok, verdict.summary()
+    assert dropped == [], "\n".join(dropped)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 10 defect 7: a paused or stopped secondary starts elections; "
+                   "fix in progress on branch consistency")
+def test_defect_7_a_secondary_paused_or_stopped_with_sigterm_starts_no_election(lab_factory):
+    lab = running_lab(lab_factory, [0, 1, 2])
+    epoch = lab.status(0)["epoch"]
+    epochs = set()
+
+    def watch(seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            epochs.update(v["epoch"] for v in (lab.status(i) for i in lab.running()) if v)
+            time.sleep(0.1)
+
+    lab.pause(2)
+    watch(4 * lab.detection)
+    lab.resume(2)
+    lab.wait("complete after the pause", lambda: lab.complete() or None, 30)
+    watch(2)
+    lab.terminate(2)
+    watch(2 * lab.detection)
+    lab.start(2)
+    lab.wait("complete after the restart", lambda: lab.complete() or None, 30)
+    watch(2)
+    assert epochs == {epoch}, f"elections: epochs {sorted(epochs)}"
+    assert "server 2 is primary" not in lab.log(2)
 
 
 # -- the soak -----------------------------------------------------------------
