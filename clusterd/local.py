@@ -112,10 +112,13 @@ class Cluster:
     def ssh_port(self, i: int) -> int:
         return self.base + 300 + i
 
+    def command(self, i: int) -> list[str]:
+        return [sys.executable, "-m", "clusterd", "-c", str(self.config(i)), "run"]
+
     def start(self, i: int) -> None:
         log = open(self.dir(i) / "clusterd.log", "ab")
         self.processes[i] = subprocess.Popen(
-            [sys.executable, "-m", "clusterd", "-c", str(self.config(i)), "run"],
+            self.command(i),
             stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True)
 
     def start_all(self) -> None:

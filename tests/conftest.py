@@ -20,6 +20,11 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--soak-seconds", type=float, default=None,
+                     help="length of the fault lab's random soak (default: CLUSTERD_SOAK_SECONDS or 60)")
+
+
 @pytest.fixture
 def fixtures() -> Path:
     return FIXTURES
