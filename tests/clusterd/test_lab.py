@@ -153,7 +153,6 @@ def test_each_fault_is_real(lab_factory):
 # -- issue 10's defects -------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 defect 1: fix in progress on branch consistency")
 def test_defect_1_a_primary_back_from_a_partition_keeps_what_was_acknowledged_without_it(lab_factory):
     lab = running_lab(lab_factory, [0, 1, 2])
     lab.isolate(0)
@@ -167,7 +166,6 @@ def test_defect_1_a_primary_back_from_a_partition_keeps_what_was_acknowledged_wi
     assert [value(lab, i, "lab-while-0-was-away") for i in lab.ids] == [123_456] * 3
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 defect 2: fix in progress on branch consistency")
 def test_defect_2_two_primaries_that_each_made_the_same_generation_number_converge(lab_factory):
     lab = running_lab(lab_factory, [0, 1, 2])
     before = lab.status(0)["generation"]
@@ -214,7 +212,6 @@ def test_defect_6_a_full_state_directory_on_a_secondary_is_reported_not_an_elect
     assert converge(lab, 45) == []
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 defect 8: fix in progress on branch consistency")
 def test_defect_8_a_three_way_partition_has_no_two_primaries_in_one_epoch_and_loses_no_edit(lab_factory):
     lab = running_lab(lab_factory, [0, 1, 2])
     sampler = Sampler(lab)
@@ -250,8 +247,6 @@ def test_defect_3_operators_editing_every_server_with_no_fault_lose_nothing(lab_
     assert dropped == [], "\n".join(dropped)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 defect 7: a paused or stopped secondary starts elections; "
-                   "fix in progress on branch consistency")
 def test_defect_7_a_secondary_paused_or_stopped_with_sigterm_starts_no_election(lab_factory):
     lab = running_lab(lab_factory, [0, 1, 2])
     epoch = lab.status(0)["epoch"]
