@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Coroutine
+from typing import Any, Callable, Coroutine
 
 from . import transfer
 from .config import Peer
@@ -31,9 +31,6 @@ from .history import NONE, Generation
 from .links import LinkDown, PeerLink
 from .protocol import Apply, Head, Text
 from .sync import SyncError, apply_generation, merge_edit, snapshot_of, write_backup
-
-if TYPE_CHECKING:
-    pass
 
 
 @dataclass(slots=True)
