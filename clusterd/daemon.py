@@ -28,6 +28,7 @@ import asyncssh
 
 from confmerge.diagnostics import ConfError
 
+from . import apply as applying
 from . import config as config_module
 from . import keys, sshserver, transfer
 from .config import ClusterConfig, Peer
@@ -35,8 +36,7 @@ from .links import LinkDown, PeerLink
 from .membership import Membership, PeerView, Role
 from .protocol import MAX_FRAME, BadMessage, OversizedFrame, encode, read_frame
 from .sync import (
-    NONE, Generation, Snapshot, Store, SyncError, SyncState, apply_generation, file_stamp, merge_edit,
-    next_generation, snapshot, write_backup,
+    NONE, Generation, Snapshot, Store, SyncError, SyncState, file_stamp, merge_edit, next_generation, snapshot,
 )
 
 log = logging.getLogger("clusterd")
@@ -123,7 +123,8 @@ class Daemon:
         self.sent_digest: str | None = None
         self.edit_in_flight = False
         self.apply_error: str | None = None
-        self.applying = False
+        self.applying = applying.pending(self.store) is not None
+        """True while a generation is being applied, from the start if an apply was interrupted (see _recover)."""
         self.conflicts: deque[dict[str, Any]] = deque(maxlen=20)
         self.sync_lock = asyncio.Lock()
         self._live_lock = asyncio.Lock()
@@ -155,6 +156,8 @@ class Daemon:
             self.links[peer.id] = PeerLink(self, peer)
         self.events.add(f"server {config.id} listening on {config.address}:{config.control_port}"
                         + (f", SFTP on {config.address}:{config.ssh_port}" if config.ssh.serve else ""))
+        if self.applying:
+            self.spawn(self._recover())
         await self.refresh_live(force=True)
         ticker = asyncio.create_task(self._tick_forever())
         try:
@@ -170,6 +173,19 @@ class Daemon:
 
     def stop(self) -> None:
         self.stopping.set()
+
+    async def _recover(self) -> None:
+        """Finish an apply a crash interrupted (:func:`clusterd.apply.recover`); the server is *syncing* until then."""
+        async with self.sync_lock:
+            try:
+                done = await asyncio.to_thread(applying.recover, self.store, self.config.backup,
+                                               self.config.apply_command)
+            finally:
+                self.applying = False
+        if done is not None:
+            self.events.add(done.event)
+            self.apply_error = done.error
+        await self.refresh_live(force=True)
 
     def spawn(self, work: Coroutine[Any, Any, Any]) -> None:
         """Run a coroutine in the background, holding a reference (the event loop keeps only weak ones)."""
@@ -435,7 +451,7 @@ class Daemon:
                 upcoming = next_generation(self.generation, self.membership.newest_generation(),
                                            self.membership.epoch, live)
                 try:
-                    await asyncio.to_thread(write_backup, self.store, self.config.backup, live.text, outcome.text,
+                    await asyncio.to_thread(applying.write_backup, self.store, self.config.backup, live.text, outcome.text,
                                             self.config.apply_command, upcoming)
                 except SyncError as error:
                     return {"ok": False, "error": f"the primary could not apply the merged edit: {error}"}
@@ -521,7 +537,7 @@ class Daemon:
             self.applying = True
             try:
                 text = path.read_bytes().decode("utf-8")
-                applied = await asyncio.to_thread(apply_generation, self.store, self.config.backup, text, generation,
+                applied = await asyncio.to_thread(applying.apply_generation, self.store, self.config.backup, text, generation,
                                                   self.config.apply_command, self.live)
             except (SyncError, OSError, UnicodeDecodeError) as error:
                 reason = str(error) if isinstance(error, SyncError) else f"cannot read the transferred file: {error}"

@@ -208,7 +208,7 @@ def _swap(temp: Path, path: Path, current: Seen) -> bool:
         raise _NoExchange from None
     with open(temp, "rb") as displaced:
         if displaced.read() == current.text.encode("utf-8"):
-            _sync_directory(path.parent)
+            sync_directory(path.parent)
             if _identity(os.fstat(displaced.fileno()))[2:4] == current.identity[2:4]:
                 return True
     _exchange(temp, path)  # the operator's file back where it was
@@ -221,7 +221,7 @@ def _replace_checked(temp: Path, path: Path, current: Seen) -> bool:
     if _identity(os.stat(path)) != current.identity:
         return False
     os.replace(temp, path)
-    _sync_directory(path.parent)
+    sync_directory(path.parent)
     return True
 
 
@@ -273,7 +273,7 @@ def _unlink(path: Path) -> None:
         pass
 
 
-def _sync_directory(directory: Path) -> None:
+def sync_directory(directory: Path) -> None:
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:

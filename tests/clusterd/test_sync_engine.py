@@ -1,12 +1,10 @@
-"""``clusterd.sync`` without a network: generations, apply, rollback, merges of edits."""
+"""``clusterd.sync`` without a network: generations, the store, merges of edits."""
 
 from __future__ import annotations
 
 import pytest
 
-from clusterd.sync import (
-    NONE, Generation, Snapshot, Store, SyncError, apply_generation, merge_edit, next_generation, sha256, snapshot,
-)
+from clusterd.sync import NONE, Generation, Snapshot, Store, SyncError, merge_edit, next_generation, sha256, snapshot
 from confmerge.merge import cluster_digest, cluster_part
 from confmerge.parser import parse
 
@@ -18,56 +16,10 @@ def generation_of(text: str, number: int = 1, epoch: int = 1) -> tuple[Generatio
     return Generation(number, epoch, sha256(cluster), cluster_digest(parse(text, "primary"))), cluster
 
 
-@pytest.fixture
-def server(tmp_path):
-    backup = tmp_path / "bqn.conf"
-    backup.write_text(V1[1])
-    return Store(tmp_path / "state"), backup
-
-
 def test_generations_order_by_number_then_epoch():
     a, b, c = Generation(3, 1, "", ""), Generation(3, 2, "", ""), Generation(4, 1, "", "")
     assert a.older_than(b) and b.older_than(c) and not c.older_than(a) and not a.older_than(a)
     assert NONE.older_than(a)
-
-
-def test_applying_adopts_keeps_the_servers_own_sections_and_records_the_generation(server):
-    store, backup = server
-    generation, text = generation_of(V1[0])
-    applied = apply_generation(store, backup, text, generation, None, snapshot(backup))
-    assert applied.written
-    after = backup.read_text()
-    assert "rule sw-updates-at-peak" in after and "hostname bqn1" in after and "address 192.168.0.122/24" in after
-    assert cluster_digest(parse(after, "x")) == generation.digest == applied.live.digest
-    assert store.current() == (generation, True)
-    assert store.text(1) == text
-    assert (store.root / "previous.conf").read_text() == V1[1]
-    stat = backup.stat()
-    assert applied.stamp == (stat.st_mtime_ns, stat.st_size)
-
-
-def test_a_hash_mismatch_and_an_older_generation_are_not_applied(server):
-    store, backup = server
-    generation, text = generation_of(V1[0], number=5)
-    with pytest.raises(SyncError, match="hash mismatch"):
-        apply_generation(store, backup, text.replace("plan-100M", "plan-100m"), generation, None)
-    assert backup.read_text() == V1[1]
-    apply_generation(store, backup, text, generation, None)
-    older, older_text = generation_of(V2[0], number=4, epoch=9)
-    with pytest.raises(SyncError, match="older than generation 5"):
-        apply_generation(store, backup, older_text, older, None)
-
-
-def test_a_failing_apply_command_puts_the_previous_file_back(server, tmp_path):
-    store, backup = server
-    generation, text = generation_of(V1[0])
-    with pytest.raises(SyncError, match=r"apply command failed \(exit 4\): nope; the previous backup is back"):
-        apply_generation(store, backup, text, generation, "echo nope >&2; exit 4")
-    assert backup.read_text() == V1[1]
-    assert store.current() == (NONE, True)
-    seen = tmp_path / "seen"
-    apply_generation(store, backup, text, generation, f'echo "$CLUSTERD_GENERATION" > {seen}')
-    assert seen.read_text() == "1\n"
 
 
 def test_a_generation_nobody_acknowledged_is_forgotten_at_start(tmp_path):
@@ -97,25 +49,6 @@ def test_next_generation_numbers_past_anything_seen():
     live = Snapshot(V1[0], text, generation.digest)
     assert next_generation(generation, 7, 2, live) == Generation(8, 2, generation.sha256, generation.digest)
     assert next_generation(generation, 1, 2, live).number == 4
-
-
-def test_an_invalid_live_backup_is_reported_and_left_alone(server):
-    store, backup = server
-    broken = V1[1].replace("bqn-id 1", "bqn-id 1\nbqn-id 2")
-    backup.write_text(broken)
-    generation, text = generation_of(V1[0])
-    with pytest.raises(SyncError, match=r"the live backup is not valid \(.*bqn\.conf:\d+:\d+: error: "):
-        apply_generation(store, backup, text, generation, None)
-    assert backup.read_text() == broken
-
-
-def test_a_missing_live_backup_is_reported(server):
-    store, backup = server
-    backup.unlink()
-    generation, text = generation_of(V1[0])
-    with pytest.raises(SyncError, match="cannot read the live backup .*bqn.conf: "):
-        apply_generation(store, backup, text, generation, None)
-    assert not backup.exists()
 
 
 def test_an_edit_that_cannot_be_merged_is_a_plain_refusal(tmp_path):
