@@ -44,7 +44,11 @@ class Applied:
     live: Snapshot
     """The live backup as it now is (saves the daemon parsing it again)."""
     stamp: tuple[int, int]
-    """Its mtime and size as this apply left them: a later edit differs."""
+    """Its mtime and size as this apply left them (:data:`UNKNOWN` when not read here): a later edit differs."""
+
+
+UNKNOWN = (0, 0)
+"""A stamp no file has: the daemon reads the backup again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +95,9 @@ def apply_generation(store: Store, backup: Path, text: str, generation: Generati
                      apply_command: str | None, live: Snapshot | None = None) -> Applied:
     """Verify, adopt, check, replace (compare and swap, previous kept), run the apply command; undo on its failure.
 
-    ``live`` is the backup as last read; its tree is used if the file still holds that text.
+    ``live`` is the backup as the daemon last read it (read here if None): the
+    generation is adopted into that text, and an edit made to the file since
+    is merged by the compare and swap, never adopted away.
     """
     if sha256(text) != generation.sha256:
         raise SyncError(f"hash mismatch: generation {generation.number} has sha256 {generation.sha256[:12]}..., "
@@ -100,26 +106,27 @@ def apply_generation(store: Store, backup: Path, text: str, generation: Generati
     if generation.older_than(current):
         raise SyncError(f"generation {generation.number} (epoch {generation.epoch}) is older than "
                         f"generation {current.number} (epoch {current.epoch}) held here; not applied")
-    try:
-        seen = livefile.read(backup)
-    except (OSError, ConfError, livefile.Contended) as error:
-        raise SyncError(f"cannot read the live backup {backup}: {_reason(error)}") from None
-    if live is None or live.config is None or live.text != seen.text:
+    stamp = UNKNOWN
+    if live is None or live.config is None:
         try:
-            live = snapshot_of(seen.text, backup)
+            seen = livefile.read(backup)
+        except (OSError, ConfError, livefile.Contended) as error:
+            raise SyncError(f"cannot read the live backup {backup}: {_reason(error)}") from None
+        try:
+            live, stamp = snapshot_of(seen.text, backup), seen.stamp
         except ConfError as error:
             raise SyncError(f"the live backup is not valid ({error.diagnostics[0]}); fix it, and the cluster's "
                             "configuration follows") from None
     if live.digest == generation.digest:
         _save(store, generation, text)
-        return Applied(generation, False, live, seen.stamp)
+        return Applied(generation, False, live, stamp)
     assert live.config is not None
     try:
         result = adopt(live.config, parse(text, f"generation {generation.number}"))
     except ConfError as error:
         raise SyncError(f"the adopted backup would not be valid: {error.diagnostics[0]}") from None
     new_text = render(result)
-    written = write_backup(store, backup, seen.text, new_text, apply_command, generation)
+    written = write_backup(store, backup, live.text, new_text, apply_command, generation)
     _save(store, generation, text)
     if written.merged:  # an operator's edit made meanwhile is in the file too: it goes to the primary as an edit
         return Applied(generation, True, snapshot_of(written.text, backup), written.stamp)

@@ -145,26 +145,40 @@ def replace(path: Path, expected: str, new: str, *, exchange: bool | None = None
     conflicts: list[Conflict] = []
     merged = False
     for _ in range(attempts):
-        use_exchange = exchange if exchange is not None else _exchange_works(path)
-        with _nothing() if use_exchange else _locked(path.parent):
-            current = read(path)
-            if current.text != expected:
-                new, found = merge_concurrent(expected, new, current.text, path)
-                conflicts += found
-                merged, expected = True, current.text
-            if new == current.text:
-                return Written(new, current.stamp, merged, tuple(conflicts), "exchange" if use_exchange else "locked")
-            temp, stamp = _temp_file(path, new)
-            try:
-                if not (_swap(temp, path, current) if use_exchange else _replace_checked(temp, path, current)):
-                    continue
-            except _NoExchange:
-                continue
-            finally:
-                _unlink(temp)
-            return Written(new, stamp, merged, tuple(conflicts), "exchange" if use_exchange else "locked")
+        current = read(path)
+        if current.text != expected:
+            new, found = merge_concurrent(expected, new, current.text, path)
+            conflicts += found
+            merged, expected = True, current.text
+        if new == current.text:
+            return Written(new, current.stamp, merged, tuple(conflicts), _method(path, exchange))
+        stamp = swap(path, current, new, exchange=exchange)
+        if stamp is not None:
+            return Written(new, stamp, merged, tuple(conflicts), _method(path, exchange))
     raise Contended(f"{path} kept changing while the daemon wrote it ({attempts} attempts); "
                     "the daemon's change is not written")
+
+
+def swap(path: Path, current: Seen, text: str, *, exchange: bool | None = None) -> tuple[int, int] | None:
+    """Put ``text`` in place of ``path`` if it still holds ``current``: the new file's mtime and size, or None.
+
+    None means the file had changed; then it is left exactly as it was.
+    """
+    temp, stamp = _temp_file(path, text)
+    try:
+        if _method(path, exchange) == "exchange":
+            try:
+                return stamp if _exchange_checked(temp, path, current) else None
+            except _NoExchange:
+                pass
+        with _locked(path.parent):
+            return stamp if _replace_checked(temp, path, current) else None
+    finally:
+        _unlink(temp)
+
+
+def _method(path: Path, exchange: bool | None) -> str:
+    return "exchange" if (exchange if exchange is not None else _exchange_works(path)) else "locked"
 
 
 class _NoExchange(Exception):
@@ -187,7 +201,7 @@ def _exchange(a: Path, b: Path) -> None:
         raise OSError(number, os.strerror(number), str(b))
 
 
-def _swap(temp: Path, path: Path, current: Seen) -> bool:
+def _exchange_checked(temp: Path, path: Path, current: Seen) -> bool:
     """Swap ``temp`` in for ``path`` if what it displaces is ``current``; otherwise put the displaced file back.
 
     The displaced file is checked again after the directory is synced: an
@@ -223,11 +237,6 @@ def _replace_checked(temp: Path, path: Path, current: Seen) -> bool:
     os.replace(temp, path)
     sync_directory(path.parent)
     return True
-
-
-@contextmanager
-def _nothing() -> Iterator[None]:
-    yield
 
 
 @contextmanager

@@ -138,3 +138,16 @@ def test_after_a_crash_an_operators_later_edit_is_never_replaced(server):
     done = recover(store, backup, "exit 3")
     assert done is not None and done.error is not None and "changed since; it stays" in done.error
     assert backup.read_text() == edited
+
+
+def test_an_edit_made_after_the_daemons_last_read_is_merged_not_adopted_away(server):
+    store, backup = server
+    live = snapshot(backup)
+    edited = V1[1].replace("dns\n", "dns\n  server 10.90.0.1\n").replace("routing\n", "routing\n  static 10.1.0.0/16 via 192.168.0.1\n")
+    backup.write_text(edited)
+    generation, text = generation_of(V1[0])
+    applied = apply_generation(store, backup, text, generation, None, live)
+    after = backup.read_text()
+    assert "server 10.90.0.1" in after and "static 10.1.0.0/16 via 192.168.0.1" in after
+    assert "rule sw-updates-at-peak" in after, "and the generation is in"
+    assert applied.live.text == after and applied.live.digest != generation.digest, "an edit to send to the primary"

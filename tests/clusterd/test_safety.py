@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
+import subprocess
+import sys
 
 import pytest
 
-
-from .test_sync import V1
+from .operator_edits import dns_server, route
+from .test_livefile import OPERATOR
+from .test_sync import V1, sections, unified_three
 
 
 def blocking_command(runs, go, fail=None) -> str:
@@ -26,8 +30,6 @@ def crash(cluster, i: int) -> None:
 
 
 def sha_of(path) -> str:
-    import hashlib
-
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -63,3 +65,35 @@ def test_defect_5_kill_9_during_the_apply_command_is_repaired_at_start(cluster_f
         assert cluster.backup(1).read_text() == original
         assert "an apply of generation" in cluster.log(1) or "interrupted" in cluster.log(1)
     assert not (cluster.dir(1) / "state" / "sync" / "intent.json").exists()
+
+
+def test_defect_3_operators_editing_every_server_at_a_high_rate_lose_no_edit(cluster_factory):
+    cluster = unified_three(cluster_factory)
+    before = {i: cluster.backup(i).read_text() for i in cluster.ids}
+    count = 45
+    operators = {i: subprocess.Popen([sys.executable, str(OPERATOR), str(cluster.backup(i)), str(count), "careful",
+                                      "0.12", str(i)], stdout=subprocess.PIPE, text=True) for i in cluster.ids}
+    try:
+        for process in operators.values():
+            assert process.wait(timeout=90) == 0
+    finally:
+        for process in operators.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=10)
+    made = {i: [int(line) for line in p.stdout.read().split()] for i, p in operators.items() if p.stdout}
+    assert all(edits == list(range(count)) for edits in made.values())
+    cluster.wait("every server with one configuration, complete",
+                 lambda: len({cluster.digest(i) for i in cluster.ids}) == 1 and cluster.complete() or None, 60)
+    lost = []
+    for i in cluster.ids:
+        own = cluster.backup(i).read_text()
+        lost += [f"server {i}: route {k}" for k in made[i] if route(k, i) not in own]
+        for j in cluster.ids:
+            lost += [f"server {j}: dns {k} from server {i}" for k in made[i] if k % 3 == 0
+                     and dns_server(k, i) not in cluster.backup(j).read_text()]
+    assert lost == [], f"{len(lost)} edits lost: {lost[:10]}\n{cluster.logs()}"
+    for i in cluster.ids:
+        expected = sections(before[i], "routing").replace(
+            "routing\n", "routing\n" + "".join(route(k, i) for k in reversed(range(count))), 1)
+        assert sections(cluster.backup(i).read_text(), "routing") == expected, "exactly as the operator left it"
