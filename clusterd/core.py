@@ -26,6 +26,7 @@ from typing import Any, Awaitable, Callable
 
 from confmerge import ConfError, write_atomic
 
+from . import apply
 from .config import ClusterConfig
 from .history import NONE, Generation, History
 from .membership import Membership, Role
@@ -86,7 +87,8 @@ class Core:
         self._live_lock = asyncio.Lock()
         self.backup_lock = asyncio.Lock()
         """Held by whoever reads the backup to replace it (apply, merge, recording an edit)."""
-        self.applying = False
+        self.applying = apply.pending(self.history) is not None
+        """True while a generation is being applied, from the start if an apply was interrupted (:meth:`recover`)."""
         self.apply_error: str | None = None
         self._awake_at = now
         self.revalidating = False
@@ -180,6 +182,19 @@ class Core:
         if text != self.live_error:
             self.events.add(text)
         self.live_error = text
+
+    async def recover(self) -> None:
+        """Finish an apply a crash interrupted (:func:`clusterd.apply.recover`); the server is *syncing* until then."""
+        async with self.backup_lock:
+            try:
+                done = await asyncio.to_thread(apply.recover, self.history, self.config.backup,
+                                               self.config.apply_command)
+            finally:
+                self.applying = False
+        if done is not None:
+            self.events.add(done.event)
+            self.apply_error = done.error
+        await self.refresh_live(force=True)
 
     # -- membership ------------------------------------------------------
 

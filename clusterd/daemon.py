@@ -135,6 +135,8 @@ class Daemon:
             self.links[peer.id] = PeerLink(self, peer)
         self.core.events.add(f"server {config.id} listening on {config.address}:{config.control_port}"
                              + (f", SFTP on {config.address}:{config.ssh_port}" if config.ssh.serve else ""))
+        if self.core.applying:
+            self.spawn(self.core.recover())
         await self.core.refresh_live(force=True)
         ticker = asyncio.create_task(self._tick_forever())
         try:

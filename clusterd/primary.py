@@ -30,7 +30,8 @@ from .core import ConflictRecord, Core
 from .history import NONE, Generation
 from .links import LinkDown, PeerLink
 from .protocol import Apply, Head, Text
-from .sync import SyncError, apply_generation, merge_edit, snapshot_of, write_backup
+from .apply import UNKNOWN, apply_generation, write_backup
+from .sync import SyncError, merge_edit, snapshot_of
 
 
 @dataclass(slots=True)
@@ -113,7 +114,8 @@ class Primary:
         finally:
             core.applying = False
         core.hold(theirs, text)
-        await core.refresh_live(known=(applied.live, applied.stamp))
+        await core.refresh_live(known=(applied.live, applied.stamp) if applied.stamp != UNKNOWN else None,
+                                force=applied.stamp == UNKNOWN)
         core.events.add(f"took in generation {theirs.number} ({theirs.short}) of server {theirs.author} "
                         f"from server {peer_id}" + ("" if applied.written else " (the backup already held it)"))
 
@@ -138,17 +140,19 @@ class Primary:
                                          conflict.values[1], conflict.chosen))
         merged_live = snapshot_of(outcome.text, core.config.backup)
         merged = core.make_generation([ours, theirs], merged_live.cluster, merged_live.digest)
-        stamp = None
+        written = None
         if outcome.changed:
             core.applying = True
             try:
-                stamp = await asyncio.to_thread(write_backup, core.history, core.config.backup, live.text,
-                                                outcome.text, core.config.apply_command, merged)
+                written = await asyncio.to_thread(write_backup, core.history, core.config.backup, live.text,
+                                                  outcome.text, core.config.apply_command, merged)
             finally:
                 core.applying = False
         core.hold(merged, merged_live.cluster)
-        if stamp is not None:
-            await core.refresh_live(known=(merged_live, stamp))
+        if written is not None and written.merged:
+            await core.refresh_live(force=True)  # an operator's edit made meanwhile: recorded on the next tick
+        elif written is not None:
+            await core.refresh_live(known=(merged_live, written.stamp))
         how = "three-way" if base_text is not None else "as a union (no merge base is kept anywhere reached)"
         core.events.add(f"merged generation {theirs.number} ({theirs.short}) of server {theirs.author} {how}: "
                         f"generation {merged.number} (epoch {merged.epoch}, {merged.short})"

@@ -14,7 +14,8 @@ import re
 from .core import Core
 from .history import NONE, Generation
 from .protocol import Apply, Fetch, Head, Probe, Reply, Request, Text, as_data
-from .sync import SyncError, apply_generation
+from .apply import UNKNOWN, apply_generation
+from .sync import SyncError
 
 _NAME = re.compile(r"^generation-[0-9a-f]{64}\.conf$")
 
@@ -55,6 +56,8 @@ class Secondary:
         rid = message.rid
         if core.revalidating:
             return Reply(rid, False, "this server is revalidating after a pause")
+        if core.applying:
+            return Reply(rid, False, "this server is applying a generation (or finishing one a restart interrupted)")
         if not m.accepts(message.epoch):
             m.log.append(f"refused: server {sender} sent a generation as primary of epoch {message.epoch}, "
                          f"the cluster is in epoch {m.epoch}")
@@ -96,7 +99,8 @@ class Secondary:
                     core.applying = False
                 core.hold(generation, text)
                 core.apply_error = None
-                await core.refresh_live(known=(applied.live, applied.stamp))
+                await core.refresh_live(known=(applied.live, applied.stamp) if applied.stamp != UNKNOWN else None,
+                                        force=applied.stamp == UNKNOWN)
             finally:
                 path.unlink(missing_ok=True)
         core.events.add(f"applied generation {generation.number} ({generation.short}) from server {sender}"

@@ -15,18 +15,11 @@ Everything here is files and the engine; sockets live in :mod:`clusterd.daemon`.
 from __future__ import annotations
 
 import os
-import shlex
-import subprocess
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from confmerge import (Config, ConfError, Conflict, adopt, cluster_digest, cluster_part, merge, parse, read_text, render,
-                       write_atomic)
-
-from .history import Generation, History, sha256
-
-APPLY_TIMEOUT = 120.0
+from confmerge import Config, ConfError, Conflict, cluster_digest, cluster_part, merge, parse, read_text, render
 
 
 class SyncState(StrEnum):
@@ -94,87 +87,9 @@ def merge_edit(live: Snapshot, edit_text: str, base_text: str | None, backup: Pa
 
 
 # ---------------------------------------------------------------------------
-# A secondary
-
-
-@dataclass(frozen=True, slots=True)
-class Applied:
-    generation: Generation
-    written: bool
-    """False when the backup already held the configuration in normal form (nothing was touched)."""
-    live: Snapshot
-    """The live backup as it now is (saves the daemon parsing it again)."""
-    stamp: tuple[int, int]
-    """Its mtime and size as this apply left them: a later edit differs."""
-
-
-def apply_generation(store: History, backup: Path, text: str, generation: Generation,
-                     apply_command: str | None, live: Snapshot | None = None) -> Applied:
-    """Verify, adopt, check, write atomically (previous kept), run the apply command; undo on its failure.
-
-    ``live`` is the backup as last read; its tree is used if the file still holds that text.
-    Whether the generation may replace the one held is the caller's question (ancestry).
-    """
-    if sha256(text) != generation.sha256:
-        raise SyncError(f"hash mismatch: generation {generation.number} has sha256 {generation.sha256[:12]}..., "
-                        f"received {sha256(text)[:12]}...; not applied")
-    try:
-        stamp = file_stamp(os.stat(backup))
-        old_text = read_text(backup)
-    except (OSError, ConfError) as error:
-        reason = error.diagnostics[0].message if isinstance(error, ConfError) else (error.strerror or str(error))
-        raise SyncError(f"cannot read the live backup {backup}: {reason}") from None
-    if live is None or live.config is None or live.text != old_text:
-        try:
-            live = snapshot_of(old_text, backup)
-        except ConfError as error:
-            raise SyncError(f"the live backup is not valid ({error.diagnostics[0]}); fix it, and the cluster's "
-                            "configuration follows") from None
-    if live.digest == generation.digest:
-        return Applied(generation, False, live, stamp)
-    assert live.config is not None
-    try:
-        result = adopt(live.config, parse(text, f"generation {generation.number}"))
-    except ConfError as error:
-        raise SyncError(f"the adopted backup would not be valid: {error.diagnostics[0]}") from None
-    new_text = render(result)
-    stamp = write_backup(store, backup, old_text, new_text, apply_command, generation)
-    # adopt's contract: the result holds the generation's cluster-wide content in normal form
-    return Applied(generation, True, Snapshot(new_text, cluster_part(result), generation.digest, result), stamp)
-
-
-def run_apply_command(command: str | None, backup: Path, generation: Generation) -> None:
-    """The operator's command that loads the new backup into the server; its failure is a :class:`SyncError`."""
-    if not command:
-        return
-    environment = {**os.environ, "CLUSTERD_BACKUP": str(backup), "CLUSTERD_GENERATION": str(generation.number)}
-    try:
-        done = subprocess.run(command, shell=True, env=environment, capture_output=True, text=True,
-                              timeout=APPLY_TIMEOUT, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        raise SyncError(f"apply command timed out after {APPLY_TIMEOUT:.0f} s: {shlex.quote(command)}; "
-                        "the previous backup is back") from None
-    if done.returncode != 0:
-        detail = (done.stderr or done.stdout).strip().splitlines()[-1:] or [""]
-        raise SyncError(f"apply command failed (exit {done.returncode}){': ' + detail[0] if detail[0] else ''}; "
-                        "the previous backup is back")
+# A secondary (applying a generation is :mod:`clusterd.apply`)
 
 
 def file_stamp(status: os.stat_result) -> tuple[int, int]:
     return (status.st_mtime_ns, status.st_size)
 
-
-def write_backup(store: History, backup: Path, old_text: str, new_text: str, apply_command: str | None,
-                 generation: Generation) -> tuple[int, int]:
-    """Replace the live backup and load it; if loading fails, the previous file is put back.
-
-    The previous backup stays in the store either way, for the operator.
-    """
-    write_atomic(store.root / "previous.conf", old_text)
-    stamp = file_stamp(write_atomic(backup, new_text))
-    try:
-        run_apply_command(apply_command, backup, generation)
-    except SyncError:
-        write_atomic(backup, old_text)
-        raise
-    return stamp

@@ -1,0 +1,99 @@
+"""Issue 10's safety defects, each a named regression with real ``clusterd run`` processes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from .operator_edits import dns_server, route
+from .test_livefile import OPERATOR
+from .test_sync import V1, sections, unified_three
+
+
+def blocking_command(runs, go, fail=None) -> str:
+    """An apply command that records the backup it loads, then waits (at most 30 s) until the test says go."""
+    failing = f"[ -e {fail} ] && exit 3; " if fail else ""
+    return (f'echo "$CLUSTERD_GENERATION $(sha256sum < "$CLUSTERD_BACKUP" | cut -c1-64)" >> {runs}; '
+            f"for i in $(seq 600); do [ -e {go} ] && break; sleep 0.05; done; {failing}exit 0")
+
+
+def crash(cluster, i: int) -> None:
+    """kill -9 of the daemon and everything it started (its apply command), as a power cut would."""
+    process = cluster.processes.pop(i)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
+
+
+def sha_of(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("outcome", ["loads", "fails"])
+def test_defect_5_kill_9_during_the_apply_command_is_repaired_at_start(cluster_factory, tmp_path, outcome):
+    runs, go, fail = tmp_path / "runs", tmp_path / "go", tmp_path / "fail"
+    cluster = cluster_factory([0, 1], backups={0: V1[0], 1: V1[1]},
+                              apply_command={1: blocking_command(runs, go, fail)})
+    original = cluster.backup(1).read_text()
+    cluster.start_all()
+    cluster.wait("the apply command running on server 1", lambda: runs.exists() and runs.read_text() or None, 25)
+    crash(cluster, 1)
+    assert cluster.digest(1) == cluster.digest(0), "killed after the new backup was in place"
+    on_disk = sha_of(cluster.backup(1))
+    if outcome == "fails":
+        fail.touch()
+    cluster.start(1)
+    cluster.wait("the apply command run again", lambda: len(runs.read_text().splitlines()) == 2 or None, 25)
+    assert runs.read_text().splitlines()[1].split()[1] == on_disk, "for the file on disk"
+    for _ in range(5):
+        own, seen = cluster.status(1), cluster.seen(0, 1)
+        assert own is not None and own["servers"][1]["sync"] == "syncing", own["servers"]
+        assert seen is not None and seen["sync"] != "in sync", "not loaded yet: never in sync"
+    go.touch()
+    if outcome == "loads":
+        cluster.wait("complete", lambda: cluster.complete() or None, 25)
+        assert len(runs.read_text().splitlines()) == 2, "loaded once after the restart, not again"
+        assert sha_of(cluster.backup(1)) == on_disk
+    else:
+        failed = cluster.wait("the failure reported", lambda: (s := cluster.status(1)) and
+                              s["servers"][1]["sync"] == "sync failed" and s["servers"][1] or None, 25)
+        assert "interrupted apply" in failed["error"] and "the previous backup is back" in failed["error"]
+        assert cluster.backup(1).read_text() == original
+        assert "an apply of generation" in cluster.log(1) or "interrupted" in cluster.log(1)
+    assert not (cluster.dir(1) / "state" / "sync" / "intent.json").exists()
+
+
+def test_defect_3_operators_editing_every_server_at_a_high_rate_lose_no_edit(cluster_factory):
+    cluster = unified_three(cluster_factory)
+    before = {i: cluster.backup(i).read_text() for i in cluster.ids}
+    count = 45
+    operators = {i: subprocess.Popen([sys.executable, str(OPERATOR), str(cluster.backup(i)), str(count), "careful",
+                                      "0.12", str(i)], stdout=subprocess.PIPE, text=True) for i in cluster.ids}
+    try:
+        for process in operators.values():
+            assert process.wait(timeout=90) == 0
+    finally:
+        for process in operators.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait(timeout=10)
+    made = {i: [int(line) for line in p.stdout.read().split()] for i, p in operators.items() if p.stdout}
+    assert all(edits == list(range(count)) for edits in made.values())
+    cluster.wait("every server with one configuration, complete",
+                 lambda: len({cluster.digest(i) for i in cluster.ids}) == 1 and cluster.complete() or None, 60)
+    lost = []
+    for i in cluster.ids:
+        own = cluster.backup(i).read_text()
+        lost += [f"server {i}: route {k}" for k in made[i] if route(k, i) not in own]
+        for j in cluster.ids:
+            lost += [f"server {j}: dns {k} from server {i}" for k in made[i] if k % 3 == 0
+                     and dns_server(k, i) not in cluster.backup(j).read_text()]
+    assert lost == [], f"{len(lost)} edits lost: {lost[:10]}\n{cluster.logs()}"
+    for i in cluster.ids:
+        expected = sections(before[i], "routing").replace(
+            "routing\n", "routing\n" + "".join(route(k, i) for k in reversed(range(count))), 1)
+        assert sections(cluster.backup(i).read_text(), "routing") == expected, "exactly as the operator left it"
