@@ -46,11 +46,12 @@ def one_round(lines: int, secondaries: int, text: str) -> tuple[float, int]:
                 if status is None or status["generation"]["number"] <= generation:
                     return None
                 servers = status["servers"]
-                return all(s["generation"] == status["generation"]["number"] and s["sync"] == "in sync"
-                           for s in servers) or None
-            cluster.wait("every secondary in sync", done, 120, every=0.05)
+                if all(s["head"] == status["generation"]["id"] and s["sync"] == "in sync" for s in servers):
+                    return status["generation"]["id"]
+                return None
+            head = cluster.wait("every secondary in sync", done, 120, every=0.05)
             elapsed = time.monotonic() - started
-            sent = len(Path(root, "server0", "state", "sync", "history", f"{generation + 1}.conf").read_bytes())
+            sent = len(Path(root, "server0", "state", "sync", "history", f"{head}.conf").read_bytes())
         finally:
             cluster.stop_all()
     return elapsed, sent

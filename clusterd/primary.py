@@ -138,7 +138,7 @@ class Primary:
         for conflict in outcome.conflicts:
             core.conflict(ConflictRecord(theirs.author, conflict.section, conflict.statement, conflict.values[0],
                                          conflict.values[1], conflict.chosen))
-        merged_live = snapshot_of(outcome.text, core.config.backup)
+        merged_live = await asyncio.to_thread(snapshot_of, outcome.text, core.config.backup)
         merged = core.make_generation([ours, theirs], merged_live.cluster, merged_live.digest)
         written = None
         if outcome.changed:
