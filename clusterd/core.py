@@ -111,9 +111,9 @@ class Core:
         self.membership.head = generation.id
         self.nudge()
 
-    def make_generation(self, parents: list[Generation], text: str, digest: str) -> Generation:
+    def make_generation(self, parents: list[Generation], text: str, digest: str, epoch: int | None = None) -> Generation:
         return Generation.make([p for p in parents if p is not NONE and p.id], self.config.id,
-                               self.membership.epoch, round(time.time(), 3), text, digest)
+                               self.membership.epoch if epoch is None else epoch, round(time.time(), 3), text, digest)
 
     def record_edit(self, force: bool = False) -> Generation | None:
         """A change to the live backup's cluster-wide content becomes a generation on the head; None if none.

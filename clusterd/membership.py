@@ -83,6 +83,8 @@ class Membership:
     covers: Callable[[str], bool] = lambda head: not head
     """Whether this server's head descends from a peer's head (the state core sets it, from the history)."""
     log: list[str] = field(default_factory=list)
+    refused: set[tuple[int, int]] = field(default_factory=set)
+    """Stale claims already logged (a server's heartbeats repeat its claim until it learns the epoch)."""
 
     @classmethod
     def start(cls, me: int, peer_ids: list[int], detection: float, hold: float, now: float,
@@ -121,7 +123,8 @@ class Membership:
                     self.log.append(f"server {claim} also claims epoch {self.epoch} and has the lower id; stepping down")
                 self.primary = claim
                 return True
-        elif message.epoch < self.epoch and claim == message.id:
+        elif message.epoch < self.epoch and claim == message.id and (peer.id, message.epoch) not in self.refused:
+            self.refused.add((peer.id, message.epoch))
             self.log.append(f"refused: server {peer.id} claims epoch {message.epoch}, the cluster is in epoch {self.epoch}")
         return changed
 

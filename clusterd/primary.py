@@ -74,8 +74,14 @@ class Primary:
 
     # -- reconcile ---------------------------------------------------------
 
+    def _still_primary(self, term: int) -> bool:
+        """This server is still the primary of the term it started in (a merge made after stepping down is not one)."""
+        m = self.core.membership
+        return m.primary == self.core.config.id and m.epoch == term
+
     async def _reconcile(self, peer_id: int, head_id: str) -> None:
         core = self.core
+        term = core.membership.epoch
         try:
             link = self.links[peer_id]
             reply = await link.request(Head(rid=0))
@@ -91,12 +97,12 @@ class Primary:
             async with core.backup_lock:
                 await core.refresh_live(force=True)
                 core.record_edit()
-                if core.history.covers(theirs.id):
+                if core.history.covers(theirs.id) or not self._still_primary(term):
                     return
                 if core.history.contains(core.head.id, theirs.id):
                     await self._fast_forward(peer_id, theirs, text)
                 else:
-                    await self._merge(link, theirs, text)
+                    await self._merge(link, theirs, text, term)
             self._failed_heads.pop(head_id, None)
         except (LinkDown, SyncError, ValueError) as error:
             self._failed_heads[head_id] = time.monotonic() + 1.0
@@ -119,7 +125,7 @@ class Primary:
         core.events.add(f"took in generation {theirs.number} ({theirs.short}) of server {theirs.author} "
                         f"from server {peer_id}" + ("" if applied.written else " (the backup already held it)"))
 
-    async def _merge(self, link: PeerLink, theirs: Generation, text: str) -> None:
+    async def _merge(self, link: PeerLink, theirs: Generation, text: str, term: int) -> None:
         core = self.core
         ours = core.head
         base = core.history.merge_base(ours.id, theirs.id)
@@ -135,11 +141,15 @@ class Primary:
         if live is None:
             raise SyncError(core.live_error or "the live backup is unreadable")
         outcome = await asyncio.to_thread(merge_edit, live, text, base_text, core.config.backup, theirs.author)
+        if not self._still_primary(term):
+            core.events.add(f"stepped down before merging server {theirs.author}'s generation {theirs.short}; "
+                            "the new primary takes it in")
+            return
         for conflict in outcome.conflicts:
             core.conflict(ConflictRecord(theirs.author, conflict.section, conflict.statement, conflict.values[0],
                                          conflict.values[1], conflict.chosen))
         merged_live = await asyncio.to_thread(snapshot_of, outcome.text, core.config.backup)
-        merged = core.make_generation([ours, theirs], merged_live.cluster, merged_live.digest)
+        merged = core.make_generation([ours, theirs], merged_live.cluster, merged_live.digest, term)
         written = None
         if outcome.changed:
             core.applying = True
@@ -148,6 +158,11 @@ class Primary:
                                                   outcome.text, core.config.apply_command, merged)
             finally:
                 core.applying = False
+        if not self._still_primary(term):  # the backup holds the merge; recorded as an edit, the new primary takes it in
+            core.events.add(f"stepped down while merging server {theirs.author}'s generation {theirs.short}; "
+                            "the merged backup goes to the new primary as an edit")
+            await core.refresh_live(force=True)
+            return
         core.hold(merged, merged_live.cluster)
         if written is not None and written.merged:
             await core.refresh_live(force=True)  # an operator's edit made meanwhile: recorded on the next tick
