@@ -236,7 +236,12 @@ class Daemon:
             link.wake.set()
 
     def _settle(self, changed: bool) -> None:
-        """After any observation: run the election, log what happened, tell peers at once if the view changed."""
+        """After any observation: run the election, log what happened, tell peers at once if the view changed.
+
+        Not once the daemon is stopping: its own links closing are not a reason to claim a role (or save an epoch).
+        """
+        if self.stopping.is_set():
+            return
         before = (self.membership.epoch, self.membership.primary)
         self.membership.evaluate(time.monotonic())
         for line in self.membership.drain_log():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -97,3 +98,25 @@ def test_defect_3_operators_editing_every_server_at_a_high_rate_lose_no_edit(clu
         expected = sections(before[i], "routing").replace(
             "routing\n", "routing\n" + "".join(route(k, i) for k in reversed(range(count))), 1)
         assert sections(cluster.backup(i).read_text(), "routing") == expected, "exactly as the operator left it"
+
+
+def saved_epoch(cluster, i: int) -> int:
+    path = cluster.dir(i) / "state" / "epoch.json"
+    return json.loads(path.read_text())["epoch"] if path.exists() else 0
+
+
+@pytest.mark.parametrize("stopped", [1, 2])
+def test_defect_7_a_secondary_stopped_with_sigterm_claims_no_role_and_saves_no_epoch(cluster_factory, stopped):
+    cluster = cluster_factory([0, 1, 2])
+    cluster.start_all()
+    cluster.wait("complete under server 0", lambda: cluster.agreed_primary() == 0 and cluster.complete() or None, 25)
+    epoch = cluster.status(0)["epoch"]
+    process = cluster.processes.pop(stopped)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=10) == 0
+    assert f"server {stopped} is primary" not in cluster.log(stopped), cluster.log(stopped)[-2000:]
+    assert saved_epoch(cluster, stopped) == epoch
+    others = [i for i in cluster.ids if i != stopped]
+    cluster.wait("the stop seen", lambda: all((s := cluster.seen(i, stopped)) and not s["up"] for i in others) or None, 10)
+    assert [cluster.status(i)["epoch"] for i in others] == [epoch, epoch], "no election"
+    assert cluster.agreed_primary() == 0
