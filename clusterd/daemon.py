@@ -31,6 +31,7 @@ from confmerge.diagnostics import ConfError
 from . import apply as applying
 from . import config as config_module
 from . import keys, sshserver, transfer
+from .faults import StateFaults
 from .config import ClusterConfig, Peer
 from .links import LinkDown, PeerLink
 from .membership import Membership, PeerView, Role
@@ -115,6 +116,7 @@ class Daemon:
         self.incoming: dict[int, object] = {}
         self.request_ids = itertools.count(1)
         self.events = Events()
+        self.faults = StateFaults(self.events.add)
         self.live: Snapshot | None = None
         self.live_error: str | None = None
         self._live_stat: tuple[int, int] | None = None
@@ -211,10 +213,16 @@ class Daemon:
             return 0
 
     def _save_epoch(self) -> None:
+        """Save the epoch if it changed; a failed save is reported and retried on the next tick, never raised."""
         if self.membership.epoch != self._epoch_saved:
             from confmerge.files import write_atomic
 
-            write_atomic(self.config.state_dir / "epoch.json", json.dumps({"epoch": self.membership.epoch}) + "\n")
+            try:
+                write_atomic(self.config.state_dir / "epoch.json", json.dumps({"epoch": self.membership.epoch}) + "\n")
+            except OSError as error:
+                self.faults.failed("saving the epoch", error)
+                return
+            self.faults.succeeded("saving the epoch")
             self._epoch_saved = self.membership.epoch
 
     # -- membership -----------------------------------------------------
@@ -247,8 +255,8 @@ class Daemon:
         for line in self.membership.drain_log():
             self.events.add(line)
         if changed or (self.membership.epoch, self.membership.primary) != before:
-            self._save_epoch()
             self.nudge()
+        self._save_epoch()
 
     async def _tick_forever(self) -> None:
         while True:
@@ -381,7 +389,12 @@ class Daemon:
         lone = not self.config.peers
         generation = next_generation(self.generation, self.membership.newest_generation(),
                                      self.membership.epoch, self.live)
-        self.store.save(generation, self.live.cluster, committed=lone)
+        try:
+            self.store.save(generation, self.live.cluster, committed=lone)
+        except OSError as error:
+            self.faults.failed("saving a generation", error)
+            return
+        self.faults.succeeded("saving a generation")
         self.generation, self.generation_text = generation, self.live.cluster
         self.membership.generation = generation.number
         self.events.add(f"generation {generation.number} (epoch {generation.epoch}, sha256 {generation.sha256[:12]})")
@@ -413,7 +426,11 @@ class Daemon:
             push.failures, push.error = 0, None
             current, committed = self.store.current()
             if current == generation and not committed:
-                self.store.commit(generation, True)
+                try:
+                    self.store.commit(generation, True)
+                    self.faults.succeeded("recording a generation as committed")
+                except OSError as error:
+                    self.faults.failed("recording a generation as committed", error)
             done = time.monotonic()
             self.events.add(f"server {peer.id} applied generation {generation.number}"
                             + ("" if reply.get("written") else " (its backup already held it)")
@@ -589,7 +606,7 @@ class Daemon:
             "id": self.config.id, "address": self.config.address, "role": self.role().value, "up": True,
             "this": True, "last_heartbeat": 0.0, "generation": self.generation.number,
             "digest": self.live.digest if self.live else "", "sync": self.own_state().value,
-            "error": self.apply_error or self.live_error,
+            "error": self.apply_error or self.live_error or self.faults.text(),
         }]
         for peer in self.config.peers:
             view = m.peers.get(peer.id)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -120,3 +126,62 @@ def test_defect_7_a_secondary_stopped_with_sigterm_claims_no_role_and_saves_no_e
     cluster.wait("the stop seen", lambda: all((s := cluster.seen(i, stopped)) and not s["up"] for i in others) or None, 10)
     assert [cluster.status(i)["epoch"] for i in others] == [epoch, epoch], "no election"
     assert cluster.agreed_primary() == 0
+
+
+@contextmanager
+def small_tmpfs(directory: Path, size: str) -> Iterator[Path]:
+    """``directory`` (its files kept) on a tmpfs of ``size``, mounted for the test and always unmounted."""
+    saved = directory.with_name(directory.name + ".saved")
+    directory.rename(saved)
+    directory.mkdir(mode=0o700)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(directory)], check=True)
+    try:
+        for item in saved.iterdir():
+            shutil.copy2(item, directory / item.name)
+        yield directory / "filler"
+    finally:
+        subprocess.run(["umount", "--lazy", str(directory)], check=False)
+
+
+def fill(path: Path) -> None:
+    with open(path, "wb") as handle:
+        try:
+            while True:
+                handle.write(b"\0" * 4096)
+                handle.flush()
+        except OSError as error:
+            assert error.errno == errno.ENOSPC
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs as a full disk needs root")
+def test_defect_6_a_full_state_directory_is_reported_once_and_starts_no_election(cluster_factory):
+    cluster = cluster_factory([0, 1, 2])
+    with small_tmpfs(cluster.dir(2) / "state", "256k") as filler:
+        try:
+            cluster.start_all()
+            cluster.wait("complete under server 0", lambda: cluster.agreed_primary() == 0 and cluster.complete()
+                         or None, 25)
+            epoch = cluster.status(0)["epoch"]
+            try:
+                fill(filler)
+            except OSError:
+                pass
+            crash(cluster, 0)
+            cluster.wait("server 1 primary", lambda: cluster.agreed_primary() == 1 or None, 10)
+            error = cluster.wait("the failed save in server 2's status", lambda: (s := cluster.seen(2, 2)) and
+                                 s["error"] or None, 10)
+            assert "cannot write the state directory (saving the epoch): No space left on device" in error
+            end = time.monotonic() + 3
+            while time.monotonic() < end:
+                assert {cluster.status(i)["epoch"] for i in (1, 2)} == {epoch + 1}, "no election storm"
+                assert cluster.agreed_primary() == 1
+                assert cluster.seen(1, 2)["up"] and cluster.seen(2, 1)["up"], "no channel died"
+                time.sleep(0.2)
+            assert cluster.log(2).count("cannot write the state directory") == 1, "logged once"
+            assert saved_epoch(cluster, 2) == epoch
+            filler.unlink()
+            cluster.wait("the fault cleared", lambda: cluster.seen(2, 2)["error"] is None or None, 10)
+            assert saved_epoch(cluster, 2) == epoch + 1
+            assert "the state directory is writable again (saving the epoch)" in cluster.log(2)
+        finally:
+            cluster.stop_all()
