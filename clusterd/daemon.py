@@ -582,19 +582,21 @@ class Daemon:
     # -- status ---------------------------------------------------------
 
     def own_state(self) -> SyncState:
+        """This server's sync state; a failed apply counts only while this server still differs from the primary."""
         if self.applying:
             return SyncState.SYNCING
-        if self.apply_error:
-            return SyncState.SYNC_FAILED
         if self.membership.primary == self.config.id:
             return SyncState.IN_SYNC
+        primary = self.membership.peers.get(self.membership.primary) if self.membership.primary is not None else None
+        differs = primary is None or not primary.up or (primary.generation, primary.digest) != (
+            self.generation.number, self.live.digest if self.live else "")
+        if self.apply_error and differs:
+            return SyncState.SYNC_FAILED
         if self.generation == NONE:
             return SyncState.AWAITING_INITIAL_SYNC
         if self.local_edit():
             return SyncState.CHANGES_PENDING
-        primary = self.membership.peers.get(self.membership.primary) if self.membership.primary is not None else None
-        if primary is not None and primary.up and (primary.generation, primary.digest) != (
-                self.generation.number, self.live.digest if self.live else ""):
+        if primary is not None and primary.up and differs:
             return SyncState.CHANGES_PENDING
         return SyncState.IN_SYNC
 
@@ -602,11 +604,13 @@ class Daemon:
         now = time.monotonic()
         m = self.membership
         primary_up = m.primary is not None and m.primary in m.up
+        own = self.own_state()
         servers = [{
             "id": self.config.id, "address": self.config.address, "role": self.role().value, "up": True,
             "this": True, "last_heartbeat": 0.0, "generation": self.generation.number,
-            "digest": self.live.digest if self.live else "", "sync": self.own_state().value,
-            "error": self.apply_error or self.live_error or self.faults.text(),
+            "digest": self.live.digest if self.live else "", "sync": own.value,
+            "error": (self.apply_error if own is SyncState.SYNC_FAILED else None) or self.live_error
+            or self.faults.text(),
         }]
         for peer in self.config.peers:
             view = m.peers.get(peer.id)
@@ -617,11 +621,12 @@ class Daemon:
             if not up:
                 state = SyncState.DISCONNECTED
             elif self.role() is Role.PRIMARY and push is not None and view is not None:
+                behind = view.generation != self.generation.number or view.digest != self.generation.digest
                 if push.running:
                     state = SyncState.SYNCING
-                elif push.error:
+                elif push.error and behind:  # a failure is shown only while it holds
                     state, error = SyncState.SYNC_FAILED, push.error
-                elif view.generation != self.generation.number or view.digest != self.generation.digest:
+                elif behind:
                     state = state if state is not SyncState.IN_SYNC else SyncState.CHANGES_PENDING
             servers.append({
                 "id": peer.id, "address": peer.address, "this": False,

@@ -186,3 +186,18 @@ def test_defect_6_a_full_state_directory_is_reported_once_and_starts_no_election
             assert "the state directory is writable again (saving the epoch)" in cluster.log(2)
         finally:
             cluster.stop_all()
+
+
+def test_defect_10_sync_failed_clears_when_it_no_longer_holds(cluster_factory):
+    cluster = cluster_factory([0, 1], backups={0: V1[0], 1: V1[1]},
+                              apply_command={1: "echo 'bqn: load failed' >&2; exit 3"})
+    cluster.start_all()
+    cluster.wait("server 1's refusal", lambda: (s := cluster.seen(1, 1)) and s["sync"] == "sync failed" or None, 25)
+    crash(cluster, 0)
+    cluster.wait("server 1 primary", lambda: cluster.agreed_primary() == 1 or None, 10)
+    assert (cluster.seen(1, 1)["sync"], cluster.seen(1, 1)["error"]) == ("in sync", None), "a primary is in sync"
+    cluster.start(0)
+    cluster.wait("server 0 primary again, and complete", lambda: cluster.agreed_primary() == 0 and cluster.complete()
+                 or None, 25)
+    for i in (0, 1):
+        assert [(s["sync"], s["error"]) for s in cluster.status(i)["servers"]] == [("in sync", None)] * 2
