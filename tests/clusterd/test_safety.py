@@ -19,7 +19,7 @@ import pytest
 
 from .operator_edits import dns_server, route
 from .test_livefile import OPERATOR
-from .test_sync import V1, sections, unified_three
+from .test_sync import V1, V2, all_have, sections, unified_three
 
 
 def blocking_command(runs, go, fail=None) -> str:
@@ -145,13 +145,15 @@ def small_tmpfs(directory: Path, size: str) -> Iterator[Path]:
 
 
 def fill(path: Path) -> None:
-    with open(path, "wb") as handle:
-        try:
-            while True:
-                handle.write(b"\0" * 4096)
-                handle.flush()
-        except OSError as error:
-            assert error.errno == errno.ENOSPC
+    """Fill the file system ``path`` is on, to the last block."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError as error:
+        assert error.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs as a full disk needs root")
@@ -163,10 +165,7 @@ def test_defect_6_a_full_state_directory_is_reported_once_and_starts_no_election
             cluster.wait("complete under server 0", lambda: cluster.agreed_primary() == 0 and cluster.complete()
                          or None, 25)
             epoch = cluster.status(0)["epoch"]
-            try:
-                fill(filler)
-            except OSError:
-                pass
+            fill(filler)
             crash(cluster, 0)
             cluster.wait("server 1 primary", lambda: cluster.agreed_primary() == 1 or None, 10)
             error = cluster.wait("the failed save in server 2's status", lambda: (s := cluster.seen(2, 2)) and
@@ -201,3 +200,25 @@ def test_defect_10_sync_failed_clears_when_it_no_longer_holds(cluster_factory):
                  or None, 25)
     for i in (0, 1):
         assert [(s["sync"], s["error"]) for s in cluster.status(i)["servers"]] == [("in sync", None)] * 2
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs as a full disk needs root")
+def test_a_primary_that_cannot_save_a_generation_reports_it_and_makes_it_once_it_can(cluster_factory):
+    cluster = cluster_factory([0, 1], backups={0: V2[0], 1: V2[1]})
+    with small_tmpfs(cluster.dir(0) / "state", "256k") as filler:
+        try:
+            cluster.start_all()
+            cluster.wait("complete", lambda: cluster.complete() or None, 25)
+            fill(filler)
+            cluster.edit(0, "  server 8.8.8.8\n", "  server 8.8.8.8\n  server 9.9.9.9\n")
+            error = cluster.wait("the failed save in status", lambda: (s := cluster.seen(0, 0)) and s["error"] or None)
+            assert "cannot write the state directory (saving a generation): No space left on device" in error
+            time.sleep(1)
+            assert "server 9.9.9.9" not in cluster.backup(1).read_text()
+            assert cluster.log(0).count("cannot write the state directory") == 1, "logged once"
+            assert "Traceback" not in cluster.log(0)
+            filler.unlink()
+            cluster.wait("the edit on server 1", lambda: all_have(cluster, (1,), "server 9.9.9.9"), 15)
+            cluster.wait("the fault cleared", lambda: cluster.seen(0, 0)["error"] is None or None, 10)
+        finally:
+            cluster.stop_all()
