@@ -24,11 +24,7 @@ import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from confmerge.diagnostics import ConfError
-from confmerge.files import write_atomic
-from confmerge.merge import adopt, cluster_part
-from confmerge.parser import parse
-from confmerge.render import render
+from confmerge import ConfError, adopt, cluster_part, parse, render, write_atomic
 
 from . import livefile
 from .sync import Generation, Snapshot, Store, SyncError, sha256, snapshot_of

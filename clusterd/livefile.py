@@ -32,10 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from confmerge.diagnostics import ConfError, Diagnostic
-from confmerge.merge import Conflict, merge
-from confmerge.parser import parse
-from confmerge.render import render
+from confmerge import ConfError, Conflict, Diagnostic, merge, parse, render
 
 log = logging.getLogger("clusterd")
 
