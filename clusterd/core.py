@@ -28,6 +28,7 @@ from confmerge import ConfError, write_atomic
 
 from . import apply
 from .config import ClusterConfig
+from .faults import StateFaults
 from .history import NONE, Generation, History
 from .membership import Membership, Role
 from .protocol import Heartbeat
@@ -79,6 +80,7 @@ class Core:
         self.membership.head = self.head.id
         self._epoch_saved = self.membership.epoch
         self.events = Events()
+        self.faults = StateFaults(self.events.add)
         self.conflicts: deque[ConflictRecord] = deque(maxlen=20)
         self.live: Snapshot | None = None
         self.live_error: str | None = None
@@ -104,12 +106,22 @@ class Core:
     def head_text(self) -> str | None:
         return self.history.text(self.head.id)
 
-    def hold(self, generation: Generation, text: str) -> None:
-        """Make ``generation`` (with its text) the one this server holds."""
-        self.history.add(generation, text)
-        self.history.set_head(generation)
+    def hold(self, generation: Generation, text: str) -> bool:
+        """Make ``generation`` (with its text) the one this server holds; False if the state directory refused it.
+
+        A failed write is reported (:class:`~clusterd.faults.StateFaults`), never raised: the head stays
+        what it was, and what the live backup holds is recorded again on a later tick.
+        """
+        try:
+            self.history.add(generation, text)
+            self.history.set_head(generation)
+        except OSError as error:
+            self.faults.failed("saving a generation", error)
+            return False
+        self.faults.succeeded("saving a generation")
         self.membership.head = generation.id
         self.nudge()
+        return True
 
     def make_generation(self, parents: list[Generation], text: str, digest: str, epoch: int | None = None) -> Generation:
         return Generation.make([p for p in parents if p is not NONE and p.id], self.config.id,
@@ -129,7 +141,8 @@ class Core:
         if self.head is NONE and self.role() is not Role.PRIMARY:
             return None
         generation = self.make_generation([self.head], live.cluster, live.digest)
-        self.hold(generation, live.cluster)
+        if not self.hold(generation, live.cluster):
+            return None
         if self.membership.primary == self.config.id:
             self.events.add(f"generation {generation.number} (epoch {generation.epoch}, {generation.short}) "
                             "from this server's backup")
@@ -221,8 +234,8 @@ class Core:
         for line in self.membership.drain_log():
             self.events.add(line)
         if changed or (self.membership.epoch, self.membership.primary) != before:
-            self._save_epoch()
             self.nudge()
+        self._save_epoch()
 
     def observe(self, message: Heartbeat) -> None:
         """A peer's heartbeat; ignored while revalidating (it may have waited in a socket buffer while this server was away)."""
@@ -276,26 +289,35 @@ class Core:
             return 0
 
     def _save_epoch(self) -> None:
+        """Save the epoch if it changed; a failed save is reported and retried on the next settle, never raised."""
         if self.membership.epoch != self._epoch_saved:
-            write_atomic(self.config.state_dir / "epoch.json", json.dumps({"epoch": self.membership.epoch}) + "\n")
+            try:
+                write_atomic(self.config.state_dir / "epoch.json", json.dumps({"epoch": self.membership.epoch}) + "\n")
+            except OSError as error:
+                self.faults.failed("saving the epoch", error)
+                return
+            self.faults.succeeded("saving the epoch")
             self._epoch_saved = self.membership.epoch
 
     # -- sync state --------------------------------------------------------
 
     def own_state(self) -> SyncState:
+        """This server's sync state; a failed apply counts only while this server still differs from the primary."""
         if self.applying:
             return SyncState.SYNCING
-        if self.apply_error:
-            return SyncState.SYNC_FAILED
         if self.membership.primary == self.config.id:
             return SyncState.CHANGES_PENDING if self.edit_pending() else SyncState.IN_SYNC
+        m = self.membership
+        primary = m.peers.get(m.primary) if m.primary is not None else None
+        differs = primary is None or not primary.up or primary.head != self.head.id or (
+            primary.digest != (self.live.digest if self.live else ""))
+        if self.apply_error and differs:
+            return SyncState.SYNC_FAILED
         if self.head is NONE:
             return SyncState.AWAITING_INITIAL_SYNC
         if self.edit_pending():
             return SyncState.CHANGES_PENDING
-        m = self.membership
-        primary = m.peers.get(m.primary) if m.primary is not None else None
-        if primary is not None and primary.up and primary.head != self.head.id:
+        if primary is not None and primary.up and differs:
             return SyncState.CHANGES_PENDING
         return SyncState.IN_SYNC
 

@@ -154,6 +154,8 @@ class Daemon:
         return self.restart
 
     def stop(self) -> None:
+        """From now on nothing changes the state: links closing on the way out are no reason to claim a role."""
+        self.core.closed = True
         self.stopping.set()
 
     def spawn(self, work: Coroutine[Any, Any, Any]) -> None:

@@ -97,7 +97,10 @@ class Secondary:
                     return Reply(rid, False, reason)
                 finally:
                     core.applying = False
-                core.hold(generation, text)
+                if not core.hold(generation, text):
+                    reason = f"the backup holds generation {generation.short}, but the state directory cannot record it"
+                    core.apply_error = reason
+                    return Reply(rid, False, reason)
                 core.apply_error = None
                 await core.refresh_live(known=(applied.live, applied.stamp) if applied.stamp != UNKNOWN else None,
                                         force=applied.stamp == UNKNOWN)

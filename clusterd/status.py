@@ -18,11 +18,13 @@ def status(core: Core, pushes: dict[int, PushState]) -> dict[str, Any]:
     role = core.role()
     head = core.head
     primary_up = m.primary is not None and m.primary in m.up
+    own = core.own_state()
     servers = [{
         "id": core.config.id, "address": core.config.address, "role": role.value, "up": True,
         "this": True, "last_heartbeat": 0.0, "generation": head.number, "head": head.id,
-        "digest": core.live.digest if core.live else "", "sync": core.own_state().value,
-        "error": core.apply_error or core.live_error,
+        "digest": core.live.digest if core.live else "", "sync": own.value,
+        "error": (core.apply_error if own is SyncState.SYNC_FAILED else None) or core.live_error
+        or core.faults.text(),
     }]
     for peer in core.config.peers:
         view = m.peers.get(peer.id)
@@ -33,11 +35,12 @@ def status(core: Core, pushes: dict[int, PushState]) -> dict[str, Any]:
         if not up:
             state = SyncState.DISCONNECTED
         elif role is Role.PRIMARY and view is not None:
+            behind = view.head != head.id or view.digest != head.digest
             if push is not None and push.running:
                 state = SyncState.SYNCING
-            elif push is not None and push.error:
+            elif push is not None and push.error and behind:  # a failure is shown only while it holds
                 state, error = SyncState.SYNC_FAILED, push.error
-            elif view.head != head.id or view.digest != head.digest:
+            elif behind:
                 state = state if state is not SyncState.IN_SYNC else SyncState.CHANGES_PENDING
         servers.append({
             "id": peer.id, "address": peer.address, "this": False,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -13,6 +14,7 @@ from clusterd.sync import SyncError, snapshot
 from confmerge.merge import cluster_digest
 from confmerge.parser import parse
 
+from .test_safety import fill, small_tmpfs
 from .test_sync import V1, V2
 from .test_sync_engine import generation_of
 
@@ -147,3 +149,19 @@ def test_an_edit_made_after_the_daemons_last_read_is_merged_not_adopted_away(ser
     assert "server 10.90.0.1" in after and "static 10.1.0.0/16 via 192.168.0.1" in after
     assert "rule sw-updates-at-peak" in after, "and the generation is in"
     assert applied.live.text == after and applied.live.digest != generation.digest, "an edit to send to the primary"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs as a full disk needs root")
+def test_an_apply_whose_state_cannot_be_written_replaces_nothing(tmp_path):
+    backup = tmp_path / "bqn.conf"
+    backup.write_text(V1[1])
+    state = tmp_path / "state"
+    state.mkdir()
+    with small_tmpfs(state, "64k") as filler:
+        store = Store(state)
+        fill(filler)
+        generation, text = generation_of(V1[0])
+        with pytest.raises(SyncError, match="cannot write the state directory .*No space left on device.*; "
+                                            "the backup is not replaced"):
+            apply_generation(store, backup, text, generation, "exit 0")
+        assert backup.read_text() == V1[1] and pending(store) is None
