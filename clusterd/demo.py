@@ -76,7 +76,7 @@ def run_demo(keep: Path | None = None) -> int:
         cluster.edit(2, *NTP_EDIT)
         cluster.wait("the edit on every server", lambda: all(
             "server 192.0.2.123" in cluster.backup(i).read_text() for i in cluster.ids) or None, 20, every=0.05)
-        print(f"  on every server after {time.monotonic() - edited:.2f} s (sent to the primary, merged three-way, "
+        print(f"  on every server after {time.monotonic() - edited:.2f} s (recorded there, taken in by the primary, "
               "distributed)")
         cluster.wait("the cluster to be complete", lambda: cluster.complete() or None, 20, every=0.1)
 

@@ -78,7 +78,7 @@ class Secondary:
             return Reply(rid, False, str(error))
         async with core.backup_lock:
             try:
-                await core.refresh_live(force=True)
+                await core.refresh_live()  # by size and mtime; an edit racing the write is the compare and swap's
                 if core.record_edit() is not None or core.edit_pending():
                     return Reply(rid, False, "an edit made here is not in that generation; take it in first")
                 core.history.learn(message.lineage)
