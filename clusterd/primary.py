@@ -53,7 +53,8 @@ class Primary:
         self.spawn = spawn
         self.pushes: dict[int, PushState] = {}
         self.reconciling = False
-        self._failed_heads: dict[str, float] = {}
+        self._failed_heads: dict[str, tuple[float, int, str]] = {}
+        """A head that could not be taken in: when to try again, how often it failed, and why (logged once)."""
 
     def tick(self) -> None:
         core = self.core
@@ -65,7 +66,7 @@ class Primary:
         now = time.monotonic()
         foreign = [p for p in core.membership.peers.values()
                    if p.up and p.head and not core.history.covers(p.head) and p.id in self.links
-                   and self._failed_heads.get(p.head, 0.0) <= now]
+                   and self._failed_heads.get(p.head, (0.0, 0, ""))[0] <= now]
         if foreign:
             self.reconciling = True
             self.spawn(self._reconcile(foreign[0].id, foreign[0].head))
@@ -105,8 +106,12 @@ class Primary:
                     await self._merge(link, theirs, text, term)
             self._failed_heads.pop(head_id, None)
         except (LinkDown, SyncError, ValueError) as error:
-            self._failed_heads[head_id] = time.monotonic() + 1.0
-            core.events.add(f"could not take in server {peer_id}'s generation {head_id[:12]}: {error}; will retry")
+            _, failures, reason = self._failed_heads.get(head_id, (0.0, 0, ""))
+            retry = min(0.5 * 2 ** (failures + 1), core.config.timing.drift)
+            self._failed_heads[head_id] = (time.monotonic() + retry, failures + 1, str(error))
+            if str(error) != reason:
+                core.events.add(f"could not take in server {peer_id}'s generation {head_id[:12]}: {error}; "
+                                "will retry")
         finally:
             self.reconciling = False
             core.nudge()

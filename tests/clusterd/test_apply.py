@@ -158,7 +158,7 @@ def test_an_apply_whose_state_cannot_be_written_replaces_nothing(tmp_path):
     state = tmp_path / "state"
     state.mkdir()
     with small_tmpfs(state, "64k") as filler:
-        store = Store(state)
+        store = History(state)
         fill(filler)
         generation, text = generation_of(V1[0])
         with pytest.raises(SyncError, match="cannot write the state directory .*No space left on device.*; "

@@ -187,14 +187,17 @@ def test_defect_6_a_full_state_directory_is_reported_once_and_starts_no_election
             cluster.stop_all()
 
 
-def test_defect_10_sync_failed_clears_when_it_no_longer_holds(cluster_factory):
+def test_defect_10_sync_failed_clears_when_it_no_longer_holds(cluster_factory, tmp_path):
+    failing = tmp_path / "failing"
+    failing.write_text("")
     cluster = cluster_factory([0, 1], backups={0: V1[0], 1: V1[1]},
-                              apply_command={1: "echo 'bqn: load failed' >&2; exit 3"})
+                              apply_command={1: f"if [ -e {failing} ]; then echo 'bqn: load failed' >&2; exit 3; fi"})
     cluster.start_all()
     cluster.wait("server 1's refusal", lambda: (s := cluster.seen(1, 1)) and s["sync"] == "sync failed" or None, 25)
     crash(cluster, 0)
     cluster.wait("server 1 primary", lambda: cluster.agreed_primary() == 1 or None, 10)
     assert (cluster.seen(1, 1)["sync"], cluster.seen(1, 1)["error"]) == ("in sync", None), "a primary is in sync"
+    failing.unlink()  # server 1 must load server 0's generation (merged with its own) before 0 can take the role back
     cluster.start(0)
     cluster.wait("server 0 primary again, and complete", lambda: cluster.agreed_primary() == 0 and cluster.complete()
                  or None, 25)
