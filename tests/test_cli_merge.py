@@ -210,3 +210,15 @@ def test_a_rules_file_moves_sections_between_classes(tmp_path: Path):
     result = run_confmerge("merge", *GUIDE, "--rules", rules, "-o", tmp_path / "out")
     assert result.returncode == 0, result.stderr
     assert "rest-api" not in (tmp_path / "out" / "bqn0-v2.conf").read_text()
+
+
+def test_an_output_that_cannot_be_put_in_place_writes_nothing(tmp_path: Path):
+    """Issue 12, item 6: out/bqn1-v2.conf is a directory; no output, no report, no temporary file is left."""
+    out = tmp_path / "out"
+    (out / "bqn1-v2.conf").mkdir(parents=True)
+    (out / "bqn0-v2.conf").write_text("an older output\n")
+    result = run_confmerge("merge", *GUIDE, "-o", out)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == f"{out / 'bqn1-v2.conf'}:1:1: error: cannot write: is a directory; nothing written\n"
+    assert files_in(out) == ["bqn0-v2.conf", "bqn1-v2.conf"]
+    assert (out / "bqn0-v2.conf").read_text() == "an older output\n" and list((out / "bqn1-v2.conf").iterdir()) == []
