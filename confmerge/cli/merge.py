@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any, TextIO
 
 from ..data import dump
 from ..diagnostics import ConfError, Diagnostic
+from ..files import write_all
 from ..merge import Action, Edit, MergeResult, merge
 from ..render import render
 from . import EXIT_DIFFERENT, EXIT_OK, EXIT_TROUBLE, command, load_checked, load_rules, rules_option
@@ -72,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     report = report_data(result, names, [str(path) for path in outputs], str(args.base) if args.base else None)
     files = {path: render(config) for path, config in zip(outputs, result.outputs)}
     files[report_path] = _json(report)
-    _write_all(args.output, files)
+    write_all(files)
     _print_summary(result, names, outputs, report_path)
     return EXIT_OK
 
@@ -119,51 +118,6 @@ def _output_paths(files: list[Path], base: Path | None, directory: Path) -> list
         if _same_file(report, path):
             raise _refuse(path, f"the report {report} would overwrite this input; choose another -o DIR")
     return outputs
-
-
-def _write_all(directory: Path, files: dict[Path, str]) -> None:
-    """All or nothing: every file to a temporary name first (fsynced), then the renames."""
-    created = not directory.exists()
-    mask = os.umask(0)
-    os.umask(mask)
-    temps: list[tuple[str, Path]] = []
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        for path, text in files.items():
-            fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-            temps.append((temp, path))
-            os.fchmod(fd, 0o666 & ~mask)
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-    except OSError as error:
-        for temp, _ in temps:
-            _unlink(temp)
-        if created:
-            try:
-                directory.rmdir()
-            except OSError:
-                pass
-        target = error.filename or directory
-        raise ConfError([Diagnostic("error", 1, 1, f"cannot write: {error.strerror or error}; nothing written", str(target))]) from None
-    for temp, path in temps:
-        os.replace(temp, path)
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 # -- report and terminal output
