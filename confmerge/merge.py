@@ -20,6 +20,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import re
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
@@ -29,6 +30,7 @@ from typing import Callable, Iterator, Sequence, overload
 from .check import references, validate
 from .diff import longest_increasing, statement_class, statement_text
 from .diagnostics import ConfError, Diagnostic
+from .render import render
 from .schema import ORDERED_SECTIONS, ROOT
 from .tree import Config, Identity, MergeClass, Node
 
@@ -182,7 +184,7 @@ def adopt(server: Config, cluster: Config) -> Config:
         output = _Output(server, {})
         output.apply(_decide_adoption(server.root, cluster.root, UNCLASSIFIED, cluster), None, None, (), True)
         output.order([s.identity for s in cluster.root.entries if _ordered(s)], "cluster")
-        output.close_references(lambda target: _lookup((cluster, server), target))
+        output.close_references(lambda target, origin: _lookup((cluster, server), target, origin))
         output.finish()
         return output.config
 
@@ -343,8 +345,7 @@ class _Merge:
         self.count = len(configs)
         self.primary = primary
         self.base = base
-        others = sorted((i for i in range(self.count) if i != primary), key=lambda i: (configs[i].bqn_id or 0, i))
-        self.priority = [primary, *others]
+        self.priority = [primary, *_by_priority(configs, [i for i in range(self.count) if i != primary])]
         self.rank = {number: k for k, number in enumerate(self.priority)}
         self.conflicts: list[Conflict] = []
 
@@ -361,7 +362,7 @@ class _Merge:
             output = _Output(config, positions)
             output.apply(decisions, None, None, (), True)
             output.order(order, moves)
-            output.close_references(lambda target: _lookup([self.configs[i] for i in self.priority], target))
+            output.close_references(lambda target, origin: _lookup([self.configs[i] for i in self.priority], target, origin))
             output.finish()
             outputs.append(output)
         unclassified = tuple(item for number, config in enumerate(self.configs) for item in _unclassified(config, number))
@@ -525,6 +526,21 @@ class _Merge:
         return order, "three-way" if taken else "rule order"
 
 
+def _by_priority(configs: Sequence[Config], numbers: list[int]) -> list[int]:
+    """Inputs by ``bqn-id``; inputs that share one by hostname, then by their whole text.
+
+    Never by their place among the arguments: the same backups give the same
+    outputs in any order. Two inputs equal in all three are interchangeable.
+    """
+    def key(i: int) -> tuple[int, str]:
+        return configs[i].bqn_id or 0, configs[i].hostname or ""
+
+    keys = {i: key(i) for i in numbers}
+    tied = {k for k, count in Counter(keys.values()).items() if count > 1}
+    texts = {i: render(configs[i]) for i in numbers if keys[i] in tied}
+    return sorted(numbers, key=lambda i: (keys[i], texts.get(i, "")))
+
+
 def _held(nodes: Sequence[Node | None], i: int) -> Node:
     """The entry of input ``i``, which holds it (a holder, by the caller's selection)."""
     node = nodes[i]
@@ -587,8 +603,9 @@ def _weave(reference: list[Identity], others: list[list[Identity]]) -> list[Iden
     return sorted(key, key=key.__getitem__)
 
 
-def _lookup(configs: Sequence[Config], target: Identity) -> tuple[Config, Node] | None:
-    for config in configs:
+def _lookup(configs: Sequence[Config], target: Identity, origin: Config | None) -> tuple[Config, Node] | None:
+    """``target`` from ``origin`` (the input the entry that names it came from), else from the first of ``configs``."""
+    for config in (origin, *configs) if origin is not None else configs:
         node = config.root.get(target)
         if node is not None:
             return config, node
@@ -657,7 +674,7 @@ class _Output:
         self.end: list[Node] = []
         self.new_rules: list[tuple[Node, Config, Node]] = []
         self.edits: list[Edit] = []
-        self.check: list[tuple[Node, str]] = []
+        self.check: list[tuple[Node, str, Config | None]] = []
         self.positions = positions
 
     # -- entries
@@ -698,7 +715,7 @@ class _Output:
                     _insert_statement(parent, node)
                 if record:
                     self.edits.append(Edit(Action.ADDED, here, statement, _shown(node), reason=d.reason))
-                    self.check.append((node, here))
+                    self.check.append((node, here, origin))
                 if d.children:
                     self.apply(d.children, node, here, where, False)
                 continue
@@ -706,7 +723,7 @@ class _Output:
                 before = _shown(existing)
                 self.replace_line(existing, source, parent)
                 self.edits.append(Edit(Action.CHANGED, here, statement, _shown(existing), before, d.reason))
-                self.check.append((existing, here))
+                self.check.append((existing, here, origin))
             if d.children:
                 self.apply(d.children, existing, here, where, record)
 
@@ -843,25 +860,24 @@ class _Output:
                 position = f"after {previous.identity}" if previous is not None else "first"
                 self.edits.append(Edit(Action.MOVED, str(node.identity), None, position, reason=reason))
 
-    def close_references(self, lookup: Callable[[Identity], tuple[Config, Node] | None]) -> None:
+    def close_references(self, lookup: Callable[[Identity, Config | None], tuple[Config, Node] | None]) -> None:
         """Bring what added or changed entries name when this output lacks it; keep what a removal would leave dangling."""
+        pending = list(self.check)
         if self.removed:
-            pending = [(node, str(identity)) for identity, node in self.present.items()]
-        else:
-            pending = list(self.check)
+            pending += [(node, str(identity), None) for identity, node in self.present.items()]
+        restored: set[str] = set()
         while pending:
-            node, owner = pending.pop()
+            node, owner, came_from = pending.pop()
             for _, target in references(node):
                 if target in self.present:
                     continue
                 kept = self.removed.pop(target, None)
                 if kept is not None:
                     self.present[target] = kept
-                    self.edits = [e for e in self.edits if not (e.action is Action.REMOVED and e.section == str(target)
-                                                                and e.statement is None)]
-                    pending.append((kept, str(target)))
+                    restored.add(str(target))
+                    pending.append((kept, str(target), None))
                     continue
-                found = lookup(target)
+                found = lookup(target, came_from)
                 if found is None:
                     continue
                 origin, source = found
@@ -869,7 +885,10 @@ class _Output:
                 self.place(copy, origin, source)
                 self.edits.append(Edit(Action.ADDED, str(target), None, _shown(copy),
                                        reason=f"referenced by {owner}"))
-                pending.append((copy, str(target)))
+                pending.append((copy, str(target), origin))
+        if restored:
+            self.edits = [e for e in self.edits
+                          if not (e.action is Action.REMOVED and e.statement is None and e.section in restored)]
 
     def finish(self) -> None:
         """Lay out the top level, then check the result: no output ever fails ``validate``.
