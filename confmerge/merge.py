@@ -520,9 +520,10 @@ class _Merge:
                 continue
             keep = longest_increasing([rank[identity] for identity in own])
             misplaced.update((identity, None) for k, identity in enumerate(own) if k not in keep)
+        places = [{identity: k for k, identity in enumerate(own)} for own in orders]
         for identity in sorted(misplaced, key=rank.__getitem__):
-            values = tuple(_position(own, identity) if identity in own else None for own in orders)
-            self.conflicts.append(Conflict(str(identity), "order", values, _position(order, identity)))
+            values = tuple(_position(own, at, identity) if identity in at else None for own, at in zip(orders, places))
+            self.conflicts.append(Conflict(str(identity), "order", values, _position(order, rank, identity)))
         return order, "three-way" if taken else "rule order"
 
 
@@ -571,8 +572,8 @@ def _line_references(node: Node) -> Iterator[Identity]:
                 yield Identity((target, value))
 
 
-def _position(order: list[Identity], identity: Identity) -> str:
-    k = order.index(identity)
+def _position(order: list[Identity], places: dict[Identity, int], identity: Identity) -> str:
+    k = places[identity]
     return f"after {order[k - 1]}" if k else "first"
 
 
@@ -673,6 +674,7 @@ class _Output:
         self.before: dict[int, list[Node]] = {}
         self.end: list[Node] = []
         self.new_rules: list[tuple[Node, Config, Node]] = []
+        self.unplaced: set[int] = set()
         self.edits: list[Edit] = []
         self.check: list[tuple[Node, str, Config | None]] = []
         self.positions = positions
@@ -687,6 +689,7 @@ class _Output:
                 if (existing is not None and d.present and d.source is not None
                         and (d.children or not existing.same_value(d.source))):
                     self.own(existing)
+        block = _Block(parent) if parent is not None else None
         for d in decisions:
             identity = d.identity
             at_root = parent is None
@@ -700,19 +703,22 @@ class _Output:
                 continue
             if not d.present:
                 if existing is not None:
-                    self.remove(existing, parent)
+                    if block is None:
+                        self.remove(existing)
+                    else:
+                        block.remove(existing)
                     if record:
                         self.edits.append(Edit(Action.REMOVED, here, statement, _shown(existing), reason=d.reason))
                 continue
             source, origin = d.source, d.origin
             assert source is not None, "a present decision names its line"
             if existing is None:
-                node = self.new_line(source, origin, parent)
-                if parent is None:
+                node = self.new_line(source, origin, parent, block)
+                if block is None:
                     assert origin is not None
                     self.place(node, origin, source)
                 else:
-                    _insert_statement(parent, node)
+                    block.insert(node)
                 if record:
                     self.edits.append(Edit(Action.ADDED, here, statement, _shown(node), reason=d.reason))
                     self.check.append((node, here, origin))
@@ -721,11 +727,13 @@ class _Output:
                 continue
             if not existing.same_value(source):
                 before = _shown(existing)
-                self.replace_line(existing, source, parent)
+                self.replace_line(existing, source, block)
                 self.edits.append(Edit(Action.CHANGED, here, statement, _shown(existing), before, d.reason))
                 self.check.append((existing, here, origin))
             if d.children:
                 self.apply(d.children, existing, here, where, record)
+        if block is not None:
+            block.commit()
 
     def own(self, node: Node) -> Node:
         """This output's own copy of a top-level node, in its place, before the first edit inside it."""
@@ -749,12 +757,13 @@ class _Output:
             copy = self.copies[id(node)] = _clone(node)
         return copy
 
-    def new_line(self, source: Node, origin: Config | None, parent: Node | None) -> Node:
+    def new_line(self, source: Node, origin: Config | None, parent: Node | None, block: "_Block | None" = None) -> Node:
         """``source``'s line as written, in this file's indentation and line ending."""
+        first = block.first() if block is not None else (parent.children[0] if parent is not None and parent.children else None)
         if parent is None:
             indent = 0
-        elif parent.children:
-            indent = parent.children[0].indent
+        elif first is not None:
+            indent = first.indent
         else:
             indent = parent.indent + self.config.indent_unit
         unit = self.config.indent_unit
@@ -775,20 +784,16 @@ class _Output:
             node.append(self.copy_tree(child, origin, node))
         return node
 
-    def replace_line(self, node: Node, source: Node, parent: Node | None) -> None:
+    def replace_line(self, node: Node, source: Node, block: "_Block | None") -> None:
         node.text = " " * node.indent + source.text.strip(" ")
         node.kind, node.words, node.values = source.kind, source.words, source.values
-        if parent is not None:
-            for repeat in [c for c in parent.children if c.repeated and c.identity == node.identity]:
-                parent.remove(repeat)
+        if block is not None:
+            block.drop_repeats(node)
 
-    def remove(self, node: Node, parent: Node | None) -> None:
-        if parent is None:
-            del self.present[node.identity]
-            self.removed[node.identity] = node
-            return
-        for same in [c for c in parent.children if c.identity == node.identity]:
-            parent.remove(same)
+    def remove(self, node: Node) -> None:
+        """A top-level entry out of this output (a reference may keep it after all: :meth:`close_references`)."""
+        del self.present[node.identity]
+        self.removed[node.identity] = node
 
     # -- top-level layout
 
@@ -796,6 +801,7 @@ class _Output:
         self.present[node.identity] = node
         if _ordered(node):
             self.new_rules.append((node, origin, source))
+            self.unplaced.add(id(node))
             return
         anchor = self.anchor(origin, source)
         if anchor is None:
@@ -813,10 +819,9 @@ class _Output:
         positions = self.positions.get(id(origin))
         if positions is None:
             positions = self.positions[id(origin)] = {id(node): k for k, node in enumerate(sections)}
-        unplaced = {id(entry[0]) for entry in self.new_rules}
         for k in range(positions.get(id(source), 0) - 1, -1, -1):
             candidate = self.present.get(sections[k].identity)
-            if candidate is not None and id(candidate) not in unplaced:
+            if candidate is not None and id(candidate) not in self.unplaced:
                 return candidate
         keyword = source.keyword
         for node in reversed(self.children):
@@ -975,14 +980,77 @@ class _Output:
                                        p.file) for p in problems)
 
 
-def _insert_statement(parent: Node, node: Node) -> None:
-    """After the last sibling with the same keyword, else at the end of the block."""
-    keyword = node.keyword
-    for k in range(len(parent.children) - 1, -1, -1):
-        if parent.children[k].keyword == keyword:
-            parent.insert(k + 1, node)
+class _Block:
+    """The edits to one block, collected and made in one pass by :meth:`commit`.
+
+    A new statement goes after its last sibling with the same keyword, else at
+    the end; a removal takes every line of its entry; a changed line drops its
+    repeats. The result is what making each edit at once would give, without a
+    scan of the block per edit.
+    """
+
+    __slots__ = ("parent", "gone", "repeats_gone", "after", "end", "by_keyword", "start")
+
+    def __init__(self, parent: Node) -> None:
+        self.parent = parent
+        self.gone: set[Identity] = set()
+        self.repeats_gone: set[Identity] = set()
+        self.after: dict[int, list[Node]] = {}
+        self.end: list[Node] = []
+        self.by_keyword: dict[str, list[Node]] | None = None
+        self.start = 0
+
+    def dropped(self, node: Node) -> bool:
+        return node.identity in self.gone or (node.repeated and node.identity in self.repeats_gone)
+
+    def first(self) -> Node | None:
+        """The block's first line as it stands (its indentation is the block's)."""
+        children = self.parent.children
+        while self.start < len(children) and self.dropped(children[self.start]):
+            self.start += 1
+        if self.start < len(children):
+            return children[self.start]
+        return self.end[0] if self.end else next((nodes[0] for nodes in self.after.values()), None)
+
+    def insert(self, node: Node) -> None:
+        if self.by_keyword is None:
+            self.by_keyword = {}
+            for child in self.parent.children:
+                self.by_keyword.setdefault(child.keyword, []).append(child)
+        same = self.by_keyword.setdefault(node.keyword, [])
+        while same and self.dropped(same[-1]):
+            same.pop()
+        if same:
+            self.after.setdefault(id(same[-1]), []).append(node)
+        else:
+            self.end.append(node)
+        same.append(node)
+
+    def remove(self, node: Node) -> None:
+        self.gone.add(node.identity)
+
+    def drop_repeats(self, node: Node) -> None:
+        self.repeats_gone.add(node.identity)
+
+    def commit(self) -> None:
+        if not (self.gone or self.repeats_gone or self.after or self.end):
             return
-    parent.append(node)
+        children: list[Node] = []
+        after = self.after
+
+        def lay(node: Node, keep: bool) -> None:
+            stack = [(node, keep)]
+            while stack:
+                line, kept = stack.pop()
+                if kept:
+                    children.append(line)
+                stack.extend((follower, True) for follower in after.get(id(line), ()))
+
+        for child in self.parent.children:
+            lay(child, not self.dropped(child))
+        for node in self.end:
+            lay(node, True)
+        self.parent.set_children(children)
 
 
 def _emit_cluster(node: Node, cls: MergeClass, out: list[str], newline: str, header: bool = False) -> None:

@@ -123,6 +123,11 @@ class Node:
     def append(self, child: "Node") -> None:
         self.insert(len(self.children), child)
 
+    def set_children(self, children: list["Node"]) -> None:
+        """The whole block at once (its index rebuilt when next asked for)."""
+        self.children = children
+        self._index = None
+
     def remove(self, child: "Node") -> None:
         self.children.remove(child)
         if self._index is not None and self._index.get(child.identity) is child:
