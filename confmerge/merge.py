@@ -426,6 +426,7 @@ class _Merge:
         that something kept still names is not made.
         """
         at = {d.identity: k for k, d in enumerate(decisions)}
+        chosen: dict[str, str | None] = {}
         pending: list[tuple[Identity, str]] = []
         for config in self.configs:
             for section in config.root.entries:
@@ -450,13 +451,15 @@ class _Merge:
                               UNCLASSIFIED, example.merge_class or UNCLASSIFIED, str(target), (),
                               keep=f"referenced by {owner}")
             decisions[k] = kept
-            self.conflicts = [
-                Conflict(c.section, c.statement, c.values, _shown(kept.source))
-                if c.section == str(target) and c.statement is None and c.chosen is None else c
-                for c in self.conflicts
-            ]
+            chosen[str(target)] = _shown(kept.source)
             for holder in (node for node in nodes if node is not None):
                 pending.extend((t, str(target)) for t in _decided_references(kept, holder))
+        if chosen:
+            self.conflicts = [
+                Conflict(c.section, c.statement, c.values, chosen[c.section])
+                if c.section in chosen and c.statement is None and c.chosen is None else c
+                for c in self.conflicts
+            ]
 
     def entry(self, identity: Identity, nodes: list[Node | None], voters: list[int], holders: list[int],
               old: Node | None, parent: Node, inherited: MergeClass, cls: MergeClass,
