@@ -43,30 +43,13 @@ def write_atomic(path: Path, text: str) -> os.stat_result:
     written file's status as it was written: a watcher can tell a later
     change by someone else from its own write.
     """
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    temp, written = _write_temp(path, text)
     try:
-        os.fchmod(fd, _mode_for(path))
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-            written = os.fstat(handle.fileno())
         os.replace(temp, path)
     except BaseException:
-        try:
-            os.unlink(temp)
-        except FileNotFoundError:
-            pass
+        _unlink(temp)
         raise
-    try:
-        dir_fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return written
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    _sync_directory(_directory(path))
     return written
 
 
@@ -94,7 +77,7 @@ def write_all(files: dict[Path, str]) -> None:
             made.extend(_make_directory(_directory(path)))
         for path, text in files.items():
             current = path
-            temps[path] = _write_temp(path, text)
+            temps[path], _ = _write_temp(path, text)
         for path in files:
             current = path
             kept[path] = _keep_aside(path)
@@ -138,7 +121,8 @@ def _make_directory(directory: Path) -> list[Path]:
     return list(reversed(missing))
 
 
-def _write_temp(path: Path, text: str) -> str:
+def _write_temp(path: Path, text: str) -> tuple[str, os.stat_result]:
+    """``text`` in a new file beside ``path``, with the mode ``path`` has or would get, flushed to disk."""
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=_directory(path))
     try:
         os.fchmod(fd, _mode_for(path))
@@ -146,10 +130,11 @@ def _write_temp(path: Path, text: str) -> str:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
+            written = os.fstat(handle.fileno())
     except BaseException:
         _unlink(temp)
         raise
-    return temp
+    return temp, written
 
 
 def _keep_aside(path: Path) -> str | None:
