@@ -13,7 +13,7 @@ from .diagnostics import ConfError, Diagnostic
 def read_text(path: Path) -> str:
     """A backup's text, or a :class:`ConfError` that says plainly what is wrong."""
     def fail(message: str) -> ConfError:
-        return ConfError([Diagnostic("error", 1, 1, message, str(path))])
+        return ConfError([Diagnostic("error", 0, 0, message, str(path))])
 
     try:
         data = path.read_bytes()
@@ -62,27 +62,28 @@ def write_all(files: dict[Path, str]) -> None:
     that existed is kept aside first (a hard link, else a copy), so a rename
     that fails after others succeeded puts back what was there. On any error
     the temporaries and the directories made are removed and a
-    :class:`ConfError` names the file: nothing was written.
+    :class:`ConfError` names the file or directory: nothing was written.
     """
     made: list[Path] = []
     temps: dict[Path, str] = {}
     kept: dict[Path, str | None] = {}
     renamed: list[Path] = []
-    current = next(iter(files), Path("."))
+    where, doing = Path("."), "cannot write"
     try:
         for path in files:
-            current = path
+            where, doing = path, "cannot write"
             if path.is_dir():
                 raise IsADirectoryError(21, "is a directory")
-            made.extend(_make_directory(_directory(path)))
+            where, doing = _directory(path), "cannot make the directory"
+            made.extend(_make_directory(where))
         for path, text in files.items():
-            current = path
+            where, doing = _directory(path), "cannot write in this directory"
             temps[path], _ = _write_temp(path, text)
         for path in files:
-            current = path
+            where, doing = path, "cannot keep the file it replaces"
             kept[path] = _keep_aside(path)
         for path in files:
-            current = path
+            where, doing = path, "cannot replace"
             os.replace(temps[path], path)
             del temps[path]
             renamed.append(path)
@@ -97,8 +98,8 @@ def write_all(files: dict[Path, str]) -> None:
                 pass
         if not isinstance(error, OSError):
             raise
-        raise ConfError([Diagnostic("error", 1, 1, f"cannot write: {error.strerror or error}; nothing written",
-                                    str(current))]) from None
+        raise ConfError([Diagnostic("error", 0, 0, f"{doing}: {error.strerror or error}; nothing written",
+                                    str(where))]) from None
     for aside in kept.values():
         if aside is not None:
             _unlink(aside)
