@@ -48,6 +48,7 @@ class Decision:
 
 
 def decide_adoption(server: Node | None, cluster: Node | None, inherited: MergeClass, origin: Config) -> list[Decision]:
+    """Decisions that make ``server``'s block hold ``cluster``'s cluster-wide content: the cluster is the only source."""
     decisions: list[Decision] = []
     server_index = server.index() if server is not None else {}
     cluster_index = cluster.index() if cluster is not None else {}
