@@ -150,7 +150,7 @@ class Decider:
         at = {d.identity: k for k, d in enumerate(decisions)}
         chosen: dict[str, str | None] = {}
         pending: list[tuple[Identity, str]] = []
-        for config in self.configs:
+        for config in (self.configs[i] for i in self.priority):
             for section in config.root.entries:
                 k = at.get(section.identity)
                 if k is None:
