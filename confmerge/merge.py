@@ -258,8 +258,9 @@ def _same_tree(a: Node, b: Node) -> bool:
     left, right = a.children, b.children
     if not left and not right:
         return True
-    if len(left) == len(right) and all(x.identity == y.identity and _same_tree(x, y) for x, y in zip(left, right)):
-        return True
+    entries = list(a.entries), list(b.entries)
+    if len(entries[0]) == len(entries[1]) and all(x.identity == y.identity for x, y in zip(*entries)):
+        return all(_same_tree(x, y) for x, y in zip(*entries))  # one call per level: deep blocks stay linear
     left_index, right_index = a.index(), b.index()
     if left_index.keys() != right_index.keys():
         return False
