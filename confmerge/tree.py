@@ -190,19 +190,22 @@ class Config:
 
     @property
     def metadata(self) -> dict[str, str]:
-        """The header: ``# key: value`` comment lines at the top of the file."""
+        """The header: ``# key: value`` comment lines at the top of the file.
+
+        Lines end at LF (or CRLF) only, as everywhere in the format: a line
+        separator or form feed in a comment is part of the comment."""
         head = self.sections[0].leading if self.sections else self.tail
         meta: dict[str, str] = {}
-        for line in head.splitlines():
-            stripped = line.strip()
+        for line in head.split("\n"):
+            stripped = line.removesuffix("\r").strip(" ")
             if not stripped:
                 continue
             if not stripped.startswith("#"):
                 break
             key, colon, value = stripped[1:].partition(":")
-            key = key.strip()
+            key = key.strip(" ")
             if colon and key and " " not in key:
-                meta[key] = value.strip()
+                meta[key] = value.strip(" ")
         return meta
 
     @property
