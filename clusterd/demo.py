@@ -15,8 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from confmerge.diff import Op, Scope, diff
-from confmerge.parser import parse
+from confmerge import Op, Scope, diff, parse
 
 from .cli import main as clusterd
 from .local import FIXTURES, Cluster

@@ -64,7 +64,7 @@ def known_hosts_entry(address: str, port: int, key: asyncssh.SSHKey | str) -> st
 
 def add_known_host(path: Path, address: str, port: int, key: asyncssh.SSHKey | str) -> None:
     """Record ``key`` for ``address:port``, replacing an older entry for the same host and port."""
-    from confmerge.files import write_atomic
+    from confmerge import write_atomic
 
     entry = known_hosts_entry(address, port, key)
     host = entry.split()[0]

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..data import dump
+from ..diagnostics import printable
 from ..rules import Rule, Rules
 from ..tree import Config, MergeClass, Node
 from . import EXIT_OK, command, load, load_rules, rules_option
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         if args.format == "json":
             dump([_rule_data(rule) for rule in effective], "json")
         else:
-            print(rules_text(rules, effective), end="")
+            print(printable(rules_text(rules, effective)), end="")
         return EXIT_OK
     rows = classify(load(args.file, rules), rules)
     if args.format == "json":
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         width = max((len(_where(row)) for row in rows), default=0)
         for row in rows:
-            print(f"{_where(row):<{width}}  {row['class']:<12}  {row['source'] or '(no rule)'}")
+            print(printable(f"{_where(row):<{width}}  {row['class']:<12}  {row['source'] or '(no rule)'}", one_line=True))
     return EXIT_OK
 
 
