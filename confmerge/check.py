@@ -44,7 +44,7 @@ HEADER_KEYS = ("bqn-version", "bqn-id")
 
 
 def not_a_backup(config: Config) -> Diagnostic | None:
-    """The error for a file with nothing of a BQN backup in it, else ``None``.
+    """The error for a file with nothing of a BQN backup in it (about the whole file: line 0), else ``None``.
 
     A backup holds at least one section that the format lists (section 4), or
     a header naming ``bqn-version`` or ``bqn-id`` (section 2). Unknown sections
@@ -56,7 +56,7 @@ def not_a_backup(config: Config) -> Diagnostic | None:
         return None
     if any(key in config.metadata for key in HEADER_KEYS):
         return None
-    return Diagnostic("error", 1, 1, "not a BQN backup: it has no section the format lists (hostname, bqn-id, "
+    return Diagnostic("error", 0, 0, "not a BQN backup: it has no section the format lists (hostname, bqn-id, "
                       "ntp, rule, ...) and no BQN header ('# bqn-version: ...')", config.file)
 
 
