@@ -152,8 +152,9 @@ class Node:
         left, right = self.children, other.children
         if not left and not right:
             return True
-        if len(left) == len(right) and all(x.identity == y.identity and x.same_tree(y) for x, y in zip(left, right)):
-            return True
+        entries = list(self.entries), list(other.entries)
+        if len(entries[0]) == len(entries[1]) and all(x.identity == y.identity for x, y in zip(*entries)):
+            return all(x.same_tree(y) for x, y in zip(*entries))  # one call per level: deep blocks stay linear
         left_index, right_index = self.index(), other.index()
         if left_index.keys() != right_index.keys():
             return False
@@ -230,19 +231,22 @@ class Config:
 
     @property
     def metadata(self) -> dict[str, str]:
-        """The header: ``# key: value`` comment lines at the top of the file."""
+        """The header: ``# key: value`` comment lines at the top of the file.
+
+        Lines end at LF (or CRLF) only, as everywhere in the format: a line
+        separator or form feed in a comment is part of the comment."""
         head = self.sections[0].leading if self.sections else self.tail
         meta: dict[str, str] = {}
-        for line in head.splitlines():
-            stripped = line.strip()
+        for line in head.split("\n"):
+            stripped = line.removesuffix("\r").strip(" ")
             if not stripped:
                 continue
             if not stripped.startswith("#"):
                 break
             key, colon, value = stripped[1:].partition(":")
-            key = key.strip()
+            key = key.strip(" ")
             if colon and key and " " not in key:
-                meta[key] = value.strip()
+                meta[key] = value.strip(" ")
         return meta
 
     @property
