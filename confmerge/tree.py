@@ -43,6 +43,10 @@ class Identity(tuple):
         return self[0] == ""
 
     def __str__(self) -> str:
+        """As the line writes it: a generic node's words quoted where they must be, so that a
+        quoted ``"policy rate"`` never reads (or is classified) as the keywords ``policy rate``."""
+        if self.generic:
+            return " ".join(quote(part) for part in self[1:])
         return " ".join(show(part) for part in self if part != "")
 
     def __repr__(self) -> str:
