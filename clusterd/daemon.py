@@ -149,6 +149,7 @@ class Daemon:
             self._servers.append(await sshserver.start(
                 config.address, config.ssh_port, host_key,
                 lambda: [keys.parse_public_key(p.key) for p in self.config.peers if p.key],
+                area=self.store.inbox, user=config.ssh.user,
             ))
         self._servers.append(await self._start_socket())
         for peer in config.peers:
