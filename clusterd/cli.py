@@ -424,9 +424,14 @@ def check(args: argparse.Namespace) -> int:
     peers = [p for p in config.peers if args.peer is None or p.id == args.peer]
     if not peers:
         raise Trouble("no such peer" if args.peer is not None else "no peers in the cluster file yet (clusterd add-peer)")
+    try:
+        servers, daemon_problem = ask(config, {"type": "status"}, timeout=10)["status"]["servers"], None
+    except Trouble as error:
+        servers, daemon_problem = [], str(error)
+    views = {s["id"]: s for s in servers}
     problems = 0
     for peer in peers:
-        report = asyncio.run(check_peer(config, peer, args.timeout))
+        report = asyncio.run(check_peer(config, peer, args.timeout, views.get(peer.id), daemon_problem))
         print(f"server {peer.id} ({peer.address}):")
         for line in report.lines:
             print(f"  {line}")
