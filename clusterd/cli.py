@@ -206,8 +206,8 @@ def render_status(data: dict[str, Any]) -> list[str]:
         lines.append(f"{mark} {s['id']:>3}  {s['address']:<16} {s['role']:<10} {'up' if s['up'] else 'down':<5} "
                      f"{beat:<10} {s['generation']:>4}  {s['digest'][:12] or '-':<12}  {s['sync']}"
                      + (f" ({reason})" if reason else ""))
-    lines.append("  * this server.  GEN: the generation a server holds; DIGEST: its cluster-wide configuration in "
-                 "normal form (the generation's digest when in sync)")
+    lines.append("  *: this server.  DIGEST: a server's cluster-wide configuration in normal form (in sync: the "
+                 "generation's)")
     for c in data["conflicts"][-5:]:
         lines.append(f"conflict from server {c['from']}: {c['section']}"
                      f"{' / ' + c['statement'] if c['statement'] else ''}: kept {c['chosen']!r}, not {c['edit']!r}")

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import getpass
+import os
+
+import asyncssh
+import pytest
+
 from clusterd import config as cfg
 from clusterd import keys
 from clusterd.cli import main
@@ -9,7 +16,7 @@ from clusterd.cli import main
 from .test_openssh import SSHD, start_sshd
 from .test_sync import V1
 
-import pytest
+OPENSSH = pytest.mark.skipif(not os.path.exists(SSHD), reason="OpenSSH server not installed (.ci/run installs it)")
 
 
 def untrust(path, peer_id: int) -> None:
@@ -65,7 +72,7 @@ def test_check_without_the_daemon_running_here_does_not_say_ok(cluster_factory, 
     assert "start clusterd here and check again" in out
 
 
-@pytest.mark.skipif(not SSHD or not __import__("os").path.exists(SSHD), reason="OpenSSH server not installed")
+@OPENSSH
 def test_check_is_not_ok_when_openssh_refuses_this_servers_key(cluster_factory, capsys):
     """The likeliest setup mistake: this server's key not in the peer's authorized_keys."""
     cluster = cluster_factory([0, 1], backups={0: V1[0], 1: V1[1]}, serve={0})
@@ -78,6 +85,32 @@ def test_check_is_not_ok_when_openssh_refuses_this_servers_key(cluster_factory, 
         assert "control login as server 0: accepted" in out
         assert f"refused the key {cluster.dir(0) / 'state' / 'node_key'}" in out
         assert "authorized_keys" in out and "verdict: OK" not in out
+    finally:
+        sshd.terminate()
+        sshd.wait(timeout=10)
+
+
+@OPENSSH
+def test_a_key_restricted_to_sftp_in_authorized_keys_is_enough_and_gets_no_shell(cluster_factory, capsys):
+    """The docs' advice: restrict,command="internal-sftp" in front of the peer's key."""
+    cluster = cluster_factory([0, 1], backups={0: V1[0], 1: V1[1]}, serve={0})
+    line = f'restrict,command="internal-sftp" {keys.public_line(cluster.node_keys[0])}'
+    sshd = start_sshd(cluster.root / "sshd", cluster.address(1), cluster.ssh_port(1), cluster.host_keys[1], [line])
+    try:
+        cluster.start_all()
+        cluster.wait("complete through OpenSSH", lambda: cluster.complete() or None, 30)
+        assert "rule sw-updates-at-peak" in cluster.backup(1).read_text()
+        code, out = check(cluster, capsys)
+        assert code == 0, out
+
+        async def shell() -> str:
+            async with asyncio.timeout(20):
+                async with asyncssh.connect(
+                        cluster.address(1), cluster.ssh_port(1), username=getpass.getuser(),
+                        client_keys=[cluster.node_keys[0]], known_hosts=None, agent_path=None, config=None) as c:
+                    done = await c.run("echo shell-$((6*7))", timeout=10)
+                    return str(done.stdout)
+        assert "shell-42" not in asyncio.run(shell())
     finally:
         sshd.terminate()
         sshd.wait(timeout=10)

@@ -145,7 +145,7 @@ def test_status_explains_its_columns_keeps_them_aligned_and_names_the_generation
     digest = data["generation"]["digest"][:12]
     assert f"digest {digest}" in out.splitlines()[0], "the generation by the hash the rows show"
     assert f"  {digest}  in sync" in out
-    assert "* this server" in out
+    assert "*: this server" in out
     for seconds in (0.2, 99.96, 100.0, 1234.5, 7200.0, 10 ** 7):
         data["servers"][1]["last_heartbeat"] = seconds
         lines = render_status(data)

@@ -10,7 +10,7 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from clusterd import keys, transfer
+from clusterd import keys, sshserver, transfer
 
 from .harness import Cluster
 
@@ -127,3 +127,32 @@ def test_a_transfer_as_the_protocol_makes_it_arrives_and_a_probe_leaves_nothing(
     assert sorted(p.name for p in inbox.iterdir()) == [name]
     with pytest.raises(transfer.TransferError, match="transfer area"):
         asyncio.run(transfer.push(target, str(Path(inbox).parent), name, b"y"))
+
+
+def test_the_area_takes_files_of_a_bounded_size_and_number(secondary: Cluster):
+    cluster = secondary
+    inbox = cluster.dir(1) / "state" / "sync" / "inbox"
+
+    async def fill() -> tuple[bool, bool]:
+        async with asyncio.timeout(60):
+            async with _connect(cluster, 1, cluster.node_keys[0]) as connection:
+                async with connection.start_sftp_client() as sftp:
+                    async with sftp.open(f"{inbox}/generation-1-1.conf.part", "wb") as handle:
+                        try:
+                            await handle.write(b"xy", transfer.MAX_FILE - 1)
+                            too_big = True
+                        except asyncssh.SFTPFailure:
+                            too_big = False
+                    for n in range(2, sshserver.MAX_FILES + 1):
+                        async with sftp.open(f"{inbox}/generation-{n}-1.conf.part", "wb") as handle:
+                            await handle.write(b"x")
+                    try:
+                        await sftp.open(f"{inbox}/generation-99-1.conf.part", "wb")
+                        too_many = True
+                    except asyncssh.SFTPFailure:
+                        too_many = False
+        return too_big, too_many
+
+    assert asyncio.run(fill()) == (False, False), "neither past the size limit nor the file limit"
+    assert len(list(inbox.iterdir())) == sshserver.MAX_FILES
+    assert (inbox / "generation-1-1.conf.part").stat().st_size == 0
