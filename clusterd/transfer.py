@@ -23,17 +23,18 @@ import asyncssh
 CONNECT_TIMEOUT = 10.0
 MAX_FILE = 64 * 1024 * 1024
 """The largest generation file a transfer area takes (a 100,000-line backup's cluster part is about 2 MB)."""
-_NAME = re.compile(r"generation-\d{1,12}-\d{1,12}\.conf(\.part)?")
+_NAME = re.compile(r"generation-[0-9a-f][0-9a-f-]{0,79}\.conf(\.part)?")
+"""``generation-`` and an id of hex digits and hyphens (a number and an epoch, or a content hash): no path in it."""
 
 
-def file_name(number: int, epoch: int) -> str:
-    """The name generation ``number`` of ``epoch`` travels under (and ``.part`` while it is being written)."""
-    return f"generation-{number}-{epoch}.conf"
+def file_name(*id_parts: int | str) -> str:
+    """The name a generation travels under (``generation-3-1.conf``), ``.part`` added while it is written."""
+    return "generation-" + "-".join(str(part) for part in id_parts) + ".conf"
 
 
-def is_transfer_name(name: str, part: bool | None = None) -> bool:
-    """A name the protocol uses in a transfer area; ``part``: only ``.part`` names (True) or only final ones (False)."""
-    return _NAME.fullmatch(name) is not None and (part is None or name.endswith(".part") == part)
+def is_transfer_name(name: str) -> bool:
+    """A name the protocol uses in a transfer area, final or ``.part``."""
+    return _NAME.fullmatch(name) is not None
 
 
 class TransferError(Exception):

@@ -55,6 +55,9 @@ def test_a_trusted_key_reaches_the_transfer_area_and_nothing_else(secondary: Clu
         "write beside the cluster file": lambda s: s.open(str(server / "evil.conf"), "wb"),
         "write a final name directly": lambda s: s.open(f"{inbox}/generation-9-9.conf", "wb"),
         "write an unknown name in the area": lambda s: s.open(f"{inbox}/evil", "wb"),
+        "write a dotted transfer-like name": lambda s: s.open(f"{inbox}/generation-..conf.part", "wb"),
+        "write through a transfer-like directory": lambda s: s.open(f"{inbox}/generation-1.conf/../../x.part", "wb"),
+        "write with a doubled slash": lambda s: s.open(f"{inbox}//generation-5-5.conf.part", "wb"),
         "read a transfer file": lambda s: s.open(part, "rb"),
         "append to a transfer file": lambda s: s.open(part, "ab"),
         "write through a symlink in the area": lambda s: s.open(f"{inbox}/generation-7-7.conf.part", "wb"),
@@ -125,6 +128,9 @@ def test_a_transfer_as_the_protocol_makes_it_arrives_and_a_probe_leaves_nothing(
     assert not os.path.exists(inbox / f"{name}.part")
     assert asyncio.run(transfer.probe(target, str(inbox))) > 0
     assert sorted(p.name for p in inbox.iterdir()) == [name]
+    hashed = transfer.file_name("0123456789abcdef" * 4)   # a content-addressed generation id
+    asyncio.run(transfer.push(target, str(inbox), hashed, b"z"))
+    assert (inbox / hashed).read_bytes() == b"z"
     with pytest.raises(transfer.TransferError, match="transfer area"):
         asyncio.run(transfer.push(target, str(Path(inbox).parent), name, b"y"))
 
