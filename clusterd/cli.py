@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 
 import asyncssh
 
-from confmerge.cli import guarded
+from confmerge import printable, run_program
 
 from . import __version__, keys
 from . import config as config_module
@@ -128,7 +128,7 @@ def _default_state_dir(config: Path) -> str:
 
 @command("init", "write a cluster file for this server and make its key", _init_arguments)
 def init(args: argparse.Namespace) -> int:
-    from confmerge.files import write_atomic
+    from confmerge import write_atomic
 
     path: Path = args.config
     if path.exists() and not args.force:
@@ -504,9 +504,12 @@ def _common(parser: argparse.ArgumentParser, config: Any, verbose: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return run_program(build_parser, argv, _run)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
-        return guarded(args.run, args)
+        return args.run(args)
     except Trouble as error:
-        print(f"clusterd {args.command}: {error}", file=sys.stderr)
+        print(printable(f"clusterd {args.command}: {error}"), file=sys.stderr)
         return EXIT_TROUBLE

@@ -18,8 +18,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
-from confmerge.diagnostics import ConfError, Diagnostic
-from confmerge.files import write_atomic
+from confmerge import ConfError, Diagnostic, write_atomic
 
 PORT_BASE = 63500
 """The guide's control ports: a BQN listens on 63500 + its id."""
@@ -286,7 +285,7 @@ def parse_document(text: str, path: Path) -> Any:
 
 def load(path: Path) -> ClusterConfig:
     """Read and check a cluster file; every problem is a :class:`ConfError` diagnostic with its line."""
-    from confmerge.files import read_text
+    from confmerge import read_text
 
     path = Path(path)
     text = read_text(path)
@@ -299,7 +298,7 @@ def load(path: Path) -> ClusterConfig:
 
 def edit(path: Path, change: Callable[[CommentedMap], None]) -> ClusterConfig:
     """Apply ``change`` to the round-trip document and write it back if the result is valid; nothing else moves."""
-    from confmerge.files import read_text
+    from confmerge import read_text
 
     path = Path(path)
     document = parse_document(read_text(path), path)

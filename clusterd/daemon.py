@@ -26,7 +26,7 @@ from typing import Any, Coroutine
 
 import asyncssh
 
-from confmerge.diagnostics import ConfError
+from confmerge import ConfError
 
 from . import config as config_module
 from . import keys, sshserver, transfer
@@ -197,7 +197,7 @@ class Daemon:
 
     def _save_epoch(self) -> None:
         if self.membership.epoch != self._epoch_saved:
-            from confmerge.files import write_atomic
+            from confmerge import write_atomic
 
             write_atomic(self.config.state_dir / "epoch.json", json.dumps({"epoch": self.membership.epoch}) + "\n")
             self._epoch_saved = self.membership.epoch
@@ -668,9 +668,7 @@ class Daemon:
 
     async def cluster_diff(self, peer_id: int | None) -> dict[str, Any]:
         """What each server's cluster-wide sections would gain or lose from the cluster's configuration."""
-        from confmerge.cli.diff import render_text
-        from confmerge.diff import Scope, diff
-        from confmerge.parser import parse
+        from confmerge import Scope, diff, diff_text, parse
 
         async def backup_text(server: int) -> str:
             """The server's whole live backup: the diff is scoped to cluster-wide content, with its real line numbers."""
@@ -697,7 +695,7 @@ class Daemon:
             for target in sorted(targets):
                 result = diff(parse(await backup_text(target), f"server {target}'s backup"), cluster, Scope.CLUSTER)
                 out.append({"server": target, "differences": len(result.changes),
-                            "text": render_text(result) if result else "no difference\n"})
+                            "text": diff_text(result) if result else "no difference\n"})
         except (LinkDown, ConfError) as error:
             return {"ok": False, "error": str(error)}
         return {"ok": True, "primary": primary, "diffs": out}

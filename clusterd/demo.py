@@ -17,8 +17,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from confmerge.diff import Op, Scope, diff
-from confmerge.parser import parse
+from confmerge import Op, Scope, diff, parse
 
 from .cli import main as clusterd
 from .local import FIXTURES, Cluster

@@ -84,7 +84,7 @@ def recorded_host_keys(path: Path, address: str, port: int) -> list[tuple[int, a
 
 
 def _rewrite_known_hosts(path: Path, address: str, port: int, entry: str | None) -> None:
-    from confmerge.files import write_atomic
+    from confmerge import write_atomic
 
     host = _host(address, port)
     lines = path.read_text().splitlines() if path.exists() else []

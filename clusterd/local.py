@@ -139,15 +139,14 @@ class Cluster:
 
     def edit(self, i: int, old: str, new: str) -> None:
         """Change server i's live backup as an operator would, in one atomic step."""
-        from confmerge.files import write_atomic
+        from confmerge import write_atomic
 
         text = self.backup(i).read_text()
         assert text.count(old) == 1, f"{old!r} must occur once in server {i}'s backup"
         write_atomic(self.backup(i), text.replace(old, new))
 
     def digest(self, i: int) -> str:
-        from confmerge.merge import cluster_digest
-        from confmerge.parser import parse
+        from confmerge import cluster_digest, parse
 
         return cluster_digest(parse(self.backup(i).read_text(), str(self.backup(i))))
 

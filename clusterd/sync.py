@@ -24,12 +24,8 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from confmerge.diagnostics import ConfError
-from confmerge.files import read_text, write_atomic
-from confmerge.merge import Conflict, adopt, cluster_digest, cluster_part, merge
-from confmerge.parser import parse
-from confmerge.render import render
-from confmerge.tree import Config
+from confmerge import (Config, ConfError, Conflict, adopt, cluster_digest, cluster_part, merge, parse, read_text, render,
+                       write_atomic)
 
 HISTORY = 20
 """Generations kept as bases for three-way merges of late edits."""

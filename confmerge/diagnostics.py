@@ -2,15 +2,34 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Iterable, Literal
 
 Severity = Literal["error", "warning"]
 
+# C0 but tab and newline, DEL, C1, and the bidirectional overrides that reorder what a terminal shows.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """``text`` safe for a terminal: each control character escaped as git and ls quote names (``\\x1b``).
+
+    Every message and report that quotes a backup or a file name goes through
+    this at its output edge; data (JSON, YAML) keeps the characters exactly.
+    """
+    return _UNPRINTABLE.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
 
 @dataclass(frozen=True, slots=True)
 class Diagnostic:
-    """One finding at a 1-based line and column of a file."""
+    """One finding at a 1-based line and column of a file; line 0 is the file as a whole (it cannot be read,
+    or is no backup at all), which has no position to point at."""
 
     severity: Severity
     line: int
@@ -19,7 +38,14 @@ class Diagnostic:
     file: str = "<input>"
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}:{self.column}: {self.severity}: {self.message}"
+        return printable(self.formatted)
+
+    @property
+    def formatted(self) -> str:
+        """``FILE:LINE:COLUMN: error: MESSAGE``, or ``FILE: error: MESSAGE`` for a whole file (line 0), exactly
+        (``str()`` is the same, safe for a terminal)."""
+        where = f"{self.file}:{self.line}:{self.column}" if self.line else self.file
+        return f"{where}: {self.severity}: {self.message}"
 
     def at(self, file: str) -> "Diagnostic":
         return Diagnostic(self.severity, self.line, self.column, self.message, file)

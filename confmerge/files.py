@@ -12,7 +12,7 @@ from .diagnostics import ConfError, Diagnostic
 def read_text(path: Path) -> str:
     """A backup's text, or a :class:`ConfError` that says plainly what is wrong."""
     def fail(message: str) -> ConfError:
-        return ConfError([Diagnostic("error", 1, 1, message, str(path))])
+        return ConfError([Diagnostic("error", 0, 0, message, str(path))])
 
     try:
         data = path.read_bytes()

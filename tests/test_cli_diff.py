@@ -65,7 +65,7 @@ def test_exit_2_reports_bad_input_as_check_does():
 def test_exit_2_for_a_missing_file():
     result = run_confmerge("diff", FIXTURES / "bqn0-v1.conf", FIXTURES / "missing.conf")
     assert result.returncode == 2
-    assert result.stderr == f"{FIXTURES / 'missing.conf'}:1:1: error: no such file\n"
+    assert result.stderr == f"{FIXTURES / 'missing.conf'}: error: no such file\n"
 
 
 def test_python_dash_m_confmerge_is_the_console_script():

@@ -63,7 +63,7 @@ def test_bad_paths_get_one_clear_line(tmp_path, make, message):
     path = make(tmp_path)
     result = run_confmerge("check", path)
     assert result.returncode == 2
-    assert result.stderr == f"{path}:1:1: error: {message}" + (", not a backup file\n" if "directory" in message else "\n")
+    assert result.stderr == f"{path}: error: {message}" + (", not a backup file\n" if "directory" in message else "\n")
 
 
 def test_a_binary_file_is_not_utf8_text(tmp_path):

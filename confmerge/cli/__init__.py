@@ -9,12 +9,14 @@ never a traceback.
 from __future__ import annotations
 
 import argparse
+import difflib
 import importlib
+import os
 import pkgutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, NoReturn, Sequence
 
 from .. import __version__
 from ..check import validate
@@ -103,20 +105,78 @@ _ORDER = ["merge", "diff", "check", "parse", "rules"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return guarded(args.run, args)
+    return run_program(build_parser, argv)
+
+
+def run_program(build: Callable[[], argparse.ArgumentParser], argv: Sequence[str] | None,
+                run: Callable[[argparse.Namespace], int] | None = None) -> int:
+    """Start a program the way both do: build its parser, read ``argv``, run the chosen command under
+    :func:`guarded`. Options are never abbreviated (``--scop`` is not ``--scope``), and an unknown option is
+    named with its subcommand's usage."""
+    def start(_: argparse.Namespace) -> int:
+        parser = build()
+        parsers = list(_parsers(parser))
+        for each in parsers:
+            each.allow_abbrev = False
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            _unrecognized(parsers, args, extra)
+        return (run or args.run)(args)
+    return guarded(start, argparse.Namespace())
+
+
+def _parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                yield from _parsers(child)
+
+
+def _unrecognized(parsers: list[argparse.ArgumentParser], args: argparse.Namespace, extra: list[str]) -> NoReturn:
+    """Refuse leftover arguments with the usage of the subcommand they were given to; an unknown option is
+    named alone (not the file argparse took its place for), with the option it resembles."""
+    command = getattr(args, "command", None)
+    parser = next((p for p in parsers if p.get_default("run") is getattr(args, "run", None) and p is not parsers[0]
+                   and command is not None), parsers[0])
+    options = [word for word in extra if word.startswith("-") and word != "-"]
+    if not options:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    known = [option for action in parser._actions for option in action.option_strings]
+    hints = []
+    for option in options:
+        close = difflib.get_close_matches(option.split("=", 1)[0], known, n=1)
+        hints.append(f"{option} (did you mean {close[0]}?)" if close else option)
+    parser.error(f"unrecognized option{'s' if len(options) > 1 else ''}: {', '.join(hints)}")
 
 
 def guarded(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """Run a command the way both programs do: bad input as its diagnostics and exit 2, never a traceback;
-    a reader that closed the pipe ends it quietly; Ctrl-C is 130."""
+    Ctrl-C is 130. A reader that closed the pipe (``| head``) makes it trouble, exit 2, as diff(1) does: an
+    output cut short never reports "no difference"."""
     try:
-        return run(args)
+        status = run(args)
+        sys.stdout.flush()
+        return status
     except ConfError as error:
         for diagnostic in error.diagnostics:
             print(diagnostic, file=sys.stderr)
         return EXIT_TROUBLE
     except BrokenPipeError:
-        return EXIT_OK
+        _discard_stdout()
+        return EXIT_TROUBLE
     except KeyboardInterrupt:
         return 130
+
+
+def _discard_stdout() -> None:
+    """What is still buffered for a closed pipe goes nowhere, so that the interpreter's exit does not fail on it."""
+    try:
+        fileno = sys.stdout.fileno()
+    except (AttributeError, ValueError, OSError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fileno)
+    finally:
+        os.close(devnull)

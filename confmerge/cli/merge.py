@@ -16,16 +16,16 @@ import re
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-from ..data import dump
+from ..data import dump, report_data
 from ..diagnostics import ConfError, Diagnostic
-from ..merge import Action, Edit, MergeResult, merge
+from ..merge import merge
+from ..present import merge_conflicts, merge_dry_run, merge_summary
 from ..render import render
 from . import EXIT_DIFFERENT, EXIT_OK, EXIT_TROUBLE, command, load_checked, load_rules, rules_option
 
 REPORT = "merge-report.json"
-SHOWN_CONFLICTS = 10
 _GENERATION = re.compile(r"^(?P<stem>.*-v)(?P<number>\d+)$")
 
 
@@ -62,18 +62,18 @@ def run(args: argparse.Namespace) -> int:
     result = merge(inputs, primary, base)
     names = [str(path) for path in args.files]
     if args.strict and result.conflicts:
-        _print_conflicts(result, names, sys.stderr)
+        sys.stderr.write(merge_conflicts(result, names))
         print(f"confmerge merge: {len(result.conflicts)} conflict(s) under --strict; nothing written", file=sys.stderr)
         return EXIT_DIFFERENT
     if args.dry_run:
-        _print_dry_run(result, names, outputs)
+        sys.stdout.write(merge_dry_run(result, names, [str(path) for path in outputs]))
         return EXIT_OK
     report_path = args.output / REPORT
     report = report_data(result, names, [str(path) for path in outputs], str(args.base) if args.base else None)
     files = {path: render(config) for path, config in zip(outputs, result.outputs)}
     files[report_path] = _json(report)
     _write_all(args.output, files)
-    _print_summary(result, names, outputs, report_path)
+    sys.stdout.write(merge_summary(result, names, [str(path) for path in outputs], str(report_path)))
     return EXIT_OK
 
 
@@ -85,7 +85,7 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def _refuse(path: Path, message: str) -> ConfError:
-    return ConfError([Diagnostic("error", 1, 1, message, str(path))])
+    return ConfError([Diagnostic("error", 0, 0, message, str(path))])
 
 
 def _primary_index(files: list[Path], primary: Path | None) -> int | None:
@@ -123,12 +123,17 @@ def _output_paths(files: list[Path], base: Path | None, directory: Path) -> list
 
 def _write_all(directory: Path, files: dict[Path, str]) -> None:
     """All or nothing: every file to a temporary name first (fsynced), then the renames."""
+    _check_directory(directory)
     created = not directory.exists()
     mask = os.umask(0)
     os.umask(mask)
-    temps: list[tuple[str, Path]] = []
     try:
         directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise _refuse(Path(error.filename or directory),
+                      f"cannot make the directory: {error.strerror or error}; nothing written") from None
+    temps: list[tuple[str, Path]] = []
+    try:
         for path, text in files.items():
             fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
             temps.append((temp, path))
@@ -145,8 +150,7 @@ def _write_all(directory: Path, files: dict[Path, str]) -> None:
                 directory.rmdir()
             except OSError:
                 pass
-        target = error.filename or directory
-        raise ConfError([Diagnostic("error", 1, 1, f"cannot write: {error.strerror or error}; nothing written", str(target))]) from None
+        raise _refuse(directory, f"cannot write in this directory: {error.strerror or error}; nothing written") from None
     for temp, path in temps:
         os.replace(temp, path)
     try:
@@ -159,6 +163,16 @@ def _write_all(directory: Path, files: dict[Path, str]) -> None:
         os.close(fd)
 
 
+def _check_directory(directory: Path) -> None:
+    """``-o`` names a directory: one that exists, or one that can be made where nothing else is in the way."""
+    for path in (directory, *directory.parents):
+        if path.exists():
+            if not path.is_dir():
+                raise _refuse(path, "not a directory (-o names the directory for the outputs); nothing written"
+                              if path == directory else f"not a directory, so {directory} cannot be made; nothing written")
+            return
+
+
 def _unlink(path: str) -> None:
     try:
         os.unlink(path)
@@ -166,100 +180,7 @@ def _unlink(path: str) -> None:
         pass
 
 
-# -- report and terminal output
-
-
-def _edit_data(edit: Edit) -> dict[str, Any]:
-    data: dict[str, Any] = {"section": edit.section, "statement": edit.statement, "line": edit.line}
-    if edit.before is not None:
-        data["before"] = edit.before
-    data["reason"] = edit.reason
-    return data
-
-
-def report_data(result: MergeResult, names: list[str], outputs: list[str], base: str | None) -> dict[str, Any]:
-    """``merge-report.json``: see ``docs/merge.md``, "Report"."""
-    per_output = {action.value: {output: [_edit_data(e) for e in edits if e.action is action]
-                                 for output, edits in zip(outputs, result.edits)} for action in Action}
-    return {
-        "primary": names[result.primary],
-        "base": base,
-        "outputs": dict(zip(names, outputs)),
-        "conflicts": [
-            {"section": c.section, "statement": c.statement, "values": dict(zip(names, c.values)), "chosen": c.chosen}
-            for c in result.conflicts
-        ],
-        "unclassified": [
-            {"file": names[u.input], "section": u.section, "statement": u.statement, "line": u.line}
-            for u in result.unclassified
-        ],
-        **per_output,
-    }
-
-
 def _json(data: dict[str, Any]) -> str:
     stream = io.StringIO()
     dump(data, "json", stream)
     return stream.getvalue()
-
-
-def _where(section: str, statement: str | None) -> str:
-    return f"{section} / {statement}" if statement else section
-
-
-def _print_conflicts(result: MergeResult, names: list[str], stream: TextIO) -> None:
-    if not result.conflicts:
-        return
-    print(f"{len(result.conflicts)} conflict(s), resolved with {names[result.primary]} first:", file=stream)
-    for conflict in result.conflicts[:SHOWN_CONFLICTS]:
-        values = "; ".join(f"{Path(name).name}: {value if value is not None else '(absent)'}"
-                           for name, value in zip(names, conflict.values))
-        chosen = conflict.chosen if conflict.chosen is not None else "(removed)"
-        print(f"  {_where(conflict.section, conflict.statement)}: {values} -> {chosen}", file=stream)
-    if len(result.conflicts) > SHOWN_CONFLICTS:
-        print(f"  ... and {len(result.conflicts) - SHOWN_CONFLICTS} more", file=stream)
-
-
-def _counts(edits: tuple[Edit, ...]) -> str:
-    parts = []
-    for action in Action:
-        count = sum(1 for edit in edits if edit.action is action)
-        if count:
-            parts.append(f"{count} {action.value}")
-    return ", ".join(parts) if parts else "unchanged"
-
-
-def _print_summary(result: MergeResult, names: list[str], outputs: list[Path], report: Path) -> None:
-    config = result.outputs[result.primary]
-    print(f"primary: {names[result.primary]} (bqn-id {config.bqn_id or 0})")
-    for name, output, edits in zip(names, outputs, result.edits):
-        print(f"{output} <- {name}: {_counts(edits)}")
-    _print_conflicts(result, names, sys.stdout)
-    if result.unclassified:
-        print(f"{len(result.unclassified)} unclassified entr{'y' if len(result.unclassified) == 1 else 'ies'} kept as is "
-              f"(classify them with --rules)")
-    print(f"report: {report}")
-
-
-_SIGN = {Action.ADDED: "+", Action.REMOVED: "-", Action.CHANGED: "~", Action.MOVED: ">"}
-
-
-def _shown(edit: Edit) -> str:
-    """An edit as an operator reads it: where it is, and the line itself (``ntp / server 216.229.0.50``)."""
-    parents = edit.statement.split(" / ")[:-1] if edit.statement else []
-    if edit.action is Action.MOVED:
-        return f"{edit.section}: {edit.line}"
-    line = f"{edit.before} -> {edit.line}" if edit.action is Action.CHANGED else edit.line
-    if edit.statement is None:
-        return line
-    return " / ".join([edit.section, *parents, line])
-
-
-def _print_dry_run(result: MergeResult, names: list[str], outputs: list[Path]) -> None:
-    print(f"primary: {names[result.primary]}")
-    for name, output, edits in zip(names, outputs, result.edits):
-        print(f"{output} <- {name}: {_counts(edits)}")
-        for edit in edits:
-            print(f"  {_SIGN[edit.action]} {_shown(edit)}  ({edit.reason})")
-    _print_conflicts(result, names, sys.stdout)
-    print("dry run: nothing written")
