@@ -106,10 +106,11 @@ async def _transfer(config: ClusterConfig, peer: Peer, view: dict[str, Any] | No
                     report: Report) -> None:
     inbox = (view or {}).get("inbox")
     if not inbox:
-        report.lines.append("SFTP transfer: not tried (server "
-                            f"{peer.id} has not told this server's daemon where its transfer area is)")
+        why = ("this server's daemon does not report peers' transfer areas" if view is not None and "inbox" not in view
+               else f"server {peer.id} has not told this server's daemon where its transfer area is")
+        report.lines.append(f"SFTP transfer: not tried ({why})")
         if view is not None and view["up"]:
-            report.problems.append(f"server {peer.id}'s transfer area is unknown: update clusterd there")
+            report.problems.append(f"the transfer to server {peer.id} could not be tried: {why}")
         return
     target = transfer.Target(peer.address, peer.ssh_port, config.ssh.user, config.identity, config.known_hosts)
     try:
