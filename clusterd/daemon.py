@@ -129,6 +129,7 @@ class Daemon:
             self._servers.append(await sshserver.start(
                 config.address, config.ssh_port, host_key,
                 lambda: [keys.parse_public_key(p.key) for p in self.config.peers if p.key],
+                area=self.core.history.inbox, user=config.ssh.user,
             ))
         self._servers.append(await self.admin.start())
         for peer in config.peers:

@@ -210,7 +210,7 @@ class Primary:
         push = self.pushes[peer.id]
         config = core.config
         target = transfer.Target(peer.address, peer.ssh_port, config.ssh.user, config.identity, config.known_hosts)
-        name = f"generation-{generation.id}.conf"
+        name = transfer.file_name(generation.id)
         started = time.monotonic()
         try:
             push.sent_bytes = await transfer.push(target, inbox, name, text.encode("utf-8"))

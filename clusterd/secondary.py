@@ -9,16 +9,13 @@ takes the new head in and sends the merge.
 from __future__ import annotations
 
 import asyncio
-import re
 
+from . import transfer
 from .core import Core
 from .history import NONE, Generation
 from .protocol import Apply, Fetch, Head, Probe, Reply, Request, Text, as_data
 from .apply import UNKNOWN, apply_generation
 from .sync import SyncError
-
-_NAME = re.compile(r"^generation-[0-9a-f]{64}\.conf$")
-
 
 class Secondary:
     def __init__(self, core: Core) -> None:
@@ -68,7 +65,7 @@ class Secondary:
             core.settle(True)
         elif m.primary != sender:
             return Reply(rid, False, f"server {m.primary} is the primary of epoch {m.epoch}, not server {sender}")
-        if not _NAME.match(message.name):
+        if not transfer.is_transfer_name(message.name) or message.name.endswith(".part"):
             return Reply(rid, False, f"bad file name {message.name!r}")
         path = core.history.inbox / message.name
         try:

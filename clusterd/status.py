@@ -48,7 +48,7 @@ def status(core: Core, pushes: dict[int, PushState]) -> dict[str, Any]:
             "up": up, "last_heartbeat": round(now - view.last, 2) if view and view.last > -math.inf else None,
             "generation": view.generation if view else 0, "head": view.head if view else "",
             "digest": view.digest if view else "", "sync": (state or SyncState.DISCONNECTED).value, "error": error,
-            "trusted": peer.key is not None, "ssh_port": peer.ssh_port,
+            "trusted": peer.key is not None, "ssh_port": peer.ssh_port, "inbox": view.inbox if view else "",
         })
     ready = primary_up and role is not Role.JOINING
     complete = ready and all(s["up"] and s["sync"] == SyncState.IN_SYNC for s in servers)
