@@ -13,8 +13,12 @@ from .core import Core
 from .links import LinkDown, PeerLink
 from .membership import Role
 from .primary import Primary
-from .protocol import MAX_FRAME, BadMessage, Diff, Fetch, Reload, Status, Sync, read_frame
+from .protocol import MAX_FRAME, BadMessage, Diff, Fetch, Message, Reload, Status, Sync, read_frame
 from .status import status
+
+
+READ_TIMEOUT = 10.0
+"""Seconds a local client has to send its request (the CLI sends it at once)."""
 
 
 class Admin:
@@ -37,25 +41,38 @@ class Admin:
         return server
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One request, one reply; a client that says nothing for :data:`READ_TIMEOUT` s, or leaves, is let go quietly."""
         try:
-            request = await read_frame(reader)
-            if isinstance(request, Status):
-                reply = {"ok": True, "status": status(self.core, self.primary.pushes)}
-            elif isinstance(request, Reload):
-                reply = self.reload()
-            elif isinstance(request, Sync):
-                reply = await self.force_sync()
-            elif isinstance(request, Diff):
-                reply = await self.cluster_diff(request.peer)
+            try:
+                async with asyncio.timeout(READ_TIMEOUT):
+                    request = await read_frame(reader)
+            except TimeoutError:
+                return
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            except BadMessage as error:
+                reply: dict[str, Any] = {"ok": False, "error": f"bad request: {error}"}
             else:
-                reply = {"ok": False, "error": f"{request.type} is not a local request"}
-        except (BadMessage, asyncio.IncompleteReadError) as error:
-            reply = {"ok": False, "error": f"bad request: {error}"}
-        writer.write(json.dumps(reply).encode() + b"\n")
-        try:
+                reply = await self.answer(request)
+            if writer.is_closing():
+                return
+            writer.write(json.dumps(reply).encode() + b"\n")
             await writer.drain()
+        except (ConnectionError, OSError):
+            pass
         finally:
             writer.close()
+
+    async def answer(self, request: Message) -> dict[str, Any]:
+        if isinstance(request, Status):
+            return {"ok": True, "status": status(self.core, self.primary.pushes)}
+        if isinstance(request, Reload):
+            return self.reload()
+        if isinstance(request, Sync):
+            return await self.force_sync()
+        if isinstance(request, Diff):
+            return await self.cluster_diff(request.peer)
+        return {"ok": False, "error": f"{request.type} is not a local request"}
 
     async def force_sync(self) -> dict[str, Any]:
         """``clusterd sync`` on the primary: a new generation from its backup, sent to everyone at once."""

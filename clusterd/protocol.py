@@ -171,9 +171,13 @@ def encode(message: Message | dict[str, Any]) -> bytes:
 def decode(body: bytes) -> Message:
     try:
         data = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise BadMessage(f"not a JSON message ({error})") from None
+    except (ValueError, RecursionError) as error:  # also an integer over the digit limit, or nesting too deep
+        raise BadMessage(f"not a JSON message ({_shorten(str(error))})") from None
     return from_data(data)
+
+
+def _shorten(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 def from_data(data: Any) -> Message:
