@@ -52,36 +52,26 @@ class _ControlServer(sshserver.KeyOnlyServer):
     the daemon records the new id in its cluster file (:meth:`Daemon.rename_peer`).
     """
 
-    def __init__(self, core: Core, connections: set[asyncssh.SSHServerConnection]) -> None:
+    def __init__(self, core: Core, gate: sshserver.Gate) -> None:
+        super().__init__(gate)
         self.core = core
-        self.connections = connections
         self.peer_id: int | None = None
         self.renamed_from: int | None = None
-        self.address = "?"
-
-    def connection_made(self, connection: asyncssh.SSHServerConnection) -> None:
-        peer = connection.get_extra_info("peername")
-        self.address = peer[0] if peer else "?"
-        self.connection = connection
-        self.connections.add(connection)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.connections.discard(self.connection)
 
     def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
         config = self.core.config
         claimed = int(username) if username.isdigit() else None
         peer = config.peer(claimed) if claimed is not None else None
         if peer is not None and peer.key is not None and keys.same_key(keys.parse_public_key(peer.key), key):
-            self.peer_id = peer.id
+            self.peer_id, self.key = peer.id, key
             return True
         if claimed is not None and peer is None and claimed <= 255 and claimed != config.id:
             renamed = next((p for p in config.peers if p.key and keys.same_key(keys.parse_public_key(p.key), key)), None)
             if renamed is not None:
-                self.peer_id, self.renamed_from = claimed, renamed.id
+                self.peer_id, self.renamed_from, self.key = claimed, renamed.id, key
                 return True
         log.warning("refused a control login from %s as %r with key %s: not a trusted peer",
-                    self.address, username, key.get_fingerprint("sha256"))
+                    self.source, username, key.get_fingerprint("sha256"))
         return False
 
 
@@ -100,7 +90,8 @@ class Daemon:
         self.secondary = Secondary(self.core)
         self.admin = Admin(self.core, self.primary, self.links, self.reload)
         self.incoming: dict[int, object] = {}
-        self._connections: set[asyncssh.SSHServerConnection] = set()
+        self._control_gate = sshserver.Gate(f"control port {config.address}:{config.control_port}")
+        self._ssh_gate = sshserver.Gate(f"SFTP on {config.address}:{config.ssh_port}")
         self.stopping = asyncio.Event()
         self.restart = False
         self._servers: list[Any] = []
@@ -119,17 +110,17 @@ class Daemon:
         """Serve until stopped; True if a reload asked for a restart (a new id or address)."""
         config = self.config
         self._servers.append(await asyncssh.create_server(
-            lambda: _ControlServer(self.core, self._connections), config.address, config.control_port,
+            lambda: _ControlServer(self.core, self._control_gate), config.address, config.control_port,
             server_host_keys=[self.key], process_factory=self._serve_channel, encoding=None,
             allow_scp=False, allow_pty=False, agent_forwarding=False, x11_forwarding=False,
-            sftp_factory=None, reuse_address=True, line_editor=False,
+            sftp_factory=None, reuse_address=True, line_editor=False, login_timeout=sshserver.LOGIN_TIMEOUT,
         ))
         if config.ssh.serve:
             host_key = keys.load_or_create(config.state_dir / "ssh_host_key")
             self._servers.append(await sshserver.start(
                 config.address, config.ssh_port, host_key,
                 lambda: [keys.parse_public_key(p.key) for p in self.config.peers if p.key],
-                area=self.core.history.inbox, user=config.ssh.user,
+                area=self.core.history.inbox, user=config.ssh.user, gate=self._ssh_gate,
             ))
         self._servers.append(await self.admin.start())
         for peer in config.peers:
@@ -149,8 +140,8 @@ class Daemon:
                 link.stop()
             for server in self._servers:
                 server.close()
-            for connection in list(self._connections):
-                connection.close()
+            self._control_gate.close_all()
+            self._ssh_gate.close_all()
             self.config.socket.unlink(missing_ok=True)
         return self.restart
 
@@ -281,16 +272,53 @@ class Daemon:
             return {"ok": True, "restarting": True}
         core.config = fresh
         for peer in fresh.peers:
-            if peer.id in self.links:
-                self.links[peer.id].peer = peer
+            link = self.links.get(peer.id)
+            if link is not None and (link.peer.key, link.peer.address) != (peer.key, peer.address):
+                link.stop()
+                link = None
+            if link is not None:
+                link.peer = peer
             else:
                 self.links[peer.id] = PeerLink(self, peer)
                 core.membership.peers.setdefault(peer.id, PeerView(peer.id))
         for peer_id in set(self.links) - {p.id for p in fresh.peers}:
             self.links.pop(peer_id).stop()
             core.membership.peers.pop(peer_id, None)
+        self._revoke()
         core.events.add(f"reload: {len(fresh.peers)} peer(s)")
         return {"ok": True, "restarting": False}
+
+
+    def _revoke(self) -> None:
+        """Close every session whose key the cluster file no longer trusts (for its id, on the control port)."""
+        config = self.config
+
+        def recorded(peer_id: int | None) -> asyncssh.SSHKey | None:
+            peer = config.peer(peer_id) if peer_id is not None else None
+            return keys.parse_public_key(peer.key) if peer is not None and peer.key else None
+
+        def control(server: sshserver.KeyOnlyServer) -> bool:
+            assert isinstance(server, _ControlServer)
+            key = recorded(server.peer_id)
+            if key is None and server.renamed_from is not None and config.peer(server.peer_id or 0) is None:
+                key = recorded(server.renamed_from)  # renumbered, the cluster file not renamed yet
+            return key is not None and server.key is not None and keys.same_key(key, server.key)
+
+        authorized = [keys.parse_public_key(p.key) for p in config.peers if p.key]
+
+        def transfer(server: sshserver.KeyOnlyServer) -> bool:
+            return server.key is not None and any(keys.same_key(server.key, key) for key in authorized)
+
+        for server in self._control_gate.revoke(control):
+            self.core.events.add(f"closed server {getattr(server, 'peer_id', '?')}'s control session from "
+                                 f"{server.source}: its key {_fingerprint(server)} is no longer trusted")
+        for server in self._ssh_gate.revoke(transfer):
+            self.core.events.add(f"closed an SFTP session from {server.source}: its key {_fingerprint(server)} "
+                                 "is no longer trusted")
+
+
+def _fingerprint(server: sshserver.KeyOnlyServer) -> str:
+    return keys.fingerprint(server.key) if server.key is not None else "?"
 
 
 async def serve(config_path: Path) -> None:

@@ -21,6 +21,7 @@ import logging
 import os
 import posixpath
 import stat
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -37,8 +38,110 @@ MAX_FILES = 16
 """Files the area may hold at once (a generation in flight per primary, and a probe or two)."""
 
 
+LOGIN_TIMEOUT = 10.0
+"""Seconds a connection has to log in (asyncssh's default is 120): a peer's link logs in within one."""
+
+WAITING_PER_SOURCE = 8
+WAITING_TOTAL = 64
+"""Connections not logged in yet that one listening port holds at once, from one address and in all."""
+
+REFUSALS_LOG_EVERY = 10.0
+
+
+class Gate:
+    """The connections of one listening port: caps on those not logged in yet, and the key each logged in with.
+
+    An SSH server holds a connection until it logs in or times out; without
+    caps, idle connections from anywhere take every descriptor the daemon
+    has, and with them the local socket and the links. A connection over a
+    cap is aborted as it is made, and refusals are logged as one summary
+    line per :data:`REFUSALS_LOG_EVERY` seconds, never one line each.
+    A change of trust closes every session whose key is no longer trusted
+    (:meth:`revoke`).
+    """
+
+    def __init__(self, name: str, per_source: int = WAITING_PER_SOURCE, total: int = WAITING_TOTAL) -> None:
+        self.name = name
+        self.per_source = per_source
+        self.total = total
+        self.servers: set[KeyOnlyServer] = set()
+        self.waiting: Counter[str] = Counter()
+        self.refused: Counter[str] = Counter()
+        self._summary: asyncio.TimerHandle | None = None
+
+    def admit(self, server: KeyOnlyServer) -> bool:
+        source = server.source
+        if self.waiting[source] >= self.per_source or sum(self.waiting.values()) >= self.total:
+            self.refused[source] += 1
+            if self._summary is None:
+                self._summary = asyncio.get_running_loop().call_later(REFUSALS_LOG_EVERY, self._log_refusals)
+            return False
+        self.waiting[source] += 1
+        self.servers.add(server)
+        return True
+
+    def _log_refusals(self) -> None:
+        self._summary = None
+        top = ", ".join(f"{source} ({count})" for source, count in self.refused.most_common(3))
+        log.warning("%s: refused %d connection(s) in %.0f s from %d address(es), most from %s: over %d waiting to "
+                    "log in from one address or %d in all", self.name, sum(self.refused.values()),
+                    REFUSALS_LOG_EVERY, len(self.refused), top, self.per_source, self.total)
+        self.refused.clear()
+
+    def _done_waiting(self, server: KeyOnlyServer) -> None:
+        if server.waiting:
+            server.waiting = False
+            self.waiting[server.source] -= 1
+            if self.waiting[server.source] <= 0:
+                del self.waiting[server.source]
+
+    def logged_in(self, server: KeyOnlyServer) -> None:
+        self._done_waiting(server)
+
+    def gone(self, server: KeyOnlyServer) -> None:
+        self._done_waiting(server)
+        self.servers.discard(server)
+
+    def revoke(self, trusted: Callable[[KeyOnlyServer], bool]) -> list[KeyOnlyServer]:
+        """Close every logged-in session for which ``trusted`` now says no; the ones closed."""
+        cut = [s for s in self.servers if s.key is not None and not s.waiting and not trusted(s)]
+        for server in cut:
+            if server.connection is not None:
+                server.connection.close()
+        return cut
+
+    def close_all(self) -> None:
+        for server in list(self.servers):
+            if server.connection is not None:
+                server.connection.close()
+
+
 class KeyOnlyServer(asyncssh.SSHServer):
-    """Public-key authentication and nothing else; subclasses say which keys they trust."""
+    """Public-key authentication and nothing else, through a :class:`Gate`; subclasses say which keys they trust.
+
+    A subclass sets :attr:`key` to the key it accepts in ``validate_public_key``.
+    """
+
+    def __init__(self, gate: Gate) -> None:
+        self.gate = gate
+        self.source = "?"
+        self.connection: asyncssh.SSHServerConnection | None = None
+        self.key: asyncssh.SSHKey | None = None
+        self.waiting = False
+
+    def connection_made(self, connection: asyncssh.SSHServerConnection) -> None:
+        peer = connection.get_extra_info("peername")
+        self.source = peer[0] if peer else "?"
+        self.connection = connection
+        self.waiting = self.gate.admit(self)
+        if not self.waiting:
+            connection.abort()
+
+    def auth_completed(self) -> None:
+        self.gate.logged_in(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.gate.gone(self)
 
     def begin_auth(self, username: str) -> bool:
         return True
@@ -51,7 +154,8 @@ class KeyOnlyServer(asyncssh.SSHServer):
 
 
 class _Server(KeyOnlyServer):
-    def __init__(self, authorized: Callable[[], Iterable[asyncssh.SSHKey]], user: str) -> None:
+    def __init__(self, gate: Gate, authorized: Callable[[], Iterable[asyncssh.SSHKey]], user: str) -> None:
+        super().__init__(gate)
         self._authorized = authorized
         self._user = user
 
@@ -64,6 +168,8 @@ class _Server(KeyOnlyServer):
         ok = any(key.public_data == known.public_data for known in self._authorized())
         if not ok:
             log.warning("refused SSH key %s for user %s", fingerprint, username)
+        else:
+            self.key = key
         return ok
 
 
@@ -156,16 +262,21 @@ class TransferArea(asyncssh.SFTPServer):
 async def start(address: str, port: int, host_key: asyncssh.SSHKey,
                 authorized: Callable[[], Iterable[asyncssh.SSHKey]], area: Path, user: str,
                 sftp_factory: Callable[[asyncssh.SSHServerChannel, Path], asyncssh.SFTPServer] = TransferArea,
-                ) -> asyncssh.SSHAcceptor:
-    """Listen on ``address:port`` only; ``authorized`` is asked at each login, so new peers count at once."""
+                gate: Gate | None = None) -> asyncssh.SSHAcceptor:
+    """Listen on ``address:port`` only; ``authorized`` is asked at each login, so new peers count at once.
+
+    ``gate`` holds the sessions, to cut those of a key no longer authorized (:meth:`Gate.revoke`).
+    """
+    gate = gate or Gate(f"SFTP on {address}:{port}")
 
     def sftp(channel: asyncssh.SSHServerChannel) -> asyncssh.SFTPServer:
         return sftp_factory(channel, area)
 
     return await asyncssh.create_server(
-        lambda: _Server(authorized, user), address, port, server_host_keys=[host_key],
+        lambda: _Server(gate, authorized, user), address, port, server_host_keys=[host_key],
         sftp_factory=sftp, process_factory=_no_shell, allow_scp=False, allow_pty=False,
         agent_forwarding=False, x11_forwarding=False, tcp_keepalive=True, reuse_address=True,
+        login_timeout=LOGIN_TIMEOUT,
     )
 
 

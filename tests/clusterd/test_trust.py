@@ -11,7 +11,9 @@ import asyncssh
 
 from clusterd import keys
 from clusterd.admin import READ_TIMEOUT
-from clusterd.protocol import Heartbeat, encode
+from clusterd.cli import main
+from clusterd.config import load
+from clusterd.protocol import Fetch, Heartbeat, Reply, encode, read_frame
 
 from .harness import Cluster, wait_for
 
@@ -88,4 +90,48 @@ def test_a_trusted_peers_malformed_frames_are_dropped_and_logged_and_the_channel
     assert asyncio.run(as_peer_1())
     log = cluster.log(0)
     assert log.count("server 1: dropped a message: not a JSON message") == 2, log[-3000:]
+    assert "Traceback" not in log
+
+
+def test_a_changed_or_removed_key_cuts_the_sessions_it_opened(cluster_factory, capsys):
+    """docs/clusterd.md, "Taking trust back": add-peer with a new key or remove-peer closes the old key's sessions."""
+    cluster = cluster_factory([0, 1, 2])
+    cluster.start(0)
+    cluster.wait("the daemon", lambda: cluster.status(0))
+    config = cluster.config(0)
+    user = load(config).ssh.user
+    replacement = keys.public_line(asyncssh.generate_private_key("ssh-ed25519"))
+
+    async def fetch(process: asyncssh.SSHClientProcess) -> Reply:
+        process.stdin.write(encode(Fetch(rid=7)))
+        async with asyncio.timeout(10):
+            reply = await read_frame(process.stdout)
+        assert isinstance(reply, Reply)
+        return reply
+
+    async def scenario() -> None:
+        old_1 = await login(cluster, 0, 1, cluster.node_keys[1])
+        old_2 = await login(cluster, 0, 2, cluster.node_keys[2])
+        channel_1 = await old_1.create_process(encoding=None)
+        channel_2 = await old_2.create_process(encoding=None)
+        sftp_2 = await asyncssh.connect(
+            cluster.address(0), cluster.ssh_port(0), username=user, client_keys=[cluster.node_keys[2]],
+            known_hosts=([keys.parse_public_key(keys.public_line(cluster.host_keys[0]))], [], []), agent_path=None, config=None, connect_timeout=5)
+        for channel in (channel_1, channel_2):
+            assert "hostname" in (await fetch(channel)).body["text"]
+        assert await asyncio.to_thread(main, ["-c", str(config), "add-peer", "--id", "1", "--address", cluster.address(1),
+                     "--ssh-port", str(cluster.ssh_port(1)), "--key", replacement]) == 0
+        async with asyncio.timeout(10):
+            await old_1.wait_closed()
+        assert (await fetch(channel_2)).ok, "a session whose key is still trusted stays"
+        assert await asyncio.to_thread(main, ["-c", str(config), "remove-peer", "2"]) == 0
+        async with asyncio.timeout(10):
+            await old_2.wait_closed()
+            await sftp_2.wait_closed()
+
+    asyncio.run(scenario())
+    log = cluster.log(0)
+    assert "closed server 1's control session" in log and "closed server 2's control session" in log, log[-3000:]
+    assert "closed an SFTP session" in log
+    cluster.wait("server 1 down", lambda: not cluster.seen(0, 1)["up"] or None, 10)
     assert "Traceback" not in log
