@@ -175,7 +175,7 @@ def write_backup(store: History, backup: Path, old_text: str, new_text: str, app
         written = livefile.replace(backup, old_text, new_text)
     except (OSError, ConfError, livefile.Contended) as error:
         _done(store)
-        raise SyncError(f"the live backup was not replaced: {_reason(error)}") from None
+        raise SyncError(f"cannot write the live backup {backup}: {_reason(error)}; it is unchanged") from None
     try:
         if written.text != new_text:
             _record(store, Intent(generation.number, sha256(old_text), sha256(written.text)))

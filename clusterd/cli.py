@@ -12,8 +12,6 @@ import ipaddress
 import json
 import logging
 import os
-import socket
-import struct
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -24,18 +22,15 @@ from confmerge import PrintableFormatter, printable, run_program
 
 from . import __version__, keys
 from . import config as config_module
+from .client import Trouble, ask
+from .client import exchange as _exchange
 from .config import ClusterConfig, Peer
 from .links import reason
-from .protocol import encode
 
 EXIT_OK, EXIT_FOUND, EXIT_TROUBLE = 0, 1, 2
 KEY_TIMEOUT = 10.0
 """Seconds to read a peer's key in add-peer."""
 DEFAULT_CONFIG = Path(os.environ.get("CLUSTERD_CONFIG", "/etc/clusterd/cluster.yaml"))
-
-
-class Trouble(Exception):
-    """A plain one-line reason to stop with exit status 2."""
 
 
 _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
@@ -57,42 +52,6 @@ def _config(args: argparse.Namespace) -> ClusterConfig:
 
 # ---------------------------------------------------------------------------
 # Talking to the running daemon
-
-
-def ask(config: ClusterConfig, message: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
-    """One request over the daemon's local socket."""
-    return _exchange(config, message, timeout)[0]
-
-
-def _exchange(config: ClusterConfig, message: dict[str, Any], timeout: float) -> tuple[dict[str, Any], int]:
-    """The reply and the answering daemon's pid (from the socket's peer credentials)."""
-    path = config.socket
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(timeout)
-            sock.connect(str(path))
-            pid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))[0]
-            sock.sendall(encode(message))
-            data = b""
-            while not data.endswith(b"\n"):
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-    except FileNotFoundError:
-        raise Trouble(f"clusterd is not running for {config.path} (no socket {path}); start it with clusterd run") from None
-    except ConnectionRefusedError:
-        raise Trouble(f"clusterd is not running for {config.path} (stale socket {path})") from None
-    except PermissionError:
-        raise Trouble(f"permission denied on {path}: run as the daemon's user") from None
-    except (socket.timeout, TimeoutError):
-        raise Trouble(f"clusterd did not answer in {timeout:.0f} s") from None
-    except OSError as error:
-        raise Trouble(f"lost the connection to clusterd ({error.strerror or error}); is it restarting?") from None
-    try:
-        return json.loads(data), pid
-    except json.JSONDecodeError:
-        raise Trouble("clusterd gave no answer") from None
 
 
 def _reload(config: ClusterConfig) -> None:

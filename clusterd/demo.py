@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import shutil
 import signal
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,10 +21,16 @@ from types import FrameType
 
 from confmerge import Op, Scope, diff, parse
 
-from .cli import main as clusterd
 from .local import FIXTURES, Cluster
 
 NTP_EDIT = ("  server 162.159.200.1\n", "  server 162.159.200.1\n  server 192.0.2.123\n")
+
+
+def _status(config: Path) -> None:
+    """``clusterd status`` as the operator runs it (the command itself, so the demo shows exactly its output)."""
+    sys.stdout.flush()
+    subprocess.run([sys.executable, "-m", "clusterd", "-c", str(config), "status"], timeout=30,
+                   stdin=subprocess.DEVNULL, check=False)
 
 
 def _say(text: str) -> None:
@@ -78,7 +86,7 @@ def _narrate(root: Path, names: list[str]) -> int:
         cluster.start_all()
         cluster.wait("the cluster to be complete", lambda: cluster.complete() or None, 30, every=0.1)
         print(f"  ready and complete after {time.monotonic() - started:.1f} s")
-        clusterd(["-c", str(cluster.config(1)), "status"])
+        _status(cluster.config(1))
         for i in (1, 2):
             after = cluster.backup(i).read_text()
             own = _differences(backups[i], after, Scope.SERVER)
@@ -104,7 +112,7 @@ def _narrate(root: Path, names: list[str]) -> int:
         cluster.kill(0)
         cluster.wait("server 1 to take over", lambda: cluster.agreed_primary() == 1 or None, 15, every=0.02)
         print(f"  server 1 is primary after {time.monotonic() - killed:.2f} s")
-        clusterd(["-c", str(cluster.config(1)), "status"])
+        _status(cluster.config(1))
 
         _say("server 0 comes back: it catches up, waits the hold time, and takes the primary role back")
         returned = time.monotonic()
@@ -112,7 +120,7 @@ def _narrate(root: Path, names: list[str]) -> int:
         cluster.wait("server 0 to be primary again", lambda: cluster.agreed_primary() == 0 and cluster.complete()
                      or None, 30, every=0.1)
         print(f"  server 0 is primary again after {time.monotonic() - returned:.1f} s")
-        clusterd(["-c", str(cluster.config(0)), "status"])
+        _status(cluster.config(0))
     except AssertionError as error:
         print(f"\nclusterd demo: {error}")
         return 1

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import keys
-from .cli import Trouble, ask
+from .client import Trouble, ask
 from .config import load
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..cli import Trouble, ask
+from ..client import Trouble, ask
 from ..config import ClusterConfig, load
 from ..local import FIXTURES, Cluster
 
