@@ -72,9 +72,13 @@ class Gate:
     def admit(self, server: KeyOnlyServer) -> bool:
         source = server.source
         if self.waiting[source] >= self.per_source or sum(self.waiting.values()) >= self.total:
-            self.refused[source] += 1
             if self._summary is None:
+                log.warning("%s: refusing connections from %s: over %d waiting to log in from one address or %d "
+                            "in all (a summary of refusals follows every %.0f s)", self.name, source, self.per_source,
+                            self.total, REFUSALS_LOG_EVERY)
                 self._summary = asyncio.get_running_loop().call_later(REFUSALS_LOG_EVERY, self._log_refusals)
+            else:
+                self.refused[source] += 1
             return False
         self.waiting[source] += 1
         self.servers.add(server)
@@ -82,6 +86,9 @@ class Gate:
 
     def _log_refusals(self) -> None:
         self._summary = None
+        if not self.refused:
+            return
+        self._summary = asyncio.get_running_loop().call_later(REFUSALS_LOG_EVERY, self._log_refusals)
         top = ", ".join(f"{source} ({count})" for source, count in self.refused.most_common(3))
         log.warning("%s: refused %d connection(s) in %.0f s from %d address(es), most from %s: over %d waiting to "
                     "log in from one address or %d in all", self.name, sum(self.refused.values()),

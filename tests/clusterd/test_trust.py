@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import resource
 import socket
 import struct
 import time
@@ -134,4 +135,44 @@ def test_a_changed_or_removed_key_cuts_the_sessions_it_opened(cluster_factory, c
     assert "closed server 1's control session" in log and "closed server 2's control session" in log, log[-3000:]
     assert "closed an SFTP session" in log
     cluster.wait("server 1 down", lambda: not cluster.seen(0, 1)["up"] or None, 10)
+    assert "Traceback" not in log
+
+
+def test_a_flood_of_idle_connections_leaves_the_cli_and_merging_working(cluster_factory):
+    """1,100 connections that never log in, from many loopback addresses, against a daemon with systemd's 1,024 descriptors."""
+    cluster = cluster_factory([0, 1])
+    cluster.start_all()
+    cluster.wait("complete", cluster.complete, 30)
+    resource.prlimit(cluster.processes[0].pid, resource.RLIMIT_NOFILE, (1024, 1024))
+    lines_before = cluster.log(0).count("\n")
+
+    async def flood() -> None:
+        async def one(n: int) -> asyncio.StreamWriter | None:
+            try:
+                async with asyncio.timeout(10):
+                    _, writer = await asyncio.open_connection(
+                        cluster.address(0), cluster.base, local_addr=(f"127.0.0.{10 + n % 200}", 0))
+                    return writer
+            except (OSError, TimeoutError):
+                return None
+        writers = [w for w in await asyncio.gather(*(one(n) for n in range(1100))) if w is not None]
+        try:
+            assert len(writers) > 500, "the flood connects"
+            status = await asyncio.to_thread(cluster.status, 0)
+            assert status is not None and status["server"] == 0, "the local socket answers during the flood"
+            await asyncio.to_thread(cluster.edit, 1, "  server 8.8.8.8\n", "  server 8.8.8.8\n  server 9.9.9.9\n")
+            await asyncio.to_thread(
+                cluster.wait, "the edit merged on the primary during the flood",
+                lambda: "server 9.9.9.9" in cluster.backup(0).read_text() or None, 30)
+        finally:
+            for writer in writers:
+                writer.close()
+
+    asyncio.run(flood())
+    cluster.wait("complete after the flood", cluster.complete, 30)
+    cluster.wait("the summary of refusals", lambda: "refused" in cluster.log(0) or None, 30)
+    log = cluster.log(0)
+    added = log.count("\n") - lines_before
+    assert added < 40, f"{added} log lines for one flood:\n{log[-4000:]}"
+    assert "refusing connections from 127.0.0." in log and "waiting to log in" in log
     assert "Traceback" not in log
