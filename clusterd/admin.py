@@ -65,7 +65,8 @@ class Admin:
 
     async def answer(self, request: Message) -> dict[str, Any]:
         if isinstance(request, Status):
-            return {"ok": True, "status": status(self.core, self.primary.pushes)}
+            return {"ok": True, "status": status(self.core, self.primary.pushes,
+                                                {i: link.problem for i, link in self.links.items()})}
         if isinstance(request, Reload):
             return self.reload()
         if isinstance(request, Sync):

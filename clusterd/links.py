@@ -60,7 +60,8 @@ class PeerLink:
         self._writer: asyncssh.SSHWriter | None = None
         self._waiting: dict[int, asyncio.Future[Reply]] = {}
         self._task = asyncio.create_task(self._run(), name=f"link-{peer.id}")
-        self._last_problem: str | None = None
+        self.problem: str | None = None
+        """Why the link is not up, in words that say what to do (logged once, shown in status); None while up."""
 
     def stop(self) -> None:
         self._task.cancel()
@@ -88,9 +89,9 @@ class PeerLink:
             self._waiting.pop(rid, None)
 
     def _problem(self, text: str | None) -> None:
-        if text != self._last_problem and text is not None:
+        if text != self.problem and text is not None:
             log.warning("link to server %d: %s", self.peer.id, text)
-        self._last_problem = text
+        self.problem = text
 
     async def _run(self) -> None:
         owner = self.owner

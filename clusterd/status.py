@@ -12,7 +12,8 @@ from .primary import PushState
 from .sync import SyncState
 
 
-def status(core: Core, pushes: dict[int, PushState]) -> dict[str, Any]:
+def status(core: Core, pushes: dict[int, PushState], problems: dict[int, str | None] | None = None) -> dict[str, Any]:
+    """``problems``: why this server's link to a peer is not up (:attr:`clusterd.links.PeerLink.problem`)."""
     now = time.monotonic()
     m = core.membership
     role = core.role()
@@ -47,7 +48,8 @@ def status(core: Core, pushes: dict[int, PushState]) -> dict[str, Any]:
             "role": ("primary" if m.primary == peer.id else "secondary") if up else "down",
             "up": up, "last_heartbeat": round(now - view.last, 2) if view and view.last > -math.inf else None,
             "generation": view.generation if view else 0, "head": view.head if view else "",
-            "digest": view.digest if view else "", "sync": (state or SyncState.DISCONNECTED).value, "error": error,
+            "digest": view.digest if view else "", "sync": (state or SyncState.DISCONNECTED).value,
+            "error": error or (problems or {}).get(peer.id),
             "trusted": peer.key is not None, "ssh_port": peer.ssh_port, "inbox": view.inbox if view else "",
         })
     ready = primary_up and role is not Role.JOINING

@@ -176,3 +176,18 @@ def test_a_flood_of_idle_connections_leaves_the_cli_and_merging_working(cluster_
     assert added < 40, f"{added} log lines for one flood:\n{log[-4000:]}"
     assert "refusing connections from 127.0.0." in log and "waiting to log in" in log
     assert "Traceback" not in log
+
+
+def test_status_says_why_a_peer_is_down(cluster_factory, capsys):
+    """A peer that stopped trusting this server: its row says so and what to do, as the log does."""
+    cluster = cluster_factory([0, 1])
+    cluster.start_all()
+    cluster.wait("complete", cluster.complete, 30)
+    assert main(["-c", str(cluster.config(1)), "remove-peer", "0"]) == 0
+    row = cluster.wait("server 1 down on server 0, with the reason",
+                       lambda: (lambda r: r if not r["up"] and r["error"] else None)(cluster.seen(0, 1)), 20)
+    assert row["sync"] == "disconnected"
+    assert "server 1 does not trust this server's key yet (run clusterd add-peer --id 0 there)" in row["error"]
+    capsys.readouterr()
+    main(["-c", str(cluster.config(0)), "status"])
+    assert "does not trust this server's key yet" in capsys.readouterr().out
