@@ -30,6 +30,7 @@ from .check import references, validate
 from .diff import longest_increasing, statement_class, statement_text
 from .diagnostics import ConfError, Diagnostic
 from .schema import ORDERED_SECTIONS, ROOT
+from .resolve import BASE, Choice, ConflictKey
 from .tree import Config, Identity, MergeClass, Node
 
 CLUSTER = MergeClass.CLUSTER
@@ -51,13 +52,15 @@ class Conflict:
     that input lacks the entry); ``chosen`` is the line every output has
     (``None``: removed). The primary's value wins, else the next input by
     ``bqn-id``. A rule-order conflict has ``statement`` ``"order"`` and values
-    such as ``"after rule business"`` or ``"first"``.
+    such as ``"after rule business"`` or ``"first"``. ``base`` is the base's
+    line (or position) in a three-way merge, ``None`` where it has none.
     """
 
     section: str
     statement: str | None
     values: tuple[str | None, ...]
     chosen: str | None
+    base: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,7 +190,8 @@ def adopt(server: Config, cluster: Config) -> Config:
         return output.config
 
 
-def merge(configs: Sequence[Config], primary: int | None = None, base: Config | None = None) -> MergeResult:
+def merge(configs: Sequence[Config], primary: int | None = None, base: Config | None = None,
+          resolutions: Mapping[ConflictKey, Choice] | None = None) -> MergeResult:
     """Unify the cluster-wide content of ``configs``; one output per input, in input order.
 
     ``primary`` is an index into ``configs``; by default the input with the
@@ -197,6 +201,12 @@ def merge(configs: Sequence[Config], primary: int | None = None, base: Config | 
     configuration or any common ancestor), a change or removal since the base
     made on some inputs and not on others is taken; changes that disagree are
     conflicts, resolved by priority.
+
+    ``resolutions`` overrides that priority per conflict: a conflict's
+    ``(section, statement)`` mapped to the input (an index) whose state of the
+    entry every output takes, or :data:`~confmerge.resolve.BASE` for the
+    base's; a rule-order conflict takes that input's (or the base's) rule
+    order. A choice the conflict cannot take raises :class:`ConfError`.
     """
     if len(configs) < 2:
         raise ValueError("merge needs two configurations or more")
@@ -205,7 +215,7 @@ def merge(configs: Sequence[Config], primary: int | None = None, base: Config | 
     elif not 0 <= primary < len(configs):
         raise ValueError(f"primary {primary} is not an input index")
     with _collector_paused():
-        return _Merge(configs, primary, base).run()
+        return _Merge(configs, primary, base, resolutions or {}).run()
 
 
 def choose_primary(configs: Sequence[Config]) -> int:
@@ -338,8 +348,10 @@ def _decide_adoption(server: Node | None, cluster: Node | None, inherited: Merge
 
 
 class _Merge:
-    def __init__(self, configs: Sequence[Config], primary: int, base: Config | None) -> None:
+    def __init__(self, configs: Sequence[Config], primary: int, base: Config | None,
+                 resolutions: Mapping[ConflictKey, Choice]) -> None:
         self.configs = list(configs)
+        self.resolutions = resolutions
         self.count = len(configs)
         self.primary = primary
         self.base = base
@@ -450,7 +462,7 @@ class _Merge:
                               keep=f"referenced by {owner}")
             decisions[k] = kept
             self.conflicts = [
-                Conflict(c.section, c.statement, c.values, _shown(kept.source))
+                Conflict(c.section, c.statement, c.values, _shown(kept.source), c.base)
                 if c.section == str(target) and c.statement is None and c.chosen is None else c
                 for c in self.conflicts
             ]
@@ -474,10 +486,13 @@ class _Merge:
                 return _Decision(identity, False, reason="three-way")
             decider = self.primary if self.primary in voters else self.first(removers + modifiers)
             reason = "conflict"
-            chosen = nodes[decider]
-            self.conflicts.append(Conflict(section, statement, tuple(map(_shown, nodes)), _shown(chosen)))
+            choice = self.choice((section, statement), voters, old)
+            chosen = old if choice == BASE else nodes[decider if choice is None else choice]
+            self.conflicts.append(Conflict(section, statement, tuple(map(_shown, nodes)), _shown(chosen), _shown(old)))
             if chosen is None:
                 return _Decision(identity, False, reason=reason)
+            if choice == BASE:
+                return self.taken(identity, nodes, old, cls, section, where, reason)
         source = holders[0]
         first = _held(nodes, source)
         if not all(first.same_value(_held(nodes, i)) for i in holders[1:]):
@@ -487,13 +502,41 @@ class _Merge:
                 if reason != "conflict":
                     reason = "three-way"
             else:
-                source = self.primary if self.primary in holders else changers[0]
+                choice = self.choice((section, statement), holders, old)
                 reason = "conflict"
-                self.conflicts.append(Conflict(section, statement, tuple(map(_shown, nodes)), _shown(nodes[source])))
+                source = self.primary if self.primary in holders else changers[0]
+                if choice == BASE:
+                    self.conflicts.append(Conflict(section, statement, tuple(map(_shown, nodes)), _shown(old),
+                                                   _shown(old)))
+                    return self.taken(identity, nodes, old, cls, section, where, reason)
+                source = source if choice is None else choice
+                self.conflicts.append(Conflict(section, statement, tuple(map(_shown, nodes)), _shown(nodes[source]),
+                                               _shown(old)))
         children = None
         if (old is not None and old.children) or any(_held(nodes, i).children for i in holders):
             children = self.decide(nodes, old, cls, section, where)
         return _Decision(identity, True, nodes[source], self.configs[source], children, reason=reason)
+
+    def choice(self, key: ConflictKey, allowed: Sequence[int], old: Node | None) -> Choice | None:
+        """The operator's resolution of conflict ``key``, if any; one it cannot take is a :class:`ConfError`."""
+        choice = self.resolutions.get(key)
+        if choice is None:
+            return None
+        if choice == BASE:
+            if old is None:
+                raise _refused(key, "the base does not have this entry")
+            return choice
+        if choice not in allowed:
+            raise _refused(key, f"{self.configs[choice].file} has no state of this entry to take")
+        return choice
+
+    def taken(self, identity: Identity, nodes: list[Node | None], old: Node, cls: MergeClass, section: str,
+              where: tuple[str, ...], reason: str) -> _Decision:
+        """The base's entry, chosen by the operator: its line, and its block merged as usual."""
+        assert self.base is not None
+        children = self.decide(nodes, old, cls, section, where) if old.children or any(
+            node is not None and node.children for node in nodes) else None
+        return _Decision(identity, True, old, self.base, children, reason=reason)
 
     def rule_order(self, present: set[Identity]) -> tuple[list[Identity], str]:
         """The one rule order of every output, and the reason its moves get.
@@ -505,13 +548,33 @@ class _Merge:
         orders = [[s.identity for s in config.root.entries if _ordered(s) and s.identity in present]
                   for config in self.configs]
         reference, taken, changed = self.primary, False, set()
+        chosen = {choice for (_, statement), choice in self.resolutions.items() if statement == "order"}
+        if len(chosen) > 1:
+            raise ConfError([Diagnostic("error", 0, 0, "rule-order conflicts take one rule order; "
+                                        "they are resolved to different ones", "<resolutions>")])
+        base_order = [s.identity for s in self.base.root.entries if _ordered(s) and s.identity in present] \
+            if self.base is not None else []
+        if chosen:
+            choice = chosen.pop()
+            if choice == BASE and self.base is None:
+                raise ConfError([Diagnostic("error", 0, 0, "a rule order taken from a base, without one",
+                                            "<resolutions>")])
+            ours = base_order if choice == BASE else orders[choice]
+            order = _weave(ours, [orders[i] for i in self.priority])
+            self.order_conflicts(orders, order, set(range(self.count)), False, base_order)
+            return order, "conflict"
         if self.base is not None:
-            base_order = [s.identity for s in self.base.root.entries if _ordered(s) and s.identity in present]
             reordered = [i for i in self.priority if not _consistent(orders[i], base_order)]
             changed = set(reordered)
             if reordered and all(_consistent(orders[a], orders[b]) for a, b in combinations(reordered, 2)):
                 reference, taken = reordered[0], True
         order = _weave(orders[reference], [orders[i] for i in self.priority if i != reference])
+        self.order_conflicts(orders, order, changed, taken, base_order)
+        return order, "three-way" if taken else "rule order"
+
+    def order_conflicts(self, orders: list[list[Identity]], order: list[Identity], changed: set[int], taken: bool,
+                        base_order: list[Identity]) -> None:
+        """A conflict for each rule some input has out of ``order`` (only the reordering inputs when ``taken``)."""
         rank = {identity: k for k, identity in enumerate(order)}
         misplaced: dict[Identity, None] = {}
         for i, own in enumerate(orders):
@@ -521,8 +584,13 @@ class _Merge:
             misplaced.update((identity, None) for k, identity in enumerate(own) if k not in keep)
         for identity in sorted(misplaced, key=rank.__getitem__):
             values = tuple(_position(own, identity) if identity in own else None for own in orders)
-            self.conflicts.append(Conflict(str(identity), "order", values, _position(order, identity)))
-        return order, "three-way" if taken else "rule order"
+            base = _position(base_order, identity) if identity in base_order else None
+            self.conflicts.append(Conflict(str(identity), "order", values, _position(order, identity), base))
+
+
+def _refused(key: ConflictKey, why: str) -> ConfError:
+    where = f"{key[0]} / {key[1]}" if key[1] else key[0]
+    return ConfError([Diagnostic("error", 0, 0, f"{where}: cannot take that choice: {why}", "<resolutions>")])
 
 
 def _held(nodes: Sequence[Node | None], i: int) -> Node:
