@@ -26,6 +26,7 @@ from .uploads import Limits, Upload, check, diagnostic_data, files, form, load
 log = logging.getLogger("confmerge.web")
 DRAFTS = web.AppKey("drafts", Drafts)
 LIMITS = web.AppKey("limits", Limits)
+SECURE = web.AppKey("secure", bool)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 routes = web.RouteTableDef()
 
@@ -37,7 +38,7 @@ def create_app(token: str, *, secure: bool = True, limits: Limits = Limits(), ru
     app[SESSIONS] = Sessions(token)
     app[DRAFTS] = Drafts(rules, draft_lifetime)
     app[LIMITS] = limits
-    app["secure"] = secure
+    app[SECURE] = secure
     app.add_routes(routes)
     return app
 
@@ -102,7 +103,7 @@ def _log_in(request: web.Request, token: str) -> web.StreamResponse:
         return web.Response(status=401, text=views.login("That token is not valid."), content_type="text/html")
     key, _ = sessions.open()
     response = web.HTTPSeeOther("/")
-    set_session(response, key, request.app["secure"])
+    set_session(response, key, request.app[SECURE])
     return response
 
 
@@ -111,7 +112,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
     from .auth import COOKIE
     request.app[SESSIONS].close(request.cookies.get(COOKIE))
     response = web.HTTPSeeOther("/login")
-    clear_session(response, request.app["secure"])
+    clear_session(response, request.app[SECURE])
     return response
 
 
