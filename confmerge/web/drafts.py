@@ -29,8 +29,8 @@ from .uploads import Upload, bad_backups, load
 
 REPORT = "merge-report.json"
 RESOLUTIONS = "resolutions.json"
-BOTH_WHY = ("not possible: an entry is named by its identity, so both values would be one entry twice; "
-            "values that can stand together (two NTP servers) are two entries and never conflict")
+BOTH_WHY = ("an entry is named by its identity, so two values of one entry cannot stand together; "
+            "values that can (two NTP servers) are two entries and never conflict")
 
 
 def next_generation(name: str) -> str:
@@ -87,7 +87,7 @@ class Draft:
             raise Problem(404, f"no conflict {n}: this merge has {len(rows)}")
         key, conflict = rows[n - 1]
         if take == "both":
-            raise Problem(422, f"both: {BOTH_WHY}")
+            raise Problem(422, f"both: not possible: {BOTH_WHY}")
         if take == "primary":
             take = self.names[self.primary]
         choice = choice_of(take, self.names, self.base is not None, lambda m: Problem(400, m))

@@ -15,7 +15,8 @@ from typing import Any, Iterable, Sequence
 
 from ..diff import CLASS_ORDER, Change, Diff, Op
 from ..present import diff_summary
-from ..tree import MergeClass, Node
+from ..tree import Node
+from .drafts import BOTH_WHY
 
 CONTEXT = 3
 _TOKENS = re.compile(r"(\s+)")
@@ -75,6 +76,8 @@ The primary (lowest <code>bqn-id</code>) is chosen for you; change it on the nex
 <form method="post" action="/merge" enctype="multipart/form-data" id="merge-form">{f}
 <label>Backups, one per server <input type="file" name="backups" multiple required></label>
 <label>Base, for a three-way merge (optional) <input type="file" name="base"></label>
+<label>Primary (optional: a backup's file name; needed only when two share the lowest bqn-id)
+<input type="text" name="primary" placeholder="bqn0-v1.conf"></label>
 <button type="submit" class="primary">Start merge</button></form></section>
 <section class="card"><h2>Check</h2><p>Syntax, types and references: every problem with its line and column.</p>
 <form method="post" action="/check" enctype="multipart/form-data" id="check-form">{f}
@@ -275,6 +278,9 @@ def merge(draft: dict[str, Any], bqn_ids: Sequence[int | None], csrf: str,
                 + ("" if draft["confirmed"] else
                    '<p class="keys"><kbd>j</kbd>/<kbd>k</kbd> next / previous conflict · <kbd>1</kbd>…<kbd>9</kbd> '
                    'take that option · <kbd>n</kbd> next unresolved</p>')
+                + (f'<p class="muted why" id="both-why">Until chosen, a conflict takes the primary’s value '
+                   f'(marked <span class="badge auto">automatic</span>). “Both” is never offered: {e(BOTH_WHY)}.</p>'
+                   if total else "")
                 + '</section>')
     items = [_conflict(c, draft) for c in draft["conflicts"]]
     conflicts = (f'<ol class="conflicts" id="conflicts">{"".join(items)}</ol>' if items
@@ -294,7 +300,7 @@ def merge(draft: dict[str, Any], bqn_ids: Sequence[int | None], csrf: str,
                 f'<p class="muted">Load each file on its server: Administration → Backup → Load Configuration. '
                 f'<code>confmerge merge --resolve resolutions.json</code> writes the same files from the same backups.</p>'
                 f'</section><section class="card"><h2>Preview</h2>{shown}</section>')
-    body = (f'<div data-merge="{e(draft["id"])}" id="merge">{inputs}{progress}{conflicts}{done}</div>')
+    body = f'<div data-merge="{e(draft["id"])}" id="merge">{inputs}{progress}{done}{conflicts}</div>'
     return page("Merge", body, csrf)
 
 
@@ -307,13 +313,13 @@ def _conflict(c: dict[str, Any], draft: dict[str, Any]) -> str:
     taken = c["take"] or draft["primary"]
     for k, (name, value) in enumerate(choices, 1):
         primary = " (primary)" if name == draft["primary"] else ""
-        shown = "(absent)" if value is None else value
+        shown = value if value is not None else "(its rule order; lacks this rule)" if c["statement"] == "order" \
+            else "(absent: remove it)" if draft["base"] else "(absent)"
         on = " on" if name == taken else ""
         disabled = " disabled" if draft["confirmed"] else ""
         options.append(f'<button type="button" class="opt{on}" data-take="{e(name)}" data-key="{k}"{disabled}>'
                        f'<kbd>{k}</kbd> <span class="who">{e(name)}{primary}</span> <code>{e(shown)}</code></button>')
-    options.append(f'<button type="button" class="opt" disabled title="{e(c["both"]["why"])}">both</button>'
-                   f'<span class="why muted">both: {e(c["both"]["why"])}</span>')
+    options.append(f'<button type="button" class="opt both" disabled title="both: {e(c["both"]["why"])}">both</button>')
     status = ('<span class="badge auto">automatic: primary wins</span>' if c["automatic"]
               else f'<span class="badge chosen">chosen: {e(c["take"])}</span>')
     return (f'<li class="conflict{" unresolved" if c["automatic"] else ""}" id="k{c["n"]}" data-n="{c["n"]}" tabindex="0">'
