@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from itertools import combinations
-from typing import Callable, Iterator, Sequence, overload
+from typing import Callable, Iterator, Mapping, Sequence, overload
 
 from .check import references, validate
 from .diff import longest_increasing, statement_class, statement_text
@@ -506,6 +506,7 @@ class _Merge:
                 reason = "conflict"
                 source = self.primary if self.primary in holders else changers[0]
                 if choice == BASE:
+                    assert old is not None  # self.choice refuses the base where it lacks the entry
                     self.conflicts.append(Conflict(section, statement, tuple(map(_shown, nodes)), _shown(old),
                                                    _shown(old)))
                     return self.taken(identity, nodes, old, cls, section, where, reason)

@@ -112,8 +112,7 @@ def run(args: argparse.Namespace) -> int:
         except OSError as error:
             await runner.cleanup()
             raise _fail(f"cannot listen on {args.listen}: {error.strerror or error}") from None
-        server = site._server
-        bound = server.sockets[0].getsockname()[1] if server is not None and server.sockets else port
+        bound = runner.addresses[0][1] if runner.addresses else port
         shown = f"[{host}]" if ":" in host else host
         url = f"{scheme}://{shown}:{bound}/"
         lines = [f"confmerge serve: listening on {url}"]
