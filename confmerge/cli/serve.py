@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..diagnostics import ConfError, Diagnostic
 from ..files import read_text
-from . import EXIT_OK, command, load_rules, rules_option
+from . import EXIT_OK, command, load_checked, load_rules, rules_option
 
 DEFAULT_LISTEN = "127.0.0.1:8443"
 
@@ -29,6 +29,8 @@ def _state_dir() -> Path:
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("files", type=Path, nargs="*", metavar="FILE",
+                        help="backups to open as a merge at start (the printed URL leads to it)")
     parser.add_argument("--listen", default=DEFAULT_LISTEN, metavar="HOST:PORT",
                         help=f"address and port to listen on (default {DEFAULT_LISTEN}; port 0 picks a free one)")
     parser.add_argument("--token-file", type=Path, metavar="FILE",
@@ -71,19 +73,23 @@ def _loopback(host: str) -> bool:
 def run(args: argparse.Namespace) -> int:
     from ..web import Limits, create_app, token_from_file
     from ..web import tls
+    from ..web.errors import Problem
 
     host, port = parse_listen(args.listen)
     if args.insecure_http and not _loopback(host):
         raise _fail(f"--insecure-http serves only on a loopback address, not {host}")
     if (args.cert is None) != (args.key is None):
         raise _fail("--cert and --key go together")
+    rules = load_rules(args)
+    if len(args.files) == 1:
+        raise _fail("give two backups or more to open as a merge")
+    load_checked(args.files, rules)  # bad input said as FILE:LINE:COLUMN before anything is written or listens
     state = args.state_dir or _state_dir()
     token_file = args.token_file or state / "token"
     try:
         token = token_from_file(token_file)
     except (OSError, ValueError) as error:
         raise _fail(str(error), str(token_file)) from None
-    rules = load_rules(args)
     context, cert = None, None
     if not args.insecure_http:
         cert, key = (args.cert, args.key) if args.cert else (state / "serve-cert.pem", state / "serve-key.pem")
@@ -96,11 +102,19 @@ def run(args: argparse.Namespace) -> int:
         except (OSError, ValueError) as error:
             raise _fail(f"cannot use the certificate: {error}", str(cert)) from None
     limits = Limits(file_bytes=args.max_upload_mb * 1024 * 1024,
-                    total_bytes=args.max_upload_mb * 1024 * 1024 * max(2, min(args.max_files, 4)) + 65536,
+                    total_bytes=args.max_upload_mb * 1024 * 1024 * args.max_files + 1024 * 1024,
                     files=args.max_files)
     app = create_app(token, secure=context is not None, limits=limits, rules=rules,
                      draft_lifetime=args.draft_minutes * 60.0)
     scheme = "https" if context is not None else "http"
+    start = "/"
+    if args.files:
+        from ..web.app import DRAFTS
+        from ..web.uploads import Upload
+        try:
+            start = f"/merges/{app[DRAFTS].create([Upload(p.name, read_text(p)) for p in args.files], None, None).id}"
+        except Problem as problem:
+            raise _fail(problem.message) from None
 
     async def serve() -> None:
         from aiohttp import web
@@ -120,7 +134,8 @@ def run(args: argparse.Namespace) -> int:
             lines.append(f"certificate: {cert} {tls.fingerprint(cert)}")
         else:
             lines.append("warning: plain HTTP (--insecure-http): the token and the backups cross the wire unencrypted")
-        lines += [f"token file: {token_file}", f"open: {url}login?token={token}"]
+        follow = f"&next={start}" if start != "/" else ""
+        lines += [f"token file: {token_file}", f"open: {url}login?token={token}{follow}"]
         print("\n".join(lines), flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -86,7 +86,7 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
 async def login_page(request: web.Request) -> web.StreamResponse:
     token = request.query.get("token")
     if token is not None:
-        return _log_in(request, token)
+        return _log_in(request, token, request.query.get("next", "/"))
     return web.Response(text=views.login(), content_type="text/html")
 
 
@@ -97,12 +97,13 @@ async def login(request: web.Request) -> web.StreamResponse:
     return _log_in(request, token if isinstance(token, str) else "")
 
 
-def _log_in(request: web.Request, token: str) -> web.StreamResponse:
+def _log_in(request: web.Request, token: str, follow: str = "/") -> web.StreamResponse:
     sessions = request.app[SESSIONS]
     if not sessions.valid_token(token):
         return web.Response(status=401, text=views.login("That token is not valid."), content_type="text/html")
     key, _ = sessions.open()
-    response = web.HTTPSeeOther("/")
+    local = follow.startswith("/") and not follow.startswith("//") and "\\" not in follow
+    response = web.HTTPSeeOther(follow if local else "/")
     set_session(response, key, request.app[SECURE])
     return response
 

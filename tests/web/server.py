@@ -60,7 +60,7 @@ def start(state: Path, *args: str, timeout: float = 30) -> Server:
         received += chunk
     lines = received.decode().splitlines()
     url = next(line.split()[-1] for line in lines if " listening on " in line)
-    token = next(line for line in lines if line.startswith("open: ")).rsplit("token=", 1)[1]
+    token = next(line for line in lines if line.startswith("open: ")).split("token=", 1)[1].split("&", 1)[0]
     cert = next((Path(line.split()[1]) for line in lines if line.startswith("certificate: ")), None)
     return Server(process, url, token, state, lines, cert)
 

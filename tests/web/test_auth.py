@@ -134,3 +134,24 @@ def test_a_real_certificate_is_served_with_cert_and_key(tmp_path: Path) -> None:
         running.stop()
     alone = run_confmerge("serve", "--cert", cert, "--state-dir", tmp_path / "s2", timeout=30)
     assert alone.returncode == 2 and "--cert and --key go together" in alone.stderr
+
+
+def test_backups_named_at_start_open_as_a_merge_behind_the_printed_url(tmp_path: Path) -> None:
+    running = start(tmp_path / "state", str(FIXTURES / "bqn0-v1.conf"), str(FIXTURES / "bqn1-v1.conf"))
+    try:
+        printed = next(line for line in running.lines if line.startswith("open: "))
+        path = "/" + printed.split("/", 3)[3]
+        assert "&next=/merges/" in path
+        browser = Client(running, bearer=False)
+        response = browser.request("GET", path)
+        assert response.status == 303 and response.headers["Location"].startswith("/merges/")
+        page = browser.request("GET", response.headers["Location"])
+        assert page.status == 200 and "bqn1-v2.conf" in page.text
+        elsewhere = browser.request("GET", f"/login?token={running.token}&next=//evil.example/")
+        assert elsewhere.headers["Location"] == "/"
+    finally:
+        running.stop()
+    bad = tmp_path / "bad.conf"
+    bad.write_text("ntp\n\tserver 1.1.1.1\n")
+    refused = run_confmerge("serve", "--state-dir", tmp_path / "s2", str(FIXTURES / "bqn0-v1.conf"), bad, timeout=30)
+    assert refused.returncode == 2 and f"{bad}:2:" in refused.stderr and not (tmp_path / "s2").exists()
