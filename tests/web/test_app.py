@@ -154,3 +154,9 @@ def test_a_merge_takes_a_primary_by_name_and_a_base(client: Client) -> None:
     wrong = client.request("POST", "/api/v1/merges", fields={"primary": "nobody.conf"},
                            files={"backups": [read(GUIDE[0]), read(GUIDE[1])]})
     assert wrong.status == 400 and "nobody.conf" in wrong.json()["error"]
+
+
+def test_an_uploaded_name_keeps_only_its_file_name(client: Client) -> None:
+    response = client.request("POST", "/api/v1/check", files={"file": [("../../etc/bqn0 v1.conf", GUIDE[0].read_bytes()),
+                                                                      ("/tmp/x/bqn1.conf", GUIDE[1].read_bytes())]})
+    assert [f["file"] for f in response.json()["files"]] == ["bqn0_v1.conf", "bqn1.conf"]

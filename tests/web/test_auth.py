@@ -85,6 +85,14 @@ def test_https_by_default_with_a_self_signed_certificate_kept_across_restarts(se
     assert printed == "SHA256:" + ":".join(digest[k:k + 2] for k in range(0, len(digest), 2)) == fingerprint(server.cert)
     key = server.state / "serve-key.pem"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
+    certificate = x509.load_pem_x509_certificate(server.cert.read_bytes())
+    public = certificate.public_key()
+    assert isinstance(public, ec.EllipticCurvePublicKey) and public.curve.name == "secp256r1"
+    names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.DNSName) == ["localhost"]
+    assert {str(a) for a in names.get_values_for_type(x509.IPAddress)} == {"127.0.0.1", "::1"}
     again = start(server.state)
     try:
         assert next(line for line in again.lines if line.startswith("certificate: ")).split()[-1] == printed
@@ -104,6 +112,7 @@ def test_the_token_file_is_read_or_made_0600(tmp_path: Path) -> None:
         assert "Secure" not in response.headers["Set-Cookie"] and "HttpOnly" in response.headers["Set-Cookie"]
     finally:
         running.stop()
+    assert running.process.returncode == 0  # SIGTERM ends it cleanly
     given = tmp_path / "given"
     given.write_text("a-token-an-operator-chose-0123456789\n")
     running = start(tmp_path / "state", "--token-file", str(given))
@@ -155,3 +164,10 @@ def test_backups_named_at_start_open_as_a_merge_behind_the_printed_url(tmp_path:
     bad.write_text("ntp\n\tserver 1.1.1.1\n")
     refused = run_confmerge("serve", "--state-dir", tmp_path / "s2", str(FIXTURES / "bqn0-v1.conf"), bad, timeout=30)
     assert refused.returncode == 2 and f"{bad}:2:" in refused.stderr and not (tmp_path / "s2").exists()
+
+
+def test_the_defaults_loopback_8443_and_the_limits() -> None:
+    from confmerge.cli import build_parser
+    args = build_parser().parse_args(["serve"])
+    assert (args.listen, args.insecure_http) == ("127.0.0.1:8443", False)
+    assert (args.max_upload_mb, args.max_files, args.draft_minutes) == (16, 16, 60)

@@ -100,7 +100,7 @@ def test_compare_the_guides_backups_shows_the_six_cluster_wide_differences(page,
     page.locator("[data-filter=server]").uncheck()
     expect(page.locator('.sec[data-class="server"]').first).to_be_hidden()
     expect(page.locator('.sec[data-class="cluster"]').first).to_be_visible()
-    page.click("[data-view=unified]")
+    page.keyboard.press("u")
     expect(page.locator(".view-unified").first).to_be_visible()
     expect(page.locator(".view-split").first).to_be_hidden()
     page.locator("details.ctx summary").first.click()
@@ -137,6 +137,7 @@ def test_resolve_a_three_server_merge_with_the_keyboard_and_download_what_confme
     page.click("#confirm")
     expect(page.locator(".badge.ok", has_text="confirmed")).to_be_visible()
     page.locator("details.preview summary").first.click()
+    expect(page.locator("details.preview").first).to_contain_text("+timezone UTC")
     shot(page, "merge-confirmed", full=True)
 
     downloaded = tmp_path / "browser"
@@ -178,6 +179,7 @@ def test_a_bad_upload_shows_its_error(page, server: Server, tmp_path: Path) -> N
     expect(page.locator(".badge.ok")).to_have_count(1)
     expect(page.locator(".diag code").first).to_have_text("bqn9-v1.conf:4:2")
     expect(page.locator("pre.source").first).to_contain_text(" server 1.1.1.1")
+    expect(page.locator("pre.source .caret").first).to_have_text(" ^")
     shot(page, "check")
     page.goto(server.url)
     page.locator("#merge-form input[name=backups]").set_input_files([str(bad), str(FIXTURES / "bqn0-v1.conf")])
@@ -185,3 +187,18 @@ def test_a_bad_upload_shows_its_error(page, server: Server, tmp_path: Path) -> N
     expect(page.locator(".error-card h1")).to_have_text("400: 1 error in the backups")
     expect(page.locator(".diag code").first).to_have_text("bqn9-v1.conf:4:2")
     shot(page, "bad-upload")
+
+
+def test_take_the_primarys_for_the_rest_and_choose_another_primary(page, server: Server) -> None:  # type: ignore[no-untyped-def]
+    log_in(page, server)
+    page.locator("#merge-form input[name=backups]").set_input_files(THREE_FILES)
+    page.locator("#merge-form button[type=submit]").click()
+    progress = page.locator("#progress")
+    expect(progress).to_have_text("0 of 4 resolved")
+    page.click("#take-rest")
+    expect(progress).to_have_text("4 of 4 resolved")
+    expect(page.locator("li.conflict .badge.chosen").first).to_have_text("chosen: bqn0-v1.conf")
+    page.click("button[data-primary='bqn1-v1.conf']")
+    expect(progress).to_have_text("0 of 4 resolved")
+    expect(page.locator("table.inputs tr", has_text="bqn1-v1.conf").locator(".badge.primary")).to_be_visible()
+    expect(page.locator("#k1 .result")).to_contain_text("timezone Europe/Madrid")

@@ -2,7 +2,8 @@
 "use strict";
 (function () {
   const csrf = document.querySelector('meta[name="csrf-token"]')?.content || "";
-  const typing = (e) => /^(INPUT|SELECT|TEXTAREA)$/.test(e.target.tagName) || e.ctrlKey || e.metaKey || e.altKey;
+  const typing = (e) => e.target.matches?.("input[type=text], input[type=password], select, textarea")
+    || e.ctrlKey || e.metaKey || e.altKey;
   const visible = (el) => el.offsetParent !== null;
 
   function stepper(selector) {
