@@ -146,7 +146,8 @@ def test_a_real_certificate_is_served_with_cert_and_key(tmp_path: Path) -> None:
 
 
 def test_backups_named_at_start_open_as_a_merge_behind_the_printed_url(tmp_path: Path) -> None:
-    running = start(tmp_path / "state", str(FIXTURES / "bqn0-v1.conf"), str(FIXTURES / "bqn1-v1.conf"))
+    # README's one command: confmerge serve fixtures/merge/three-servers/*.conf
+    running = start(tmp_path / "state", *sorted(str(p) for p in (FIXTURES / "merge" / "three-servers").glob("*.conf")))
     try:
         printed = next(line for line in running.lines if line.startswith("open: "))
         path = "/" + printed.split("/", 3)[3]
@@ -155,7 +156,7 @@ def test_backups_named_at_start_open_as_a_merge_behind_the_printed_url(tmp_path:
         response = browser.request("GET", path)
         assert response.status == 303 and response.headers["Location"].startswith("/merges/")
         page = browser.request("GET", response.headers["Location"])
-        assert page.status == 200 and "bqn1-v2.conf" in page.text
+        assert page.status == 200 and "bqn2-v2.conf" in page.text and "0 of 4 resolved" in page.text
         elsewhere = browser.request("GET", f"/login?token={running.token}&next=//evil.example/")
         assert elsewhere.headers["Location"] == "/"
     finally:
