@@ -6,10 +6,11 @@ runs it standalone and a daemon can run it inside its own event loop.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from importlib import resources
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, TypeVar
 
 from aiohttp import web
 
@@ -25,9 +26,11 @@ from .uploads import Limits, Upload, check, diagnostic_data, files, form, load
 
 log = logging.getLogger("confmerge.web")
 DRAFTS = web.AppKey("drafts", Drafts)
+DRAFT_LOCK = web.AppKey("draft lock", asyncio.Lock)
 LIMITS = web.AppKey("limits", Limits)
 SECURE = web.AppKey("secure", bool)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+T = TypeVar("T")
 routes = web.RouteTableDef()
 
 
@@ -37,6 +40,7 @@ def create_app(token: str, *, secure: bool = True, limits: Limits = Limits(), ru
     app = web.Application(middlewares=[problems, authenticate], client_max_size=limits.total_bytes)
     app[SESSIONS] = Sessions(token)
     app[DRAFTS] = Drafts(rules, draft_lifetime)
+    app[DRAFT_LOCK] = asyncio.Lock()
     app[LIMITS] = limits
     app[SECURE] = secure
     app.add_routes(routes)
@@ -134,8 +138,9 @@ async def script(request: web.Request) -> web.StreamResponse:
 @routes.post("/compare")
 async def compare_page(request: web.Request) -> web.StreamResponse:
     old, new, result = await _compare(request, await form(request))
-    return web.Response(text=views.compare(result, old.text.splitlines(), new.text.splitlines(), _csrf(request) or ""),
-                        content_type="text/html")
+    page = await asyncio.to_thread(views.compare, result, old.text.splitlines(), new.text.splitlines(),
+                                   _csrf(request) or "")
+    return web.Response(text=page, content_type="text/html")
 
 
 @routes.post("/check")
@@ -153,13 +158,15 @@ async def merge_start(request: web.Request) -> web.StreamResponse:
 @routes.get("/merges/{id}")
 async def merge_page(request: web.Request) -> web.StreamResponse:
     draft = request.app[DRAFTS].get(request.match_info["id"])
-    previews = []
-    if draft.confirmed:
-        texts = draft.texts()
-        previews = [(upload.name, output, views.line_diff(upload.text, texts[output], upload.name, output))
-                    for upload, output in zip(draft.inputs, draft.outputs)]
-    return web.Response(text=views.merge(draft.data(), [c.bqn_id for c in draft.configs], _csrf(request) or "",
-                                         previews), content_type="text/html")
+
+    def render() -> str:
+        previews = []
+        if draft.confirmed:
+            texts = draft.texts()
+            previews = [(upload.name, output, views.line_diff(upload.text, texts[output], upload.name, output))
+                        for upload, output in zip(draft.inputs, draft.outputs)]
+        return views.merge(draft.data(), [c.bqn_id for c in draft.configs], _csrf(request) or "", previews)
+    return web.Response(text=await _changing(request, render), content_type="text/html")
 
 
 # -- the API
@@ -198,12 +205,9 @@ async def api_primary(request: web.Request) -> web.StreamResponse:
     draft = _draft(request)
     body = await _json_body(request)
     primary = body.get("primary")
-    if draft.confirmed:
-        raise Problem(409, "the merge is confirmed; start a new one to change it")
-    if not isinstance(primary, str) or primary not in draft.names:
+    if not isinstance(primary, str):
         raise Problem(400, "give {\"primary\": NAME}, NAME one of the merge's backups")
-    draft.primary, draft.choices, draft._result = draft.names.index(primary), {}, None
-    return web.json_response(draft.data())
+    return web.json_response(await _changing(request, lambda: draft.choose_primary(primary)))
 
 
 @routes.patch("/api/v1/merges/{id}/conflicts/{n}")
@@ -216,22 +220,19 @@ async def api_choose(request: web.Request) -> web.StreamResponse:
         n = int(request.match_info["n"])
     except ValueError:
         raise Problem(404, "conflicts are numbered from 1") from None
-    draft.choose(n, take)
-    return web.json_response(draft.data())
+    return web.json_response(await _changing(request, lambda: draft.choose(n, take)))
 
 
 @routes.post("/api/v1/merges/{id}/take-primary")
 async def api_take_primary(request: web.Request) -> web.StreamResponse:
     draft = _draft(request)
-    draft.take_primary_for_rest()
-    return web.json_response(draft.data())
+    return web.json_response(await _changing(request, draft.take_primary_for_rest))
 
 
 @routes.post("/api/v1/merges/{id}/confirm")
 async def api_confirm(request: web.Request) -> web.StreamResponse:
     draft = _draft(request)
-    draft.confirm()
-    return web.json_response(draft.data())
+    return web.json_response(await _changing(request, draft.confirm))
 
 
 @routes.get("/api/v1/merges/{id}/outputs/{file}")
@@ -240,26 +241,34 @@ async def api_output(request: web.Request) -> web.StreamResponse:
     name = request.match_info["file"]
     if name not in draft.outputs:
         raise Problem(404, f"no output {name}; the outputs are {', '.join(draft.outputs)}")
-    return _download(draft.texts()[name].encode("utf-8"), name, "text/plain; charset=utf-8")
+    return _download((await _changing(request, draft.texts))[name].encode("utf-8"), name, "text/plain; charset=utf-8")
 
 
 @routes.get("/api/v1/merges/{id}/report")
 async def api_report(request: web.Request) -> web.StreamResponse:
-    return _download(_confirmed(request).texts()[REPORT].encode("utf-8"), REPORT, "application/json")
+    return _download((await _changing(request, _confirmed(request).texts))[REPORT].encode("utf-8"), REPORT,
+                     "application/json")
 
 
 @routes.get("/api/v1/merges/{id}/resolutions")
 async def api_resolutions(request: web.Request) -> web.StreamResponse:
-    return _download(_draft(request).texts()[RESOLUTIONS].encode("utf-8"), RESOLUTIONS, "application/json")
+    return _download((await _changing(request, _draft(request).texts))[RESOLUTIONS].encode("utf-8"), RESOLUTIONS,
+                     "application/json")
 
 
 @routes.get("/api/v1/merges/{id}/archive")
 async def api_archive(request: web.Request) -> web.StreamResponse:
     draft = _confirmed(request)
-    return _download(draft.archive(), f"merge-{draft.id}.zip", "application/zip")
+    return _download(await _changing(request, draft.archive), f"merge-{draft.id}.zip", "application/zip")
 
 
 # -- shared by pages and API
+
+
+async def _changing(request: web.Request, work: Callable[[], T]) -> T:
+    """Run engine work on a draft in a thread, one at a time: the event loop (a daemon's too) stays free."""
+    async with request.app[DRAFT_LOCK]:
+        return await asyncio.to_thread(work)
 
 
 def _draft(request: web.Request) -> Draft:
@@ -302,19 +311,27 @@ async def _compare(request: web.Request, data: Any) -> tuple[Upload, Upload, Any
     if old[0].name == new[0].name:
         old = [Upload(f"a/{old[0].name}", old[0].text)]
         new = [Upload(f"b/{new[0].name}", new[0].text)]
-    old_config, new_config = load([*old, *new], request.app[DRAFTS].rules)
-    return old[0], new[0], diff(old_config, new_config, scope)
+    rules = request.app[DRAFTS].rules
+
+    def compare() -> Any:
+        old_config, new_config = load([*old, *new], rules)
+        return diff(old_config, new_config, scope)
+    return old[0], new[0], await asyncio.to_thread(compare)
 
 
 async def _check(request: web.Request) -> list[dict[str, Any]]:
     uploads = files(await form(request), "file", request.app[LIMITS])
-    results = []
-    for upload in uploads:
-        _, found = check(upload, request.app[DRAFTS].rules)
-        lines = upload.text.splitlines()
-        results.append({"file": upload.name, "ok": not any(d.severity == "error" for d in found),
-                        "diagnostics": [diagnostic_data(d, lines) for d in found]})
-    return results
+    rules = request.app[DRAFTS].rules
+
+    def checked() -> list[dict[str, Any]]:
+        results = []
+        for upload in uploads:
+            _, found = check(upload, rules)
+            lines = upload.text.splitlines()
+            results.append({"file": upload.name, "ok": not any(d.severity == "error" for d in found),
+                            "diagnostics": [diagnostic_data(d, lines) for d in found]})
+        return results
+    return await asyncio.to_thread(checked)
 
 
 async def _create(request: web.Request) -> Draft:
@@ -323,6 +340,6 @@ async def _create(request: web.Request) -> Draft:
     backups = files(data, "backups", limits)
     base = files(data, "base", limits, required=False)
     primary = data.get("primary")
-    return request.app[DRAFTS].create(backups, primary if isinstance(primary, str) and primary else None,
-                                      base[0] if base else None)
+    return await _changing(request, lambda: request.app[DRAFTS].create(
+        backups, primary if isinstance(primary, str) and primary else None, base[0] if base else None))
 

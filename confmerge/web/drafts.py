@@ -78,7 +78,7 @@ class Draft:
                 conflict.section, conflict.statement, first.values, conflict.chosen, first.base)
         return list(rows.items())
 
-    def choose(self, n: int, take: str) -> None:
+    def choose(self, n: int, take: str) -> dict[str, Any]:
         """Resolve conflict ``n`` (1-based, in the current list) by taking ``take``: an input's name, ``primary`` or ``base``."""
         if self.confirmed:
             raise Problem(409, "the merge is confirmed; start a new one to change it")
@@ -95,15 +95,25 @@ class Draft:
             raise Problem(422, "the base does not have this entry; take an input that removed it instead")
         kept = {k: c for k, c in self.choices.items() if not (key[1] == "order" and k[1] == "order")}
         self.apply({**kept, key: choice})
+        return self.data()
 
-    def take_primary_for_rest(self) -> int:
+    def choose_primary(self, name: str) -> dict[str, Any]:
+        """Another primary: the merge again from scratch, the choices cleared."""
+        if self.confirmed:
+            raise Problem(409, "the merge is confirmed; start a new one to change it")
+        if name not in self.names:
+            raise Problem(400, "give {\"primary\": NAME}, NAME one of the merge's backups")
+        self.primary, self.choices, self._result = self.names.index(name), {}, None
+        return self.data()
+
+    def take_primary_for_rest(self) -> dict[str, Any]:
         if self.confirmed:
             raise Problem(409, "the merge is confirmed; start a new one to change it")
         ordered = any(statement == "order" for _, statement in self.choices)
         rest = {key: self.primary for key, _ in self.conflicts()
                 if key not in self.choices and not (key[1] == "order" and ordered)}
         self.apply({**self.choices, **rest})
-        return len(rest)
+        return self.data()
 
     def apply(self, choices: dict[ConflictKey, Choice]) -> None:
         """Re-run the merge with ``choices``; on a refusal, the draft stays as it was."""
@@ -120,8 +130,9 @@ class Draft:
         # A choice that removed an entry takes the conflicts inside it away; they are no longer choices.
         self.choices = {key: choice for key, choice in self.choices.items() if key not in stale}
 
-    def confirm(self) -> None:
+    def confirm(self) -> dict[str, Any]:
         self.confirmed = True
+        return self.data()
 
     def texts(self) -> dict[str, str]:
         """Every file a confirmed merge gives: each ``-v2``, the report, the operator's choices."""
