@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import signal
 import ssl
 import stat
 from pathlib import Path
@@ -139,6 +140,8 @@ def test_a_real_certificate_is_served_with_cert_and_key(tmp_path: Path) -> None:
         assert f"certificate: {cert} {fingerprint(cert)}" in running.lines
         assert not (tmp_path / "state" / "serve-cert.pem").exists()
         assert Client(running).request("GET", "/api/v1/openapi.json").status == 200
+        running.process.send_signal(signal.SIGINT)  # Ctrl-C
+        assert running.process.wait(timeout=20) == 0
     finally:
         running.stop()
     alone = run_confmerge("serve", "--cert", cert, "--state-dir", tmp_path / "s2", timeout=30)
