@@ -160,3 +160,22 @@ def test_an_uploaded_name_keeps_only_its_file_name(client: Client) -> None:
     response = client.request("POST", "/api/v1/check", files={"file": [("../../etc/bqn0 v1.conf", GUIDE[0].read_bytes()),
                                                                       ("/tmp/x/bqn1.conf", GUIDE[1].read_bytes())]})
     assert [f["file"] for f in response.json()["files"]] == ["bqn0_v1.conf", "bqn1.conf"]
+
+
+def test_the_server_keeps_answering_while_it_compares_large_backups(client: Client, server) -> None:  # type: ignore[no-untyped-def]
+    import threading
+    blocks = [f"policy rate p{k}\n  downlink {k % 900 + 1}M\n  uplink 1M\n  congestion-management yes\n"
+              for k in range(9_000)]
+    old = "".join(blocks).encode()
+    new = old.replace(b"policy rate p4500\n  downlink 1M", b"policy rate p4500\n  downlink 2M")
+    assert len(new) < 1 << 20 and old != new
+    done: list[int] = []
+    worker = threading.Thread(target=lambda: done.append(Client(server).request(
+        "POST", "/compare", files={"old": [("a.conf", old)], "new": [("b.conf", new)]}).status))
+    worker.start()
+    answered = 0
+    while worker.is_alive() and answered < 3:
+        assert client.request("GET", "/api/v1/openapi.json").status == 200
+        answered += 1 if worker.is_alive() else 0
+    worker.join(timeout=120)
+    assert done == [200] and answered == 3
