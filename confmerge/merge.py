@@ -15,17 +15,16 @@ its own. A statement whose class a rule sets overrides its section's class.
 
 from __future__ import annotations
 
-import gc
-from contextlib import contextmanager
-from typing import Iterator, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from .build import Output, lookup
+from .check import not_a_backup
 from .cluster import cluster_digest, cluster_part, ordered
 from .decide import Decider, decide_adoption, unclassified
 from .diagnostics import ConfError, Diagnostic
 from .resolve import Choice, ConflictKey
 from .result import Action, Conflict, Edit, MergeResult, Unclassified
-from .tree import Config, MergeClass
+from .tree import Config, MergeClass, collector_paused
 
 __all__ = [
     "Action", "Conflict", "Edit", "MergeResult", "Unclassified",
@@ -43,7 +42,7 @@ def adopt(server: Config, cluster: Config) -> Config:
     parsed, or a whole backup (only its cluster-wide content is read). Raises
     :class:`ConfError` if the result would not pass ``validate``.
     """
-    with _collector_paused():
+    with collector_paused():
         output = Output(server, {})
         output.apply(decide_adoption(server.root, cluster.root, MergeClass.UNCLASSIFIED, cluster), None, None, (), True)
         output.order([s.identity for s in cluster.root.entries if ordered(s)], "cluster")
@@ -76,7 +75,7 @@ def merge(configs: Sequence[Config], primary: int | None = None, base: Config | 
         primary = choose_primary(configs)
     elif not 0 <= primary < len(configs):
         raise ValueError(f"primary {primary} is not an input index")
-    with _collector_paused():
+    with collector_paused():
         decider = Decider(configs, primary, base, resolutions or {})
         decisions, order, reason = decider.decide_all()
         ranked = [configs[i] for i in decider.priority]
@@ -102,11 +101,17 @@ def choose_primary(configs: Sequence[Config]) -> int:
     """The input with the lowest ``bqn-id`` (a backup without one has 0, as a new BQN does).
 
     Two inputs sharing the lowest id raise :class:`ConfError` at their
-    ``bqn-id`` lines: the guide's election cannot tell them apart.
+    ``bqn-id`` lines: the guide's election cannot tell them apart. A file with
+    nothing of a backup in it (``check.not_a_backup``: a server not configured
+    yet, or no backup at all) can gain the cluster's configuration but is never
+    the primary: an empty file must not win with the ``bqn-id`` it lacks.
     """
-    ids = [config.bqn_id or 0 for config in configs]
-    lowest = min(ids)
-    tied = [i for i, value in enumerate(ids) if value == lowest]
+    refused = {i: problem for i, config in enumerate(configs) if (problem := not_a_backup(config)) is not None}
+    if len(refused) == len(configs):
+        raise ConfError(list(refused.values()))
+    ids = {i: config.bqn_id or 0 for i, config in enumerate(configs) if i not in refused}
+    lowest = min(ids.values())
+    tied = [i for i, value in ids.items() if value == lowest]
     if len(tied) == 1:
         return tied[0]
     names = ", ".join(configs[i].file for i in tied)
@@ -121,14 +126,3 @@ def choose_primary(configs: Sequence[Config]) -> int:
         ))
     raise ConfError(problems)
 
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Copying trees allocates a node per line and frees none; the cyclic collector would rescan them in vain."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
