@@ -171,6 +171,8 @@ class Draft:
             "confirmed": self.confirmed, "expires_in": max(0, round(self.expires - time.monotonic())),
             "resolved": sum(1 for row in rows if not row["automatic"]), "total": len(rows),
             "conflicts": rows,
+            "unclassified": [{"file": names[u.input], "section": u.section, "statement": u.statement, "line": u.line}
+                             for u in self.result.unclassified],
         }
 
 

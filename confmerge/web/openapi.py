@@ -109,7 +109,10 @@ def openapi() -> dict[str, Any]:
                         "n": {"type": "integer"}, "section": {"type": "string"}, "statement": {"type": ["string", "null"]},
                         "values": {"type": "object"}, "base": {"type": ["string", "null"]},
                         "chosen": {"type": ["string", "null"]}, "take": {"type": ["string", "null"]},
-                        "automatic": {"type": "boolean"}, "both": {"type": "object"}}}}}},
+                        "automatic": {"type": "boolean"}, "both": {"type": "object"}}}},
+                    "unclassified": {"type": "array", "items": {"type": "object", "properties": {
+                        "file": {"type": "string"}, "section": {"type": "string"},
+                        "statement": {"type": ["string", "null"]}, "line": {"type": "integer"}}}}}},
             },
         },
     }

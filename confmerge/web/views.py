@@ -300,7 +300,15 @@ def merge(draft: dict[str, Any], bqn_ids: Sequence[int | None], csrf: str,
                 f'<p class="muted">Load each file on its server: Administration → Backup → Load Configuration. '
                 f'<code>confmerge merge --resolve resolutions.json</code> writes the same files from the same backups.</p>'
                 f'</section><section class="card"><h2>Preview</h2>{shown}</section>')
-    body = f'<div data-merge="{e(draft["id"])}" id="merge">{inputs}{progress}{done}{conflicts}</div>'
+    kept = ""
+    if draft["unclassified"]:
+        entries = "".join(f'<li><code>{e(u["file"])}:{u["line"]}</code> <code>{e(u["section"])}'
+                          f'{" / " + e(u["statement"]) if u["statement"] else ""}</code></li>' for u in draft["unclassified"])
+        kept = (f'<section class="card" id="unclassified"><h2>Not merged: {len(draft["unclassified"])} unclassified '
+                f'entr{"y" if len(draft["unclassified"]) == 1 else "ies"}</h2><p class="muted">No rule says whether '
+                f'these are cluster-wide or server-specific, so each server keeps its own, as it is. Classify them with '
+                f'a rules file (<code>confmerge serve --rules FILE</code>) to merge them.</p><ul>{entries}</ul></section>')
+    body = f'<div data-merge="{e(draft["id"])}" id="merge">{inputs}{progress}{done}{conflicts}{kept}</div>'
     return page("Merge", body, csrf)
 
 

@@ -104,6 +104,8 @@ def test_a_merge_is_a_draft_until_confirmed_and_then_gives_what_confmerge_merge_
     draft = merge_of_three(client)
     assert draft["primary"] == "bqn0-v1.conf" and (draft["resolved"], draft["total"]) == (0, 4)
     assert all(c["automatic"] and c["take"] is None for c in draft["conflicts"])
+    assert {(u["file"], u["section"]) for u in draft["unclassified"]} == {
+        ("bqn0-v1.conf", "snmp"), ("bqn2-v1.conf", "ntp"), ("bqn2-v1.conf", "license key ABC-123-XYZ")}
     assert [o["file"] for o in draft["outputs"]] == ["bqn0-v2.conf", "bqn1-v2.conf", "bqn2-v2.conf"]
     base = f"/api/v1/merges/{draft['id']}"
     assert client.request("GET", f"{base}/outputs/bqn0-v2.conf").status == 409

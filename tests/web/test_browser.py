@@ -117,6 +117,8 @@ def test_resolve_a_three_server_merge_with_the_keyboard_and_download_what_confme
     expect(progress).to_have_text("0 of 4 resolved")
     expect(page.locator("table.inputs tr", has_text="bqn0-v1.conf").locator(".badge.primary")).to_be_visible()
     expect(page.locator("li.conflict .badge.auto")).to_have_count(4)
+    expect(page.locator("#unclassified h2")).to_have_text("Not merged: 3 unclassified entries")
+    expect(page.locator("#unclassified")).to_contain_text("bqn0-v1.conf:36 snmp")
     shot(page, "merge-draft", full=True)
     page.keyboard.press("j")  # conflict 1: timezone
     page.keyboard.press("3")  # take bqn2-v1.conf's: timezone UTC
