@@ -27,6 +27,7 @@ import fcntl
 import logging
 import os
 import tempfile
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,9 @@ log = logging.getLogger("clusterd")
 
 ATTEMPTS = 20
 """Swaps tried before giving up on a file that keeps changing under the daemon."""
+
+SETTLE = 0.05
+"""Seconds an in-place write must have rested before the file is taken as whole."""
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
@@ -92,14 +96,25 @@ def _identity(status: os.stat_result) -> Identity:
 
 
 def read(path: Path) -> Seen:
-    """The file's text, read again if it was written in place during the read (a torn read is never returned)."""
+    """The file's text, never half of an in-place write.
+
+    A file written in place during the read is read again. One whose last
+    change was an in-place write (its ctime is its mtime: a renamed file's
+    ctime is the later rename) less than :data:`SETTLE` ago may be half
+    written: it is taken only once it has not changed for that long.
+    """
     for _ in range(ATTEMPTS):
         with open(path, "rb") as handle:
             before = os.fstat(handle.fileno())
             data = handle.read()
             after = os.fstat(handle.fileno())
-        if _identity(before) == _identity(after) and len(data) == after.st_size:
-            return Seen(_decode(data, path), _identity(after))
+        if _identity(before) != _identity(after) or len(data) != after.st_size:
+            continue
+        if after.st_ctime_ns == after.st_mtime_ns and time.time_ns() - after.st_mtime_ns < SETTLE * 1e9:
+            time.sleep(SETTLE)
+            if _identity(os.stat(path)) != _identity(after):
+                continue
+        return Seen(_decode(data, path), _identity(after))
     raise Contended(f"{path} kept changing while it was read")
 
 
