@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from confmerge import ConfError, Conflict, Diagnostic, merge, parse, render
+from confmerge import ConfError, Conflict, merge, parse, read_text, render
 
 log = logging.getLogger("clusterd")
 
@@ -121,10 +121,9 @@ def read(path: Path) -> Seen:
 def _decode(data: bytes, path: Path) -> str:
     try:
         return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
-        raise ConfError([Diagnostic("error", line, column, "not UTF-8 text", str(path))]) from None
+    except UnicodeDecodeError:
+        read_text(path)  # raises the ConfError that names the line and column
+        raise Contended(f"{path} changed while it was read") from None
 
 
 def merge_concurrent(base: str, ours: str, theirs: str, path: Path) -> tuple[str, tuple[Conflict, ...]]:
