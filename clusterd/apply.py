@@ -17,6 +17,7 @@ operator's concurrent edit is merged, never overwritten.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shlex
@@ -208,10 +209,14 @@ def recover(store: Store, backup: Path, apply_command: str | None) -> Recovery |
     except (OSError, ConfError, livefile.Contended) as error:
         return Recovery("an apply was interrupted by a restart", f"cannot read the live backup {backup} to finish "
                         f"the apply interrupted by a restart: {_reason(error)}")
+    kept = _leftovers(backup, {intent.previous, intent.new})
+    note = (f"; a file the crash left beside the backup holds other text (an operator's edit being swapped?), "
+            f"kept for the operator: {', '.join(map(str, kept))}") if kept else ""
     if sha256(on_disk) == intent.previous:
         _done(store)
-        return Recovery(f"an apply of generation {intent.generation} was interrupted before the backup was replaced; "
-                        "the backup is the previous one")
+        event = (f"an apply of generation {intent.generation} was interrupted before the backup was replaced; "
+                 "the backup is the previous one")
+        return Recovery(event + note, note[2:] or None)
     try:
         run_apply_command(apply_command, backup, intent.generation)
     except SyncError as error:
@@ -223,8 +228,28 @@ def recover(store: Store, backup: Path, apply_command: str | None) -> Recovery |
         if sha256(on_disk) == intent.new and previous is not None and sha256(previous) == intent.previous:
             back = _put_back(backup, on_disk, previous)
         _done(store)
-        reason = f"after a restart, the interrupted apply of generation {intent.generation}: {error}; {back}"
+        reason = f"after a restart, the interrupted apply of generation {intent.generation}: {error}; {back}{note}"
         return Recovery(reason, reason)
     _done(store)
-    return Recovery(f"the apply of generation {intent.generation} was interrupted by a restart; the apply command "
-                    "ran again for the backup on disk")
+    event = (f"the apply of generation {intent.generation} was interrupted by a restart; the apply command "
+             "ran again for the backup on disk")
+    return Recovery(event + note, note[2:] or None)
+
+
+def _leftovers(backup: Path, known: set[str]) -> list[Path]:
+    """Temporary files an interrupted replace left beside the backup: copies of known texts go, any other stays.
+
+    A crash between a swap and its swap back leaves an operator's file under
+    the temporary name: it is never removed, and the caller names it.
+    """
+    kept = []
+    for temp in sorted(backup.parent.glob(f".{backup.name}.*.tmp")):
+        try:
+            digest = hashlib.sha256(temp.read_bytes()).hexdigest()
+        except OSError:
+            continue
+        if digest in known:
+            temp.unlink(missing_ok=True)
+        else:
+            kept.append(temp)
+    return kept
