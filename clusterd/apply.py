@@ -25,7 +25,7 @@ import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from confmerge import ConfError, adopt, cluster_part, parse, render, write_atomic
+from confmerge import ConfError, Conflict, adopt, cluster_part, parse, render, write_atomic
 
 from . import livefile
 from .sync import Generation, Snapshot, Store, SyncError, sha256, snapshot_of
@@ -42,6 +42,8 @@ class Applied:
     """The live backup as it now is (saves the daemon parsing it again)."""
     stamp: tuple[int, int]
     """Its mtime and size as this apply left them (:data:`UNKNOWN` when not read here): a later edit differs."""
+    conflicts: tuple[Conflict, ...] = ()
+    """Entries an operator changed on this server while the daemon wrote, differently: the operator's value stayed."""
 
 
 UNKNOWN = (0, 0)
@@ -126,7 +128,7 @@ def apply_generation(store: Store, backup: Path, text: str, generation: Generati
     written = write_backup(store, backup, live.text, new_text, apply_command, generation)
     _save(store, generation, text)
     if written.merged:  # an operator's edit made meanwhile is in the file too: it goes to the primary as an edit
-        return Applied(generation, True, snapshot_of(written.text, backup), written.stamp)
+        return Applied(generation, True, snapshot_of(written.text, backup), written.stamp, written.conflicts)
     # adopt's contract: the result holds the generation's cluster-wide content in normal form
     return Applied(generation, True, Snapshot(new_text, cluster_part(result), generation.digest, result), written.stamp)
 

@@ -26,7 +26,7 @@ from typing import Any, Coroutine
 
 import asyncssh
 
-from confmerge import ConfError
+from confmerge import ConfError, Conflict
 
 from . import apply as applying
 from . import config as config_module
@@ -473,10 +473,11 @@ class Daemon:
                 upcoming = next_generation(self.generation, self.membership.newest_generation(),
                                            self.membership.epoch, live)
                 try:
-                    await asyncio.to_thread(applying.write_backup, self.store, self.config.backup, live.text, outcome.text,
-                                            self.config.apply_command, upcoming)
+                    written = await asyncio.to_thread(applying.write_backup, self.store, self.config.backup, live.text,
+                                                      outcome.text, self.config.apply_command, upcoming)
                 except SyncError as error:
                     return {"ok": False, "error": f"the primary could not apply the merged edit: {error}"}
+                self._edited_meanwhile(written.conflicts)
             await self.refresh_live(force=True)
             if self.live is not None and self.live.digest != self.generation.digest:
                 self._new_generation()
@@ -491,6 +492,15 @@ class Daemon:
             return {"ok": False, "error": self.live_error or "no live backup"}
         return {"ok": True, "text": self.live.text, "digest": self.live.digest,
                 "generation": self.generation.number}
+
+    def _edited_meanwhile(self, conflicts: tuple[Conflict, ...]) -> None:
+        """Entries the operator of this server changed while the daemon wrote them: the operator's value stayed."""
+        for c in conflicts:
+            self.conflicts.append({"from": self.config.id, "section": c.section, "statement": c.statement,
+                                   "primary": c.values[0], "edit": c.values[1], "chosen": c.chosen})
+            self.events.add(f"conflict with an edit made on this server while the daemon wrote its backup, in "
+                            f"{c.section}{' / ' + c.statement if c.statement else ''}: kept the operator's "
+                            f"{c.chosen!r}, not {c.values[1]!r}")
 
     # -- sync: a secondary ---------------------------------------------
 
@@ -571,6 +581,7 @@ class Daemon:
                 path.unlink(missing_ok=True)
             self.generation, self.generation_text = applied.generation, text
             self.apply_error, self.sent_digest = None, None
+            self._edited_meanwhile(applied.conflicts)
             m.generation = applied.generation.number
             await self.refresh_live(known=(applied.live, applied.stamp))
             self.events.add(f"applied generation {generation.number} from server {sender}"
