@@ -20,6 +20,12 @@ from .schema import ROOT, Field, Kind, Literal, Optional
 from .tree import Config, Identity, Node
 
 
+MAX_DEPTH = 32
+"""How deep statements may nest (a section is level 1). BQN writes three levels;
+the bound keeps every recursive walk over a tree (render, diff, merge, data) far
+from the interpreter's stack limit, whatever a file holds."""
+
+
 class _Mismatch(Exception):
     def __init__(self, word: int, message: str) -> None:
         self.word = word
@@ -131,7 +137,10 @@ class _Builder:
             elif node.kind is not None and node.kind.single:
                 self.report("error", raw, None, f"'{node.kind.keyword}' given twice in one block (first at line {first.line})")
             elif first.words == node.words:
-                self.report("warning", raw, None, f"'{node.text.strip()}' repeated (first at line {first.line}); it counts once")
+                self.report("warning", raw, None, f"'{node.text.strip(' ')}' repeated (first at line {first.line}); it counts once")
+            elif node.kind is not None and node.kind is first.kind and node.values == first.values:
+                self.report("warning", raw, None, f"'{node.text.strip(' ')}' is equal in normal form to line {first.line} "
+                                                  f"({node.identity}); it counts once: the first counts")
             else:
                 self.report("error", raw, None, f"'{node.identity}' given twice with different values (first at line {first.line})")
         parent.children.append(node)
@@ -142,13 +151,13 @@ def _collector_paused() -> Iterator[None]:
     """Building a tree allocates a node per line and frees none; the cyclic
     collector would rescan the growing heap again and again (half the parse time
     of a large backup). The tree holds no cycles, so reference counting alone
-    frees it, and freezing what was built keeps the next collection short."""
+    frees it. The collector is left as it was found: a library call must not
+    freeze a long-lived caller's objects or keep its garbage."""
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
-        gc.freeze()
         if enabled:
             gc.enable()
 
@@ -173,6 +182,7 @@ def _parse(text: str, file: str, rules: Rules | None) -> Config:
     leading: list[str] = []
     endings: Counter[str] = Counter()
     unit = 0
+    too_deep = False
     for raw in scan(body, errors):
         endings[raw.ending] += 1
         if raw.words is None:
@@ -180,6 +190,13 @@ def _parse(text: str, file: str, rules: Rules | None) -> Config:
             continue
         indent = raw.indent
         if previous is not None and indent > previous.indent:
+            if len(stack) == MAX_DEPTH:
+                if not too_deep:
+                    builder.report("error", raw, None, f"nested too deep: a statement is at most {MAX_DEPTH} levels "
+                                                       "deep (a section is level 1)")
+                too_deep = True
+                leading.clear()
+                continue
             stack.append((previous, indent))
             unit = unit or indent - previous.indent
         else:
@@ -195,6 +212,7 @@ def _parse(text: str, file: str, rules: Rules | None) -> Config:
         leading.clear()
         builder.add(parent, node, raw)
         previous = node
+        too_deep = False
     diagnostics = sorted(errors + builder.diagnostics, key=lambda d: (d.line, d.column))
     diagnostics = [d.at(file) for d in diagnostics]
     if any(d.severity == "error" for d in diagnostics):

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..data import dump
 from ..diagnostics import printable
-from ..rules import Rule, Rules
+from ..rules import Rule, Rules, statement_class
 from ..tree import Config, MergeClass, Node
 from . import EXIT_OK, command, load, load_rules, rules_option
 
@@ -107,13 +107,12 @@ def _statements(section: Node, parent: Node, inherited: MergeClass, path: str, w
     for child in parent.entries:
         child_path = f"{path} / {child.identity}"
         child_where = (*where, str(child.identity))
+        cls = statement_class(child, parent, inherited)
         if child.merge_class is not None:
-            cls, rule = child.merge_class, _deciding(rules, child_path, True)
+            rule = _deciding(rules, child_path, True)
             source = f"{rule.source} ({rule.pattern})" if rule else None
-        elif child.kind is None and parent.kind is not None:
-            cls, source = MergeClass.UNCLASSIFIED, "not in the format"
         else:
-            cls, source = inherited, None
+            source = "not in the format" if cls is not inherited else None
         if cls is not inherited:
             rows.append({"section": str(section.identity), "statement": " / ".join(child_where), "line": child.line,
                          "class": cls.value, "source": source})
