@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from confmerge import ConfError, Conflict, adopt, cluster_part, parse, render, write_atomic
+from confmerge.files import sync_directory
 
 from . import livefile
 from .sync import Generation, Snapshot, Store, SyncError, sha256, snapshot_of
@@ -87,7 +88,7 @@ def _record(store: Store, intent: Intent) -> None:
 
 def _done(store: Store) -> None:
     _intent_path(store).unlink(missing_ok=True)
-    livefile.sync_directory(store.root)
+    sync_directory(store.root)
 
 
 def apply_generation(store: Store, backup: Path, text: str, generation: Generation,

@@ -26,7 +26,6 @@ import errno
 import fcntl
 import logging
 import os
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from confmerge import ConfError, Conflict, merge, parse, read_text, render
+from confmerge.files import sync_directory, write_temp
 
 log = logging.getLogger("clusterd")
 
@@ -263,27 +263,8 @@ def _locked(directory: Path) -> Iterator[None]:
 
 def _temp_file(path: Path, text: str) -> tuple[Path, tuple[int, int]]:
     """The new text, fsynced, beside the file, with its mode; returns it and its mtime and size."""
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        try:
-            os.fchmod(fd, os.stat(path).st_mode & 0o7777)
-        except FileNotFoundError:
-            pass
-        _write_all(fd, text.encode("utf-8"))
-        os.fsync(fd)
-        status = os.fstat(fd)
-    except BaseException:
-        os.close(fd)
-        _unlink(Path(name))
-        raise
-    os.close(fd)
-    return Path(name), (status.st_mtime_ns, status.st_size)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+    temp, status = write_temp(path, text)
+    return Path(temp), (status.st_mtime_ns, status.st_size)
 
 
 def _unlink(path: Path) -> None:
@@ -291,14 +272,3 @@ def _unlink(path: Path) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
-
-
-def sync_directory(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
