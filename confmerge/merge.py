@@ -15,16 +15,14 @@ its own. A statement whose class a rule sets overrides its section's class.
 
 from __future__ import annotations
 
-import gc
-from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import Sequence
 
 from .build import Output, lookup
 from .cluster import cluster_digest, cluster_part, ordered
 from .decide import Decider, decide_adoption, unclassified
 from .diagnostics import ConfError, Diagnostic
 from .result import Action, Conflict, Edit, MergeResult, Unclassified
-from .tree import Config, MergeClass
+from .tree import Config, MergeClass, collector_paused
 
 __all__ = [
     "Action", "Conflict", "Edit", "MergeResult", "Unclassified",
@@ -42,7 +40,7 @@ def adopt(server: Config, cluster: Config) -> Config:
     parsed, or a whole backup (only its cluster-wide content is read). Raises
     :class:`ConfError` if the result would not pass ``validate``.
     """
-    with _collector_paused():
+    with collector_paused():
         output = Output(server, {})
         output.apply(decide_adoption(server.root, cluster.root, MergeClass.UNCLASSIFIED, cluster), None, None, (), True)
         output.order([s.identity for s in cluster.root.entries if ordered(s)], "cluster")
@@ -68,7 +66,7 @@ def merge(configs: Sequence[Config], primary: int | None = None, base: Config | 
         primary = choose_primary(configs)
     elif not 0 <= primary < len(configs):
         raise ValueError(f"primary {primary} is not an input index")
-    with _collector_paused():
+    with collector_paused():
         decider = Decider(configs, primary, base)
         decisions, order, reason = decider.decide_all()
         ranked = [configs[i] for i in decider.priority]
@@ -113,14 +111,3 @@ def choose_primary(configs: Sequence[Config]) -> int:
         ))
     raise ConfError(problems)
 
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Copying trees allocates a node per line and frees none; the cyclic collector would rescan them in vain."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()

@@ -8,16 +8,14 @@ operator fixes a file in one pass.
 
 from __future__ import annotations
 
-import gc
 from collections import Counter
-from contextlib import contextmanager
 from typing import Hashable, Iterator, cast
 
 from .diagnostics import ConfError, Diagnostic, Severity
 from .grammar import BOM, RawLine, scan, word_columns
 from .rules import Rules, default_rules
 from .schema import ROOT, Field, Kind, Literal, Optional
-from .tree import Config, Identity, Node
+from .tree import Config, Identity, Node, collector_paused
 
 
 MAX_DEPTH = 32
@@ -146,28 +144,13 @@ class _Builder:
         parent.children.append(node)
 
 
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Building a tree allocates a node per line and frees none; the cyclic
-    collector would rescan the growing heap again and again (half the parse time
-    of a large backup). The tree holds no cycles, so reference counting alone
-    frees it. The collector is left as it was found: a library call must not
-    freeze a long-lived caller's objects or keep its garbage."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
 
 def parse(text: str, file: str = "<input>", rules: Rules | None = None) -> Config:
     """Build the typed tree of ``text``; raise :class:`ConfError` with every error.
 
     Warnings (a repeated line, extra words kept as written) are on ``config.warnings``.
     """
-    with _collector_paused():
+    with collector_paused():
         return _parse(text, file, rules)
 
 

@@ -9,7 +9,9 @@ renders to its input byte for byte and an edit touches only its own lines.
 
 from __future__ import annotations
 
+import gc
 import re
+from contextlib import contextmanager
 from enum import StrEnum
 from typing import Hashable, Iterator, cast
 
@@ -190,6 +192,22 @@ LEADING_BLANKS = re.compile(r"\A(?:[ \t]*\r?\n)+")
 """The blank lines that open a node's ``leading`` text (its comments follow them)."""
 
 _QUOTE_NEEDED = re.compile(r'[\s"\\]|^$|^#')
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Building or copying a tree allocates a node per line and frees none; the cyclic
+    collector would rescan the growing heap again and again (half the parse time of a
+    large backup). Trees hold no cycles, so reference counting alone frees them. The
+    collector is left as it was found: a library call must not freeze a long-lived
+    caller's objects or keep its garbage."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def quote(word: str) -> str:
