@@ -25,8 +25,7 @@ import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from confmerge import ConfError, Conflict, adopt, cluster_part, parse, render, write_atomic
-from confmerge.files import sync_directory
+from confmerge import ConfError, Conflict, adopt, cluster_part, parse, render, sync_directory, write_atomic
 
 from . import livefile
 from .sync import Generation, Snapshot, Store, SyncError, sha256, snapshot_of

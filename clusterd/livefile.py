@@ -13,10 +13,10 @@ times. The displaced file is checked once more after the swap, so an in-place
 write into it that was already under way is merged too.
 
 Where ``renameat2`` is missing (not glibc, not Linux, or a file system
-without exchange), the check and the rename happen under an ``flock`` of the
-backup's directory: cooperating writers are excluded, and an operator's
-rename that lands in the microseconds between the check and the rename is
-not seen. The log says which method is in use.
+without exchange), the read, the check and the rename happen under an
+``flock`` of the backup's directory: cooperating writers are excluded, and
+an uncooperative rename that lands in the microseconds between the check and
+the rename is not seen. The log says so when a file system refuses exchange.
 """
 
 from __future__ import annotations
@@ -27,13 +27,12 @@ import fcntl
 import logging
 import os
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from confmerge import ConfError, Conflict, merge, parse, read_text, render
-from confmerge.files import sync_directory, write_temp
+from confmerge import ConfError, Conflict, merge, parse, read_text, render, sync_directory, write_temp
 
 log = logging.getLogger("clusterd")
 
@@ -53,6 +52,9 @@ try:
     _renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
 except AttributeError:  # not glibc 2.28+
     _renameat2 = None
+
+_taken: dict[str, Identity] = {}
+"""What each path held at the last read taken here: another inode was put in whole by a rename."""
 
 _no_exchange: set[int] = set()
 """Devices (st_dev) whose file system refused an exchange: the locked replace is used there."""
@@ -98,11 +100,13 @@ def _identity(status: os.stat_result) -> Identity:
 def read(path: Path) -> Seen:
     """The file's text, never half of an in-place write.
 
-    A file written in place during the read is read again. One whose last
-    change was an in-place write (its ctime is its mtime: a renamed file's
-    ctime is the later rename) less than :data:`SETTLE` ago may be half
-    written: it is taken only once it has not changed for that long.
+    A file written in place during the read is read again. A file changed
+    in place less than :data:`SETTLE` ago may be half way through a write:
+    it is taken once it has not changed for that long. Not so a file just
+    renamed into place (another inode than the last read here took: a rename
+    puts a file in whole), nor one unchanged since that read.
     """
+    key = os.path.abspath(path)
     for _ in range(ATTEMPTS):
         with open(path, "rb") as handle:
             before = os.fstat(handle.fileno())
@@ -110,10 +114,13 @@ def read(path: Path) -> Seen:
             after = os.fstat(handle.fileno())
         if _identity(before) != _identity(after) or len(data) != after.st_size:
             continue
-        if after.st_ctime_ns == after.st_mtime_ns and time.time_ns() - after.st_mtime_ns < SETTLE * 1e9:
+        last = _taken.get(key)
+        in_place = last is None or (last[:2] == _identity(after)[:2] and last != _identity(after))
+        if in_place and time.time_ns() - after.st_mtime_ns < SETTLE * 1e9:
             time.sleep(SETTLE)
             if _identity(os.stat(path)) != _identity(after):
                 continue
+        _taken[key] = _identity(after)
         return Seen(_decode(data, path), _identity(after))
     raise Contended(f"{path} kept changing while it was read")
 
@@ -156,16 +163,18 @@ def replace(path: Path, expected: str, new: str, *, exchange: bool | None = None
     conflicts: list[Conflict] = []
     merged = False
     for _ in range(attempts):
-        current = read(path)
-        if current.text != expected:
-            new, found = merge_concurrent(expected, new, current.text, path)
-            conflicts += found
-            merged, expected = True, current.text
-        if new == current.text:
-            return Written(new, current.stamp, merged, tuple(conflicts), _method(path, exchange))
-        stamp = swap(path, current, new, exchange=exchange)
+        method = _method(path, exchange)
+        with _locked(path.parent) if method == "locked" else nullcontext():
+            current = read(path)
+            if current.text != expected:
+                new, found = merge_concurrent(expected, new, current.text, path)
+                conflicts += found
+                merged, expected = True, current.text
+            if new == current.text:
+                return Written(new, current.stamp, merged, tuple(conflicts), method)
+            stamp = _swap(path, current, new, method)
         if stamp is not None:
-            return Written(new, stamp, merged, tuple(conflicts), _method(path, exchange))
+            return Written(new, stamp, merged, tuple(conflicts), method)
     raise Contended(f"{path} kept changing while the daemon wrote it ({attempts} attempts); "
                     "the daemon's change is not written")
 
@@ -173,17 +182,24 @@ def replace(path: Path, expected: str, new: str, *, exchange: bool | None = None
 def swap(path: Path, current: Seen, text: str, *, exchange: bool | None = None) -> tuple[int, int] | None:
     """Put ``text`` in place of ``path`` if it still holds ``current``: the new file's mtime and size, or None.
 
-    None means the file had changed; then it is left exactly as it was.
+    None means the file had changed (or the file system turned out unable to
+    exchange: then the next call locks); the file is left exactly as it was.
     """
+    method = _method(path, exchange)
+    with _locked(path.parent) if method == "locked" else nullcontext():
+        return _swap(path, current, text, method)
+
+
+def _swap(path: Path, current: Seen, text: str, method: str) -> tuple[int, int] | None:
+    """One attempt; the locked method's lock is the caller's (held from before the read, in :func:`replace`)."""
     temp, stamp = _temp_file(path, text)
     try:
-        if _method(path, exchange) == "exchange":
+        if method == "exchange":
             try:
                 return stamp if _exchange_checked(temp, path, current) else None
             except _NoExchange:
-                pass
-        with _locked(path.parent):
-            return stamp if _replace_checked(temp, path, current) else None
+                return None
+        return stamp if _replace_checked(temp, path, current) else None
     finally:
         _unlink(temp)
 

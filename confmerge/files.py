@@ -180,6 +180,7 @@ def _unlink(path: str) -> None:
 
 
 def sync_directory(directory: Path) -> None:
+    """fsync a directory, so that a rename in it survives a crash (best effort where it cannot be opened)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:
