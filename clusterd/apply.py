@@ -177,7 +177,10 @@ def write_backup(store: Store, backup: Path, old_text: str, new_text: str, apply
         raise SyncError(f"cannot write the state directory ({_reason(error)}); the backup is not replaced") from None
     try:
         written = livefile.replace(backup, old_text, new_text)
-    except (OSError, ConfError, livefile.Contended) as error:
+    except OSError as error:
+        _done(store)
+        raise SyncError(f"cannot write the live backup {backup}: {_reason(error)}; it is unchanged") from None
+    except (ConfError, livefile.Contended) as error:
         _done(store)
         raise SyncError(f"the live backup was not replaced: {_reason(error)}") from None
     try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from .build import Output, lookup
+from .check import not_a_backup
 from .cluster import cluster_digest, cluster_part, ordered
 from .decide import Decider, decide_adoption, unclassified
 from .diagnostics import ConfError, Diagnostic
@@ -92,11 +93,17 @@ def choose_primary(configs: Sequence[Config]) -> int:
     """The input with the lowest ``bqn-id`` (a backup without one has 0, as a new BQN does).
 
     Two inputs sharing the lowest id raise :class:`ConfError` at their
-    ``bqn-id`` lines: the guide's election cannot tell them apart.
+    ``bqn-id`` lines: the guide's election cannot tell them apart. A file with
+    nothing of a backup in it (``check.not_a_backup``: a server not configured
+    yet, or no backup at all) can gain the cluster's configuration but is never
+    the primary: an empty file must not win with the ``bqn-id`` it lacks.
     """
-    ids = [config.bqn_id or 0 for config in configs]
-    lowest = min(ids)
-    tied = [i for i, value in enumerate(ids) if value == lowest]
+    refused = {i: problem for i, config in enumerate(configs) if (problem := not_a_backup(config)) is not None}
+    if len(refused) == len(configs):
+        raise ConfError(list(refused.values()))
+    ids = {i: config.bqn_id or 0 for i, config in enumerate(configs) if i not in refused}
+    lowest = min(ids.values())
+    tied = [i for i, value in ids.items() if value == lowest]
     if len(tied) == 1:
         return tied[0]
     names = ", ".join(configs[i].file for i in tied)
