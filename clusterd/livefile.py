@@ -53,13 +53,13 @@ try:
 except AttributeError:  # not glibc 2.28+
     _renameat2 = None
 
-_taken: dict[str, Identity] = {}
-"""What each path held at the last read taken here: another inode was put in whole by a rename."""
-
 _no_exchange: set[int] = set()
 """Devices (st_dev) whose file system refused an exchange: the locked replace is used there."""
 
 Identity = tuple[int, int, int, int, int]
+
+_taken: dict[str, Identity] = {}
+"""What each path held at the last read taken here: another inode was put in whole by a rename."""
 
 
 class Contended(Exception):
