@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import logging
 import random
 import subprocess
 import sys
@@ -160,3 +163,21 @@ def test_a_read_never_returns_half_of_an_in_place_write(backup, monkeypatch):
         seen = livefile.read(backup)
         finisher.join()
     assert seen.text == text
+
+
+def test_a_file_system_that_refuses_exchange_falls_back_to_the_lock_and_says_so(backup, monkeypatch, caplog):
+    """No local file system here lacks RENAME_EXCHANGE, so renameat2 answers as vfat or an old NFS would: EINVAL."""
+    def refuse(*arguments):
+        ctypes.set_errno(errno.EINVAL)
+        return -1
+    monkeypatch.setattr(livefile, "_renameat2", refuse)
+    monkeypatch.setattr(livefile, "_no_exchange", set())
+    seen = livefile.read(backup)
+    with caplog.at_level(logging.WARNING, logger="clusterd"):
+        written = livefile.replace(backup, seen.text, daemon_change(seen.text, 1))
+        again = livefile.replace(backup, written.text, daemon_change(written.text, 2))
+    assert written.method == again.method == "locked"
+    assert backup.read_text() == daemon_change(daemon_change(V2[1], 1), 2)
+    assert [r.getMessage() for r in caplog.records].count(
+        f"{backup.parent}: the file system cannot exchange files (renameat2: Invalid argument); "
+        "replacing under a directory lock instead") == 1, "said once"
