@@ -6,10 +6,14 @@ to judge afterwards: which configuration (by cluster digest) held which
 tracked values, which generations a primary had on a second server, who said
 it was primary in which epoch, and every conflict any server listed.
 
-**Acknowledged** (until ``docs/clusterd.md`` defines it otherwise): an edit
-is acknowledged once a server that says it is primary holds a generation
-containing it and another server's status says it holds that same
-generation (same digest). :func:`judge` then asserts, at the end:
+**Acknowledged**, as ``docs/clusterd.md`` defines it: an edit is
+acknowledged once a generation containing it is held by two servers, one of
+them the primary. The checker counts it so when a server that says it is
+primary holds a generation with the edit's value and another server's status
+says it holds that same generation (same digest), or when a server's status
+says its own generation is ``acknowledged`` (a daemon that reports it) and
+its live backup has that generation's content. :func:`judge` then asserts,
+at the end:
 
 * every server converged to one digest;
 * every acknowledged edit is present, superseded by a later edit of the same
@@ -41,8 +45,8 @@ class Observations:
 
     contents: dict[str, dict[str, int | None]] = field(default_factory=dict)
     """Cluster digest -> tracked values of a live backup that had it."""
-    held_twice: dict[str, float] = field(default_factory=dict)
-    """Digest of a primary's generation that a second server held -> first time seen so."""
+    acknowledged: dict[str, float] = field(default_factory=dict)
+    """Digest of an acknowledged generation -> the first time it was seen so."""
     primaries: list[tuple[float, int, int]] = field(default_factory=list)
     """(time, server, epoch) for every sample in which a server said it was the primary."""
     conflicts: list[dict[str, Any]] = field(default_factory=list)
@@ -99,6 +103,9 @@ class Sampler:
         for i, view in views.items():
             if view is None:
                 continue
+            own = view.get("generation") or {}
+            if own.get("acknowledged") and own.get("digest") and own["digest"] == self._digest(i):
+                seen.acknowledged.setdefault(own["digest"], now)
             for conflict in view.get("conflicts", []):
                 text = repr(sorted(conflict.items()))
                 if text not in self._conflicts:
@@ -107,10 +114,10 @@ class Sampler:
             if view.get("primary") == i:
                 seen.primaries.append((now, i, view["epoch"]))
                 digest = (view.get("generation") or {}).get("digest")
-                if digest and digest not in seen.held_twice and any(
+                if digest and digest not in seen.acknowledged and any(
                         j != i and other is not None and (other.get("generation") or {}).get("digest") == digest
                         for j, other in views.items()):
-                    seen.held_twice[digest] = now
+                    seen.acknowledged[digest] = now
 
 
 @dataclass(frozen=True)
@@ -144,7 +151,7 @@ def acknowledged(record: Record, seen: Observations) -> dict[int, float]:
     by_value: dict[tuple[str, int | None], Edit] = {(e.key, e.value): e for e in record.edits
                                                     if e.value is not None}
     acked: dict[int, float] = {}
-    for digest, at in seen.held_twice.items():
+    for digest, at in seen.acknowledged.items():
         for key, value in seen.contents.get(digest, {}).items():
             edit = by_value.get((key, value))
             if edit is not None and edit.at <= at and acked.get(edit.number, float("inf")) > at:

@@ -281,8 +281,8 @@ def test_defect_7_a_secondary_paused_or_stopped_with_sigterm_starts_no_election(
 
 
 @pytest.mark.timeout(10 * 60)
-@pytest.mark.xfail(strict=False, reason="issue 10 defects 1, 2, 8 (and 3, 6): the soak meets them at random; "
-                   "fix in progress on branches consistency and safety; make this strict when they land")
+@pytest.mark.xfail(strict=True, reason="issue 10 defects 1, 2, 3, 6, 8: the soak meets several of them in a "
+                   "minute; fixes in progress on branches consistency and safety")
 def test_a_seeded_random_soak_loses_nothing_acknowledged(lab_factory, request):
     """--soak-seconds or CLUSTERD_SOAK_SECONDS (default 60), CLUSTERD_SOAK_SEED (default 10): length and schedule."""
     lab = lab_factory([0, 1, 2])

@@ -16,7 +16,7 @@ def seen_holding(*generations: tuple[float, dict[str, int | None]]) -> Observati
     seen = Observations()
     for n, (at, values) in enumerate(generations):
         seen.contents[f"d{n}"] = values
-        seen.held_twice[f"d{n}"] = at
+        seen.acknowledged[f"d{n}"] = at
     return seen
 
 
