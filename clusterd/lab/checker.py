@@ -189,14 +189,15 @@ def double_primaries(seen: Observations, detection: float, logs: dict[int, str])
             if other == epoch and a < b and min(a1, b1) - max(a0, b0) > detection:
                 out.append(f"servers {a} and {b} both primary in epoch {epoch} for "
                            f"{min(a1, b1) - max(a0, b0):.2f} s (status samples)")
-    makers: dict[int, set[int]] = defaultdict(set)
+    makers: dict[int, dict[int, str]] = defaultdict(dict)
     made = re.compile(r"(?:^|: )generation \S+ \(epoch (\d+)")
     for server, text in logs.items():
         for line in text.splitlines():
             match = made.search(line)
             if match:
-                makers[int(match.group(1))].add(server)
-    out += [f"servers {sorted(servers)} all made generations in epoch {epoch} (logs)"
+                makers[int(match.group(1))].setdefault(server, line.strip())
+    out += [f"servers {sorted(servers)} all made generations in epoch {epoch} (logs: "
+            + " | ".join(servers[s] for s in sorted(servers)) + ")"
             for epoch, servers in sorted(makers.items()) if len(servers) > 1]
     return out
 

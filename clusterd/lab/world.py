@@ -110,7 +110,8 @@ class Lab(Cluster):
 
     ``small_disk``: servers whose state directory is a tmpfs of ``disk_size``
     (``fill_disk`` fills it). Options are :class:`Cluster`'s (timing, backups,
-    apply command).
+    apply command); ``detection`` is the silence after which the servers call
+    a peer down.
     """
 
     def __init__(self, root: Path, ids: list[int], small_disk: set[int] | frozenset[int] = frozenset(),
@@ -131,8 +132,7 @@ class Lab(Cluster):
         self._lock = threading.RLock()
         options.setdefault("backups", {i: unified_backup(i) for i in ids})
         options.setdefault("port_base", 63500)  # any free base will do: the namespaces are the lab's
-        self.detection = options.get("heartbeat", 0.2) * options.get("missed", 3)
-        """Silence after which a peer is down (the timing the servers run with)."""
+        self.detection: float = options.get("heartbeat", 0.2) * options.get("missed", 3)
         try:
             super().__init__(root, ids, **options)
             self._network()
