@@ -190,7 +190,7 @@ def double_primaries(seen: Observations, detection: float, logs: dict[int, str])
                 out.append(f"servers {a} and {b} both primary in epoch {epoch} for "
                            f"{min(a1, b1) - max(a0, b0):.2f} s (status samples)")
     makers: dict[int, dict[int, str]] = defaultdict(dict)
-    made = re.compile(r"(?:^|: )generation \S+ \(epoch (\d+)")
+    made = re.compile(r"\] \w+: generation \S+ \(epoch (\d+)")
     for server, text in logs.items():
         for line in text.splitlines():
             match = made.search(line)

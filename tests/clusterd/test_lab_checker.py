@@ -64,3 +64,6 @@ def test_generations_made_by_two_servers_in_one_epoch_are_found_in_the_logs():
     assert len(found) == 1 and found[0].startswith("servers [1, 2] all made generations in epoch 3 (logs: 12:00:00")
     logs[2] = logs[2].replace("epoch 3", "epoch 4")
     assert double_primaries(Observations(), 0.6, logs) == []
+    logs[2] = ("12:00:02 clusterd[2] INFO: generation 5 not applied: generation 5 (epoch 3) is older than "
+               "generation 6 (epoch 4) held here; not applied\n")
+    assert double_primaries(Observations(), 0.6, logs) == [], "a generation named is not one made"
