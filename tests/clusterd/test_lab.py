@@ -21,8 +21,12 @@ from clusterd.lab.operators import exchange, policies, seeded, with_policy
 from clusterd.lab.soak import FAULTS, Watch, make_lab, soak
 from clusterd.lab.world import Lab, unavailable, unified_backup
 
-pytestmark = pytest.mark.skipif(unavailable() is not None and not os.environ.get("CI"), reason=unavailable() or "")
-"""Skipped, with the reason, where the lab cannot run; never in CI (there a missing capability fails the tests)."""
+pytestmark = [
+    pytest.mark.skipif(unavailable() is not None and not os.environ.get("CI"), reason=unavailable() or ""),
+    pytest.mark.timeout(300),
+]
+"""Skipped, with the reason, where the lab cannot run, but never in CI (there a missing capability fails the tests);
+every wait in a scenario is bounded, and their sum can pass the suite's 120 s on a loaded machine."""
 
 SOAK_SECONDS = float(os.environ.get("CLUSTERD_SOAK_SECONDS", "60"))
 SOAK_SEED = int(os.environ.get("CLUSTERD_SOAK_SEED", "10"))
