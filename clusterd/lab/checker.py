@@ -129,6 +129,8 @@ class Verdict:
     two_primaries: list[str]
     own_sections: list[str]
     samples: int
+    reference: int = 0
+    """The server whose backup is the end state (any, once converged; else the primary most servers name)."""
 
     @property
     def ok(self) -> bool:
@@ -136,7 +138,8 @@ class Verdict:
 
     def summary(self) -> str:
         lines = [f"{self.edits} edits made, {self.acknowledged} acknowledged, {len(self.lost)} lost "
-                 f"({self.samples} status samples)"]
+                 f"({self.samples} status samples)"
+                 + (f"; not converged: lost means not in server {self.reference}'s backup" if self.diverged else "")]
         for title, items in (("lost", self.lost), ("not converged", self.diverged),
                              ("two primaries in one epoch", self.two_primaries),
                              ("server-specific sections", self.own_sections)):
@@ -221,7 +224,11 @@ def converge(lab: Lab, timeout: float) -> list[str]:
 def judge(lab: Lab, record: Record, seen: Observations, settle: float = 60.0) -> Verdict:
     """After the faults: heal, wait for convergence, and check the contract (see the module's docstring)."""
     diverged = converge(lab, settle)
-    final = policies(lab.backup(lab.ids[0]).read_text())
+    reference = lab.ids[0]
+    if diverged:
+        said = [v["primary"] for v in (lab.status(i) for i in lab.ids) if v and v["primary"] in lab.ids]
+        reference = max(set(said), key=said.count) if said else reference
+    final = policies(lab.backup(reference).read_text())
     acked = acknowledged(record, seen)
     conflicts = list(seen.conflicts)
     for i in lab.ids:
@@ -233,4 +240,5 @@ def judge(lab: Lab, record: Record, seen: Observations, settle: float = 60.0) ->
         own += [f"server {i}'s {keyword} ended as {ended[keyword]!r}, its operator left {left[keyword]!r}"
                 for keyword in left if ended[keyword] != left[keyword]]
     return Verdict(len(record.edits), len(acked), lost(record, acked, final, conflicts), diverged,
-                   double_primaries(seen, lab.detection, {i: lab.log(i) for i in lab.ids}), own, seen.samples)
+                   double_primaries(seen, lab.detection, {i: lab.log(i) for i in lab.ids}), own, seen.samples,
+                   reference)
