@@ -109,6 +109,56 @@ def pair(lines: int, fraction: float = 0.01, seed: int = 1) -> tuple[str, str]:
     )
 
 
+# ---------------------------------------------------------------------------
+# Adversarial shapes for the merge: each is linear for ``diff`` and was quadratic for ``merge``.
+
+_HEAD = "hostname bqn{0}\nbqn-id {0}\npolicy rate p\n  downlink 1M\n"
+
+
+def _rule(k: int) -> str:
+    return f"rule r{k}\n  policy p\n"
+
+
+def _policy_and_rule(k: int) -> str:
+    return f"policy rate q{k}\n  downlink {k + 1}M\nrule s{k}\n  policy q{k}\n"
+
+
+def interleaved(count: int) -> tuple[str, str, None]:
+    """``count`` rules, each after the policy it uses, on the second input; the first has every other pair:
+    half of the rules and policies are new, each between existing ones."""
+    return (_HEAD.format(0) + "".join(_policy_and_rule(k) for k in range(0, count, 2)),
+            _HEAD.format(1) + "".join(_policy_and_rule(k) for k in range(count)), None)
+
+
+def reversed_rules(count: int) -> tuple[str, str, None]:
+    """The same ``count`` rules, in reverse order on the second input."""
+    return (_HEAD.format(0) + "".join(_rule(k) for k in range(count)),
+            _HEAD.format(1) + "".join(_rule(k) for k in reversed(range(count))), None)
+
+
+def _group(members: range, ranges: int) -> str:
+    return ("subscriber-group g\n  member 10.0.0.1\n"
+            + "".join(f"  member 10.{k >> 16 & 255}.{k >> 8 & 255}.{k & 255}\n" for k in members)
+            + "".join(f"  range 172.{16 + (k >> 12 & 15)}.{k >> 4 & 255}.{(k & 15) * 16}/28\n" for k in range(ranges))
+            + "  policy p\n")
+
+
+def block_top(count: int) -> tuple[str, str, None]:
+    """``count`` members added to a group whose one member line is at the top, above ``count`` ranges."""
+    return (_HEAD.format(0) + _group(range(0), count),
+            _HEAD.format(1) + _group(range(256, 256 + count), count), None)
+
+
+def block_removal(count: int) -> tuple[str, str, str]:
+    """Three-way: ``count`` members of one group, all removed on the second input since the base (the third text)."""
+    full = _HEAD.format(0) + _group(range(256, 256 + count), 0)
+    return full, _HEAD.format(1) + _group(range(0), 0), full.replace("bqn0", "base").replace("bqn-id 0", "bqn-id 9")
+
+
+SHAPES = {"interleaved": interleaved, "reversed": reversed_rules, "block-top": block_top, "block-removal": block_removal}
+"""Each shape: entries -> (first input, second input, base or None)."""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("lines", type=int)

@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 
 import asyncssh
 
-from confmerge import printable, run_program
+from confmerge import PrintableFormatter, printable, run_program
 
 from . import config as config_module
 from . import keys
@@ -146,8 +146,9 @@ def run(args: argparse.Namespace) -> int:
     from .daemon import serve
 
     config = _config(args)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
-                        format=f"%(asctime)s clusterd[{config.id}] %(levelname)s: %(message)s")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(PrintableFormatter(f"%(asctime)s clusterd[{config.id}] %(levelname)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
     logging.getLogger("asyncssh").setLevel(logging.WARNING if args.verbose else logging.ERROR)
     try:
         asyncio.run(serve(args.config))
@@ -176,12 +177,13 @@ def status(args: argparse.Namespace) -> int:
     for s in data["servers"]:
         beat = "-" if s["this"] else ("never" if s["last_heartbeat"] is None else f"{s['last_heartbeat']:.1f} s ago")
         mark = "*" if s["this"] else " "
-        print(f"{mark} {s['id']:>3}  {s['address']:<16} {s['role']:<10} {'up' if s['up'] else 'down':<5} "
-              f"{beat:<10} {s['generation']:>4}  {s['digest'][:12]:<12}  {s['sync']}"
-              + (f" ({s['error']})" if s.get("error") else ""))
+        print(printable(f"{mark} {s['id']:>3}  {s['address']:<16} {s['role']:<10} {'up' if s['up'] else 'down':<5} "
+                        f"{beat:<10} {s['generation']:>4}  {s['digest'][:12]:<12}  {s['sync']}"
+                        + (f" ({s['error']})" if s.get("error") else ""), one_line=True))
     for c in data["conflicts"][-5:]:
-        print(f"conflict from server {c['from']}: {c['section']}"
-              f"{' / ' + c['statement'] if c['statement'] else ''}: kept {c['chosen']!r}, not {c['edit']!r}")
+        print(printable(f"conflict from server {c['from']}: {c['section']}"
+                        f"{' / ' + c['statement'] if c['statement'] else ''}: kept {c['chosen']!r}, not {c['edit']!r}",
+                        one_line=True))
     return EXIT_OK
 
 
@@ -310,7 +312,7 @@ def check(args: argparse.Namespace) -> int:
         report = asyncio.run(check_peer(config, peer, args.timeout))
         print(f"server {peer.id} ({peer.address}):")
         for line in report.lines:
-            print(f"  {line}")
+            print(printable(f"  {line}", one_line=True))
         print(f"  verdict: {report.verdict}")
         problems += not report.ok
     return EXIT_FOUND if problems else EXIT_OK
@@ -329,7 +331,7 @@ def diff(args: argparse.Namespace) -> int:
     found = 0
     for item in reply["diffs"]:
         print(f"server {item['server']} against the cluster (primary {reply['primary']}):")
-        sys.stdout.write("".join(f"  {line}\n" for line in item["text"].splitlines()))
+        sys.stdout.write("".join(f"  {printable(line, one_line=True)}\n" for line in item["text"].splitlines()))
         found += item["differences"]
     return EXIT_FOUND if found else EXIT_OK
 

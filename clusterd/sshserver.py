@@ -19,6 +19,8 @@ from typing import Callable, Iterable
 
 import asyncssh
 
+from confmerge import PrintableFormatter
+
 log = logging.getLogger("clusterd.sshserver")
 
 
@@ -78,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from .keys import load_or_create
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s sshserver: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(PrintableFormatter("%(asctime)s sshserver: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     host_key = load_or_create(args.host_key)
 
     def authorized() -> list[asyncssh.SSHKey]:

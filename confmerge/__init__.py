@@ -20,7 +20,7 @@ from .files import read_text, write_atomic
 from .merge import (Action, Conflict, Edit, MergeResult, Unclassified, adopt, choose_primary, cluster_digest,
                     cluster_part, merge)
 from .parser import parse
-from .present import diff_summary, diff_text, merge_conflicts, merge_dry_run, merge_summary
+from .present import PrintableFormatter, diff_summary, diff_text, merge_conflicts, merge_dry_run, merge_summary
 from .render import render
 from .rules import Rule, Rules, default_rules, effective_class, rules_with
 from .tree import Config, Identity, MergeClass, Node
@@ -39,7 +39,7 @@ __all__ = [
     "ConfError", "Diagnostic", "Severity",
     # presentation: plain data, and text for a person
     "config_data", "diff_data", "change_data", "report_data", "dump",
-    "diff_text", "diff_summary", "merge_summary", "merge_dry_run", "merge_conflicts", "printable",
+    "diff_text", "diff_summary", "merge_summary", "merge_dry_run", "merge_conflicts", "printable", "PrintableFormatter",
     # the edges: files, and running a command
     "read_text", "write_atomic", "guarded", "run_program", "EXIT_OK", "EXIT_DIFFERENT", "EXIT_TROUBLE",
 ]

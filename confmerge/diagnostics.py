@@ -9,16 +9,19 @@ from typing import Iterable, Literal
 Severity = Literal["error", "warning"]
 
 # C0 but tab and newline, DEL, C1, and the bidirectional overrides that reorder what a terminal shows.
-_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_CONTROLS = r"\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+_UNPRINTABLE = re.compile(f"[{_CONTROLS}]")
+_UNPRINTABLE_IN_A_LINE = re.compile(f"[{_CONTROLS}\\t\\n]")
 
 
-def printable(text: str) -> str:
-    """``text`` safe for a terminal: each control character escaped as git and ls quote names (``\\x1b``).
+def printable(text: str, one_line: bool = False) -> str:
+    """``text`` safe for a terminal: each control character escaped as git and ls quote names (``\\x1b``);
+    with ``one_line`` also newline and tab, so that quoted text cannot forge a line of a log.
 
     Every message and report that quotes a backup or a file name goes through
     this at its output edge; data (JSON, YAML) keeps the characters exactly.
     """
-    return _UNPRINTABLE.sub(_escape, text)
+    return (_UNPRINTABLE_IN_A_LINE if one_line else _UNPRINTABLE).sub(_escape, text)
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -38,7 +41,7 @@ class Diagnostic:
     file: str = "<input>"
 
     def __str__(self) -> str:
-        return printable(self.formatted)
+        return printable(self.formatted, one_line=True)
 
     @property
     def formatted(self) -> str:

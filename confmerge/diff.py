@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Hashable, Iterator, Sequence
 
+from .rules import statement_class
 from .schema import ORDERED_SECTIONS, Element, Field, Literal, Optional
 from .tree import Config, Identity, MergeClass, Node, quote
 from .types import show
@@ -140,16 +141,6 @@ def _compare(old: Node, new: Node, section: Identity | None, path: tuple[Identit
                 found.append(Change(Op.CHANGED, where_section, where, merge_class, a, b, field_changes(a, b)))
             if a.children or b.children:
                 _compare(a, b, where_section, where, merge_class, found, {})
-
-
-def statement_class(node: Node, parent: Node, inherited: MergeClass) -> MergeClass:
-    """A section's class is its rule's; a statement follows its block unless a rule names
-    it; content the schema does not list inside a listed block is unclassified (format page, section 5)."""
-    if node.merge_class is not None:
-        return node.merge_class
-    if node.kind is None and parent.kind is not None:
-        return MergeClass.UNCLASSIFIED
-    return inherited
 
 
 def _same_children(a: Node, b: Node) -> bool:

@@ -7,6 +7,7 @@ returns them, and every line that quotes a backup or a file name goes through
 
 from __future__ import annotations
 
+import logging
 from itertools import groupby
 from pathlib import PurePath
 from typing import Sequence
@@ -16,9 +17,17 @@ from .diff import CLASS_ORDER, SEPARATOR, Change, Diff, Op, Scope, entry_text, s
 from .merge import Action, Edit, MergeResult
 from .tree import MergeClass
 
-__all__ = ["printable", "diff_text", "diff_summary", "merge_summary", "merge_dry_run", "merge_conflicts"]
+__all__ = ["printable", "PrintableFormatter", "diff_text", "diff_summary", "merge_summary", "merge_dry_run", "merge_conflicts"]
 
 SHOWN_CONFLICTS = 10
+
+
+class PrintableFormatter(logging.Formatter):
+    """Log records for a terminal or a journal: a message that quotes a peer or a backup has its control
+    characters escaped, newlines too (one record, one line); a traceback below it stays as it is."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return printable(super().formatMessage(record), one_line=True)
 
 _SIGN = {Op.ADDED: "+", Op.REMOVED: "-", Op.CHANGED: "~", Op.MOVED: ">"}
 _OP_STYLE = {Op.ADDED: "32", Op.REMOVED: "31", Op.CHANGED: "33", Op.MOVED: "36"}

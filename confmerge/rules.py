@@ -76,6 +76,31 @@ class Rules:
             self._classify_children(child, child_path)
 
 
+def statement_class(node: Node, parent: Node, inherited: MergeClass) -> MergeClass:
+    """The class of ``node`` in ``parent``'s block, whose class is ``inherited``: the one home of the rule.
+
+    A section's class is its rule's; a statement follows its block unless a
+    rule names it; content the schema does not list inside a listed block is
+    unclassified (format page, section 5).
+    """
+    if node.merge_class is not None:
+        return node.merge_class
+    if node.kind is None and parent.kind is not None:
+        return MergeClass.UNCLASSIFIED
+    return inherited
+
+
+def has_cluster_inside(node: Node) -> bool:
+    """Some statement below ``node`` is cluster-wide by a rule of its own (a statement-level rule)."""
+    stack = list(node.children)
+    while stack:
+        child = stack.pop()
+        if child.merge_class is MergeClass.CLUSTER:
+            return True
+        stack.extend(child.children)
+    return False
+
+
 def effective_class(section: Node, node: Node | None = None) -> MergeClass:
     """The class that governs ``node`` inside ``section``."""
     if node is not None and node.merge_class is not None and node is not section:

@@ -123,6 +123,11 @@ class Node:
     def append(self, child: "Node") -> None:
         self.insert(len(self.children), child)
 
+    def set_children(self, children: list["Node"]) -> None:
+        """The whole block at once (its index rebuilt when next asked for)."""
+        self.children = children
+        self._index = None
+
     def remove(self, child: "Node") -> None:
         self.children.remove(child)
         if self._index is not None and self._index.get(child.identity) is child:
@@ -140,9 +145,44 @@ class Node:
             return self.kind is other.kind and self.words == other.words
         return self.kind is other.kind and self.values == other.values
 
+    def same_tree(self, other: "Node") -> bool:
+        """Equal in normal form: the line and its whole block, order aside."""
+        if not self.same_value(other):
+            return False
+        left, right = self.children, other.children
+        if not left and not right:
+            return True
+        if len(left) == len(right) and all(x.identity == y.identity and x.same_tree(y) for x, y in zip(left, right)):
+            return True
+        left_index, right_index = self.index(), other.index()
+        if left_index.keys() != right_index.keys():
+            return False
+        return all(x.same_tree(right_index[key]) for key, x in left_index.items())
+
+    def clone(self) -> "Node":
+        """A copy of this node and its block that can be edited without touching this one (values are shared)."""
+        copy = Node.__new__(Node)
+        copy.kind = self.kind
+        copy.words = self.words
+        copy.values = self.values
+        copy.identity = self.identity
+        copy.line = self.line
+        copy.text = self.text
+        copy.ending = self.ending
+        copy.leading = self.leading
+        copy.indent = self.indent
+        copy.repeated = self.repeated
+        copy.merge_class = self.merge_class
+        copy._index = None
+        copy.children = [child.clone() for child in self.children] if self.children else []
+        return copy
+
     def __repr__(self) -> str:
         return f"<Node {self.identity} line {self.line}>"
 
+
+LEADING_BLANKS = re.compile(r"\A(?:[ \t]*\r?\n)+")
+"""The blank lines that open a node's ``leading`` text (its comments follow them)."""
 
 _QUOTE_NEEDED = re.compile(r'[\s"\\]|^$|^#')
 

@@ -123,3 +123,11 @@ def test_a_typo_in_an_option_names_the_option_not_a_file(capsys):
 def test_a_missing_input_has_no_made_up_position():
     result = run_confmerge("check", FIXTURES / "missing.conf")
     assert (result.returncode, result.stderr) == (2, f"{FIXTURES / 'missing.conf'}: error: no such file\n")
+
+
+def test_an_unknown_option_before_the_subcommand_is_named(capsys, tmp_path: Path):
+    err = _refused(clusterd_main, ["--conf", str(tmp_path / "c.yaml"), "status"], capsys)
+    assert err.splitlines()[-1] == "clusterd: error: unrecognized option: --conf (did you mean --config?)"
+    for spelled in (["-c", str(tmp_path / "c.yaml")], [f"-c{tmp_path / 'c.yaml'}"], [f"--config={tmp_path / 'c.yaml'}"]):
+        assert clusterd_main([*spelled, "-v", "status"]) == 2  # understood: the cluster file is missing
+        assert "no cluster file" in capsys.readouterr().err

@@ -220,3 +220,39 @@ def test_a_rules_file_moves_sections_between_classes(tmp_path: Path):
     result = run_confmerge("merge", *GUIDE, "--rules", rules, "-o", tmp_path / "out")
     assert result.returncode == 0, result.stderr
     assert "rest-api" not in (tmp_path / "out" / "bqn0-v2.conf").read_text()
+
+
+def test_an_output_that_cannot_be_put_in_place_writes_nothing(tmp_path: Path):
+    """Issue 12, item 6: out/bqn1-v2.conf is a directory; no output, no report, no temporary file is left."""
+    out = tmp_path / "out"
+    (out / "bqn1-v2.conf").mkdir(parents=True)
+    (out / "bqn0-v2.conf").write_text("an older output\n")
+    result = run_confmerge("merge", *GUIDE, "-o", out)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == f"{out / 'bqn1-v2.conf'}: error: cannot write: is a directory; nothing written\n"
+    assert files_in(out) == ["bqn0-v2.conf", "bqn1-v2.conf"]
+    assert (out / "bqn0-v2.conf").read_text() == "an older output\n" and list((out / "bqn1-v2.conf").iterdir()) == []
+
+
+def test_permuting_the_secondaries_gives_the_same_files_and_the_same_report(tmp_path: Path):
+    """Issue 12, item 4: x.conf and y.conf share a bqn-id and disagree where the primary has nothing to say."""
+    head = "hostname bqn{0}\nbqn-id {0}\n"
+    (tmp_path / "p.conf").write_text(head.format(0) + "ntp\n  server 1.1.1.1\nsnmp\n  community p\n")
+    (tmp_path / "x.conf").write_text(head.format(1) + "policy rate q\n  downlink 20M\nrule x\n  policy q\nsnmp\n  community x\n")
+    (tmp_path / "y.conf").write_text(head.format(1) + "policy rate q\n  downlink 10M\nrule y\n  policy q\n")
+    reports = []
+    for out, order in (("one", ["x.conf", "y.conf"]), ("two", ["y.conf", "x.conf"])):
+        result = run_confmerge("merge", "p.conf", *order, "-o", out, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        report = json.loads((tmp_path / out / "merge-report.json").read_text())
+        report["outputs"] = {name: Path(path).name for name, path in report["outputs"].items()}
+        for action in ("added", "removed", "changed", "moved"):
+            report[action] = {Path(path).name: edits for path, edits in report[action].items()}
+        report["unclassified"].sort(key=json.dumps)
+        reports.append(report)
+    assert files_in(tmp_path / "one") == files_in(tmp_path / "two") == ["merge-report.json", "p-v2.conf", "x-v2.conf", "y-v2.conf"]
+    for name in ("p-v2.conf", "x-v2.conf", "y-v2.conf"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
+    assert reports[0] == reports[1]
+    assert "downlink 10M" in (tmp_path / "one" / "p-v2.conf").read_text()
+    assert [c["chosen"] for c in reports[0]["conflicts"]] == ["downlink 10M"]

@@ -298,3 +298,46 @@ def test_a_file_of_comments_only_keeps_them_on_top_of_what_it_gains():
     output = render(merge(inputs).outputs[0])
     assert output.startswith("# new server, not configured yet\n# (no final newline)\n")
     assert validate(parse(output)) == [] and "ntp" in output
+
+
+# -- issue 12
+
+
+def test_a_tie_between_non_primary_inputs_does_not_depend_on_their_order():
+    """Issue 12, item 4: two secondaries with one bqn-id disagree; the primary lacks the entry."""
+    from itertools import permutations
+    bodies = {"x": "policy rate q\n  downlink 20M\nrule b\n  policy q\n",
+              "y": "policy rate q\n  downlink 10M\nrule a\n  policy q\n",
+              "z": "policy rate q\n  downlink 30M\nrule c\n  policy q\n"}
+    primary = parse(HEAD.format(0) + "ntp\n  server 1.1.1.1\n", "p.conf")
+    seen = set()
+    for names in permutations(bodies):
+        inputs = [primary, *(parse(HEAD.format(1) + bodies[name], f"{name}.conf") for name in names)]
+        result = merge(inputs)
+        outputs = {name: render(output) for name, output in zip(("p", *names), result.outputs)}
+        conflicts = tuple((c.section, c.statement, c.chosen, frozenset(zip(("p", *names), c.values)))
+                          for c in result.conflicts)
+        edits = {name: edits for name, edits in zip(("p", *names), result.edits)}
+        seen.add((tuple(sorted(outputs.items())), conflicts, tuple(sorted(edits.items()))))
+    assert len(seen) == 1
+    (outputs, conflicts, _), = seen
+    assert "downlink 10M" in dict(outputs)["p"]
+    assert conflicts[0][2] == "downlink 10M"
+
+
+def test_a_carried_reference_comes_from_the_input_the_referencing_entry_came_from(tmp_path: Path):
+    """Issue 12, item 5: with subscriber groups server-specific and a statement-level rule, the added rule's
+    group is copied from the input that had the rule, not from the first input by bqn-id that has a group of that name."""
+    rules_file = tmp_path / "rules.yaml"
+    rules_file.write_text('classes:\n  "subscriber-group *": server\n  "rest-api / user *": server\n')
+    rules = rules_with(rules_file)
+    policy = "policy rate p\n  downlink 1M\n"
+    inputs = backups(policy, policy + "subscriber-group g\n  range 10.1.0.0/16\n",
+                     policy + "subscriber-group g\n  range 10.2.0.0/16\nrule r\n  subscriber-group g\n  policy p\n",
+                     rules=rules)
+    result = merge(inputs)
+    output = render(result.outputs[0])
+    assert "range 10.2.0.0/16" in output and "range 10.1.0.0/16" not in output
+    assert Edit(Action.ADDED, "subscriber-group g", None, "subscriber-group g", reason="referenced by rule r") in result.added[0]
+    assert render(result.outputs[1]).count("subscriber-group g\n") == 2  # its own group, and the rule's reference
+    assert "range 10.1.0.0/16" in render(result.outputs[1]) and "range 10.2.0.0/16" not in render(result.outputs[1])

@@ -112,3 +112,20 @@ def test_three_way_outputs_are_unified_valid_and_stable(texts, base_text):
         assert own_sections(output) == own_sections(source)
     again = merge(parsed(map(render, result.outputs)))
     assert [render(o) for o in again.outputs] == [render(o) for o in result.outputs]
+
+
+@SETTINGS
+@given(st.tuples(backup(0), backup(1), backup(1), backup(2)), st.permutations([1, 2, 3]), st.booleans())
+def test_secondaries_that_share_a_bqn_id_give_the_same_result_in_any_order(texts, order, with_base):
+    """Issue 12, item 4: outputs, conflicts and edits are the same, input for input, whatever the order."""
+    base = parse(texts[3], "base") if with_base else None
+    first = merge(parsed(texts), base=base)
+    numbers = [0, *order]
+    shuffled = merge([parse(texts[k], f"bqn{k}.conf") for k in numbers], base=base)
+
+    def by_input(result, numbers):
+        conflicts = [(c.section, c.statement, c.chosen, dict(zip(numbers, c.values))) for c in result.conflicts]
+        outputs = {k: render(output) for k, output in zip(numbers, result.outputs)}
+        return outputs, conflicts, dict(zip(numbers, result.edits)), numbers[result.primary]
+
+    assert by_input(shuffled, numbers) == by_input(first, [0, 1, 2, 3])

@@ -118,7 +118,9 @@ def run_program(build: Callable[[], argparse.ArgumentParser], argv: Sequence[str
         parsers = list(_parsers(parser))
         for each in parsers:
             each.allow_abbrev = False
-        args, extra = parser.parse_known_args(argv)
+        words = list(sys.argv[1:] if argv is None else argv)
+        _check_leading_options(parser, words)
+        args, extra = parser.parse_known_args(words)
         if extra:
             _unrecognized(parsers, args, extra)
         return (run or args.run)(args)
@@ -131,6 +133,19 @@ def _parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParse
         if isinstance(action, argparse._SubParsersAction):
             for child in action.choices.values():
                 yield from _parsers(child)
+
+
+def _check_leading_options(parser: argparse.ArgumentParser, words: list[str]) -> None:
+    """An unknown option before the subcommand is named as such (argparse would take its value for the
+    subcommand and say that ``x`` is no command)."""
+    takes_value = {option: action.nargs != 0 for action in parser._actions for option in action.option_strings}
+    index = 0
+    while index < len(words) and words[index].startswith("-") and words[index] != "--":
+        word = words[index]
+        option = word[:2] if not word.startswith("--") and word[:2] in takes_value else word.split("=", 1)[0]
+        if option not in takes_value:
+            _unrecognized([parser], argparse.Namespace(), [option])
+        index += 2 if takes_value[option] and word == option else 1
 
 
 def _unrecognized(parsers: list[argparse.ArgumentParser], args: argparse.Namespace, extra: list[str]) -> NoReturn:

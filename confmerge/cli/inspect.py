@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..check import validate
 from ..data import config_data, dump
-from ..diagnostics import ConfError
+from ..diagnostics import ConfError, printable
 from . import EXIT_OK, EXIT_TROUBLE, command, load
 
 
@@ -40,5 +40,5 @@ def run_check(args: argparse.Namespace) -> int:
         if any(problem.severity == "error" for problem in problems):
             status = EXIT_TROUBLE
         else:
-            print(f"{path}: ok")
+            print(printable(f"{path}: ok", one_line=True))
     return status

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from ..data import dump, report_data
 from ..diagnostics import ConfError, Diagnostic
+from ..files import write_all
 from ..merge import merge
 from ..present import merge_conflicts, merge_dry_run, merge_summary
 from ..render import render
@@ -72,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
     report = report_data(result, names, [str(path) for path in outputs], str(args.base) if args.base else None)
     files = {path: render(config) for path, config in zip(outputs, result.outputs)}
     files[report_path] = _json(report)
-    _write_all(args.output, files)
+    _check_directory(args.output)
+    write_all(files)
     sys.stdout.write(merge_summary(result, names, [str(path) for path in outputs], str(report_path)))
     return EXIT_OK
 
@@ -121,48 +121,6 @@ def _output_paths(files: list[Path], base: Path | None, directory: Path) -> list
     return outputs
 
 
-def _write_all(directory: Path, files: dict[Path, str]) -> None:
-    """All or nothing: every file to a temporary name first (fsynced), then the renames."""
-    _check_directory(directory)
-    created = not directory.exists()
-    mask = os.umask(0)
-    os.umask(mask)
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise _refuse(Path(error.filename or directory),
-                      f"cannot make the directory: {error.strerror or error}; nothing written") from None
-    temps: list[tuple[str, Path]] = []
-    try:
-        for path, text in files.items():
-            fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-            temps.append((temp, path))
-            os.fchmod(fd, 0o666 & ~mask)
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-    except OSError as error:
-        for temp, _ in temps:
-            _unlink(temp)
-        if created:
-            try:
-                directory.rmdir()
-            except OSError:
-                pass
-        raise _refuse(directory, f"cannot write in this directory: {error.strerror or error}; nothing written") from None
-    for temp, path in temps:
-        os.replace(temp, path)
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _check_directory(directory: Path) -> None:
     """``-o`` names a directory: one that exists, or one that can be made where nothing else is in the way."""
     for path in (directory, *directory.parents):
@@ -171,13 +129,6 @@ def _check_directory(directory: Path) -> None:
                 raise _refuse(path, "not a directory (-o names the directory for the outputs); nothing written"
                               if path == directory else f"not a directory, so {directory} cannot be made; nothing written")
             return
-
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
 
 
 def _json(data: dict[str, Any]) -> str:

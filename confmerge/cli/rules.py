@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from ..data import dump
-from ..rules import Rule, Rules
+from ..diagnostics import printable
+from ..rules import Rule, Rules, statement_class
 from ..tree import Config, MergeClass, Node
 from . import EXIT_OK, command, load, load_rules, rules_option
 
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         if args.format == "json":
             dump([_rule_data(rule) for rule in effective], "json")
         else:
-            print(rules_text(rules, effective), end="")
+            print(printable(rules_text(rules, effective)), end="")
         return EXIT_OK
     rows = classify(load(args.file, rules), rules)
     if args.format == "json":
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         width = max((len(_where(row)) for row in rows), default=0)
         for row in rows:
-            print(f"{_where(row):<{width}}  {row['class']:<12}  {row['source'] or '(no rule)'}")
+            print(printable(f"{_where(row):<{width}}  {row['class']:<12}  {row['source'] or '(no rule)'}", one_line=True))
     return EXIT_OK
 
 
@@ -106,13 +107,12 @@ def _statements(section: Node, parent: Node, inherited: MergeClass, path: str, w
     for child in parent.entries:
         child_path = f"{path} / {child.identity}"
         child_where = (*where, str(child.identity))
+        cls = statement_class(child, parent, inherited)
         if child.merge_class is not None:
-            cls, rule = child.merge_class, _deciding(rules, child_path, True)
+            rule = _deciding(rules, child_path, True)
             source = f"{rule.source} ({rule.pattern})" if rule else None
-        elif child.kind is None and parent.kind is not None:
-            cls, source = MergeClass.UNCLASSIFIED, "not in the format"
         else:
-            cls, source = inherited, None
+            source = "not in the format" if cls is not inherited else None
         if cls is not inherited:
             rows.append({"section": str(section.identity), "statement": " / ".join(child_where), "line": child.line,
                          "class": cls.value, "source": source})
