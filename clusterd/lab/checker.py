@@ -174,8 +174,8 @@ def lost(record: Record, acked: dict[int, float], final: dict[str, int | None],
         edit = record.edits[number]
         allowed = {e.value for e in by_key[edit.key] if e.at >= edit.at}
         if final.get(edit.key) not in allowed and edit.key not in conflicted:
-            out.append(f"edit {edit.number} on server {edit.server}: {edit.key} = {edit.value}, acknowledged "
-                       f"{acked[number] - edit.at:.2f} s after it was made; the cluster ended with "
+            out.append(f"edit {edit.number} on server {edit.server}: {edit.key} = {edit.value} (counted from "
+                       f"{acked[number] - edit.at:.2f} s after it was made); the cluster ended with "
                        f"{final.get(edit.key)}")
     return out
 
