@@ -191,7 +191,6 @@ def test_defect_2_two_primaries_that_each_made_the_same_generation_number_conver
         "lab-isolated-primary" in str(c) for c in conflicts)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 defect 6: fix in progress on branch safety")
 def test_defect_6_a_full_state_directory_on_a_secondary_is_reported_not_an_election_storm(lab_factory):
     lab = running_lab(lab_factory, [0, 1, 2], small_disk={2})
     epoch = lab.status(1)["epoch"]
@@ -238,7 +237,6 @@ def test_defect_8_a_three_way_partition_has_no_two_primaries_in_one_epoch_and_lo
     assert [(value(lab, i, "lab-side-1"), value(lab, i, "lab-side-2")) for i in lab.ids] == [(111_001, 111_002)] * 3
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 defect 3: fix in progress on branch safety")
 def test_defect_3_operators_editing_every_server_with_no_fault_lose_nothing(lab_factory):
     """With no fault at all, every edit (acknowledged or not) ends up in the cluster, superseded or a conflict."""
     lab = running_lab(lab_factory, [0, 1, 2])
@@ -281,8 +279,6 @@ def test_defect_7_a_secondary_paused_or_stopped_with_sigterm_starts_no_election(
 
 
 @pytest.mark.timeout(10 * 60)
-@pytest.mark.xfail(strict=True, reason="issue 10 defects 1, 2, 3, 6, 8: the soak meets several of them in a "
-                   "minute; fixes in progress on branches consistency and safety")
 def test_a_seeded_random_soak_loses_nothing_acknowledged(lab_factory, request):
     """--soak-seconds or CLUSTERD_SOAK_SECONDS (default 60), CLUSTERD_SOAK_SEED (default 10): length and schedule."""
     lab = lab_factory([0, 1, 2])
