@@ -17,6 +17,7 @@ operator's concurrent edit is merged, never overwritten.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shlex
@@ -24,7 +25,7 @@ import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from confmerge import ConfError, adopt, cluster_part, parse, render, write_atomic
+from confmerge import ConfError, Conflict, adopt, cluster_part, parse, render, sync_directory, write_atomic
 
 from . import livefile
 from .history import Generation, History, sha256
@@ -42,6 +43,8 @@ class Applied:
     """The live backup as it now is (saves the daemon parsing it again)."""
     stamp: tuple[int, int]
     """Its mtime and size as this apply left them (:data:`UNKNOWN` when not read here): a later edit differs."""
+    conflicts: tuple[Conflict, ...] = ()
+    """Entries an operator changed on this server while the daemon wrote, differently: the operator's value stayed."""
 
 
 UNKNOWN = (0, 0)
@@ -85,7 +88,7 @@ def _record(store: History, intent: Intent) -> None:
 
 def _done(store: History) -> None:
     _intent_path(store).unlink(missing_ok=True)
-    livefile.sync_directory(store.root)
+    sync_directory(store.root)
 
 
 def apply_generation(store: History, backup: Path, text: str, generation: Generation,
@@ -124,7 +127,7 @@ def apply_generation(store: History, backup: Path, text: str, generation: Genera
     written = write_backup(store, backup, live.text, new_text, apply_command, generation)
     _save(store, generation, text)
     if written.merged:  # an operator's edit made meanwhile is in the file too: it goes to the primary as an edit
-        return Applied(generation, True, snapshot_of(written.text, backup), written.stamp)
+        return Applied(generation, True, snapshot_of(written.text, backup), written.stamp, written.conflicts)
     # adopt's contract: the result holds the generation's cluster-wide content in normal form
     return Applied(generation, True, Snapshot(new_text, cluster_part(result), generation.digest, result), written.stamp)
 
@@ -173,7 +176,10 @@ def write_backup(store: History, backup: Path, old_text: str, new_text: str, app
         raise SyncError(f"cannot write the state directory ({_reason(error)}); the backup is not replaced") from None
     try:
         written = livefile.replace(backup, old_text, new_text)
-    except (OSError, ConfError, livefile.Contended) as error:
+    except OSError as error:
+        _done(store)
+        raise SyncError(f"cannot write the live backup {backup}: {_reason(error)}; it is unchanged") from None
+    except (ConfError, livefile.Contended) as error:
         _done(store)
         raise SyncError(f"cannot write the live backup {backup}: {_reason(error)}; it is unchanged") from None
     try:
@@ -207,10 +213,14 @@ def recover(store: History, backup: Path, apply_command: str | None) -> Recovery
     except (OSError, ConfError, livefile.Contended) as error:
         return Recovery("an apply was interrupted by a restart", f"cannot read the live backup {backup} to finish "
                         f"the apply interrupted by a restart: {_reason(error)}")
+    kept = _leftovers(backup, {intent.previous, intent.new})
+    note = (f"; a file the crash left beside the backup holds other text (an operator's edit being swapped?), "
+            f"kept for the operator: {', '.join(map(str, kept))}") if kept else ""
     if sha256(on_disk) == intent.previous:
         _done(store)
-        return Recovery(f"an apply of generation {intent.generation} was interrupted before the backup was replaced; "
-                        "the backup is the previous one")
+        event = (f"an apply of generation {intent.generation} was interrupted before the backup was replaced; "
+                 "the backup is the previous one")
+        return Recovery(event + note, note[2:] or None)
     try:
         run_apply_command(apply_command, backup, intent.generation)
     except SyncError as error:
@@ -222,8 +232,28 @@ def recover(store: History, backup: Path, apply_command: str | None) -> Recovery
         if sha256(on_disk) == intent.new and previous is not None and sha256(previous) == intent.previous:
             back = _put_back(backup, on_disk, previous)
         _done(store)
-        reason = f"after a restart, the interrupted apply of generation {intent.generation}: {error}; {back}"
+        reason = f"after a restart, the interrupted apply of generation {intent.generation}: {error}; {back}{note}"
         return Recovery(reason, reason)
     _done(store)
-    return Recovery(f"the apply of generation {intent.generation} was interrupted by a restart; the apply command "
-                    "ran again for the backup on disk")
+    event = (f"the apply of generation {intent.generation} was interrupted by a restart; the apply command "
+             "ran again for the backup on disk")
+    return Recovery(event + note, note[2:] or None)
+
+
+def _leftovers(backup: Path, known: set[str]) -> list[Path]:
+    """Temporary files an interrupted replace left beside the backup: copies of known texts go, any other stays.
+
+    A crash between a swap and its swap back leaves an operator's file under
+    the temporary name: it is never removed, and the caller names it.
+    """
+    kept = []
+    for temp in sorted(backup.parent.glob(f".{backup.name}.*.tmp")):
+        try:
+            digest = hashlib.sha256(temp.read_bytes()).hexdigest()
+        except OSError:
+            continue
+        if digest in known:
+            temp.unlink(missing_ok=True)
+        else:
+            kept.append(temp)
+    return kept

@@ -24,7 +24,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
-from confmerge import ConfError, write_atomic
+from confmerge import ConfError, Conflict, write_atomic
 
 from . import apply
 from .config import ClusterConfig
@@ -326,6 +326,15 @@ class Core:
         if self.edit_pending() or self.head is NONE:
             return False
         return not self.config.peers or any(p.up and p.head == self.head.id for p in self.membership.peers.values())
+
+    def edited_meanwhile(self, conflicts: tuple[Conflict, ...]) -> None:
+        """Entries the operator of this server changed while the daemon wrote them: the operator's value stayed."""
+        for c in conflicts:
+            self.conflicts.append(ConflictRecord(self.config.id, c.section, c.statement, c.values[0], c.values[1],
+                                                 c.chosen))
+            self.events.add(f"conflict with an edit made on this server while the daemon wrote its backup, in "
+                            f"{c.section}{' / ' + c.statement if c.statement else ''}: kept the operator's "
+                            f"{c.chosen!r}, not {c.values[1]!r}")
 
     def conflict(self, record: ConflictRecord) -> None:
         self.conflicts.append(record)

@@ -13,10 +13,10 @@ times. The displaced file is checked once more after the swap, so an in-place
 write into it that was already under way is merged too.
 
 Where ``renameat2`` is missing (not glibc, not Linux, or a file system
-without exchange), the check and the rename happen under an ``flock`` of the
-backup's directory: cooperating writers are excluded, and an operator's
-rename that lands in the microseconds between the check and the rename is
-not seen. The log says which method is in use.
+without exchange), the read, the check and the rename happen under an
+``flock`` of the backup's directory: cooperating writers are excluded, and
+an uncooperative rename that lands in the microseconds between the check and
+the rename is not seen. The log says so when a file system refuses exchange.
 """
 
 from __future__ import annotations
@@ -26,18 +26,21 @@ import errno
 import fcntl
 import logging
 import os
-import tempfile
-from contextlib import contextmanager
+import time
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from confmerge import ConfError, Conflict, Diagnostic, merge, parse, render
+from confmerge import ConfError, Conflict, merge, parse, read_text, render, sync_directory, write_temp
 
 log = logging.getLogger("clusterd")
 
 ATTEMPTS = 20
 """Swaps tried before giving up on a file that keeps changing under the daemon."""
+
+SETTLE = 0.05
+"""Seconds an in-place write must have rested before the file is taken as whole."""
 
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
@@ -54,6 +57,9 @@ _no_exchange: set[int] = set()
 """Devices (st_dev) whose file system refused an exchange: the locked replace is used there."""
 
 Identity = tuple[int, int, int, int, int]
+
+_taken: dict[str, Identity] = {}
+"""What each path held at the last read taken here: another inode was put in whole by a rename."""
 
 
 class Contended(Exception):
@@ -92,24 +98,39 @@ def _identity(status: os.stat_result) -> Identity:
 
 
 def read(path: Path) -> Seen:
-    """The file's text, read again if it was written in place during the read (a torn read is never returned)."""
+    """The file's text, never half of an in-place write.
+
+    A file written in place during the read is read again. A file changed
+    in place less than :data:`SETTLE` ago may be half way through a write:
+    it is taken once it has not changed for that long. Not so a file just
+    renamed into place (another inode than the last read here took: a rename
+    puts a file in whole), nor one unchanged since that read.
+    """
+    key = os.path.abspath(path)
     for _ in range(ATTEMPTS):
         with open(path, "rb") as handle:
             before = os.fstat(handle.fileno())
             data = handle.read()
             after = os.fstat(handle.fileno())
-        if _identity(before) == _identity(after) and len(data) == after.st_size:
-            return Seen(_decode(data, path), _identity(after))
+        if _identity(before) != _identity(after) or len(data) != after.st_size:
+            continue
+        last = _taken.get(key)
+        in_place = last is None or (last[:2] == _identity(after)[:2] and last != _identity(after))
+        if in_place and time.time_ns() - after.st_mtime_ns < SETTLE * 1e9:
+            time.sleep(SETTLE)
+            if _identity(os.stat(path)) != _identity(after):
+                continue
+        _taken[key] = _identity(after)
+        return Seen(_decode(data, path), _identity(after))
     raise Contended(f"{path} kept changing while it was read")
 
 
 def _decode(data: bytes, path: Path) -> str:
     try:
         return data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
-        raise ConfError([Diagnostic("error", line, column, "not UTF-8 text", str(path))]) from None
+    except UnicodeDecodeError:
+        read_text(path)  # raises the ConfError that names the line and column
+        raise Contended(f"{path} changed while it was read") from None
 
 
 def merge_concurrent(base: str, ours: str, theirs: str, path: Path) -> tuple[str, tuple[Conflict, ...]]:
@@ -142,16 +163,18 @@ def replace(path: Path, expected: str, new: str, *, exchange: bool | None = None
     conflicts: list[Conflict] = []
     merged = False
     for _ in range(attempts):
-        current = read(path)
-        if current.text != expected:
-            new, found = merge_concurrent(expected, new, current.text, path)
-            conflicts += found
-            merged, expected = True, current.text
-        if new == current.text:
-            return Written(new, current.stamp, merged, tuple(conflicts), _method(path, exchange))
-        stamp = swap(path, current, new, exchange=exchange)
+        method = _method(path, exchange)
+        with _locked(path.parent) if method == "locked" else nullcontext():
+            current = read(path)
+            if current.text != expected:
+                new, found = merge_concurrent(expected, new, current.text, path)
+                conflicts += found
+                merged, expected = True, current.text
+            if new == current.text:
+                return Written(new, current.stamp, merged, tuple(conflicts), method)
+            stamp = _swap(path, current, new, method)
         if stamp is not None:
-            return Written(new, stamp, merged, tuple(conflicts), _method(path, exchange))
+            return Written(new, stamp, merged, tuple(conflicts), method)
     raise Contended(f"{path} kept changing while the daemon wrote it ({attempts} attempts); "
                     "the daemon's change is not written")
 
@@ -159,17 +182,24 @@ def replace(path: Path, expected: str, new: str, *, exchange: bool | None = None
 def swap(path: Path, current: Seen, text: str, *, exchange: bool | None = None) -> tuple[int, int] | None:
     """Put ``text`` in place of ``path`` if it still holds ``current``: the new file's mtime and size, or None.
 
-    None means the file had changed; then it is left exactly as it was.
+    None means the file had changed (or the file system turned out unable to
+    exchange: then the next call locks); the file is left exactly as it was.
     """
+    method = _method(path, exchange)
+    with _locked(path.parent) if method == "locked" else nullcontext():
+        return _swap(path, current, text, method)
+
+
+def _swap(path: Path, current: Seen, text: str, method: str) -> tuple[int, int] | None:
+    """One attempt; the locked method's lock is the caller's (held from before the read, in :func:`replace`)."""
     temp, stamp = _temp_file(path, text)
     try:
-        if _method(path, exchange) == "exchange":
+        if method == "exchange":
             try:
                 return stamp if _exchange_checked(temp, path, current) else None
             except _NoExchange:
-                pass
-        with _locked(path.parent):
-            return stamp if _replace_checked(temp, path, current) else None
+                return None
+        return stamp if _replace_checked(temp, path, current) else None
     finally:
         _unlink(temp)
 
@@ -249,27 +279,8 @@ def _locked(directory: Path) -> Iterator[None]:
 
 def _temp_file(path: Path, text: str) -> tuple[Path, tuple[int, int]]:
     """The new text, fsynced, beside the file, with its mode; returns it and its mtime and size."""
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        try:
-            os.fchmod(fd, os.stat(path).st_mode & 0o7777)
-        except FileNotFoundError:
-            pass
-        _write_all(fd, text.encode("utf-8"))
-        os.fsync(fd)
-        status = os.fstat(fd)
-    except BaseException:
-        os.close(fd)
-        _unlink(Path(name))
-        raise
-    os.close(fd)
-    return Path(name), (status.st_mtime_ns, status.st_size)
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+    temp, status = write_temp(path, text)
+    return Path(temp), (status.st_mtime_ns, status.st_size)
 
 
 def _unlink(path: Path) -> None:
@@ -277,14 +288,3 @@ def _unlink(path: Path) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
-
-
-def sync_directory(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -124,6 +124,7 @@ class Primary:
                                               core.config.apply_command, core.live)
         finally:
             core.applying = False
+        core.edited_meanwhile(applied.conflicts)
         core.hold(theirs, text)
         await core.refresh_live(known=(applied.live, applied.stamp) if applied.stamp != UNKNOWN else None,
                                 force=applied.stamp == UNKNOWN)
@@ -163,6 +164,7 @@ class Primary:
                                                   outcome.text, core.config.apply_command, merged)
             finally:
                 core.applying = False
+            core.edited_meanwhile(written.conflicts)
         if not self._still_primary(term):  # the backup holds the merge; recorded as an edit, the new primary takes it in
             core.events.add(f"stepped down while merging server {theirs.author}'s generation {theirs.short}; "
                             "the merged backup goes to the new primary as an edit")

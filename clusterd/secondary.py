@@ -94,6 +94,7 @@ class Secondary:
                     return Reply(rid, False, reason)
                 finally:
                     core.applying = False
+                core.edited_meanwhile(applied.conflicts)
                 if not core.hold(generation, text):
                     reason = f"the backup holds generation {generation.short}, but the state directory cannot record it"
                     core.apply_error = reason

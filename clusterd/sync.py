@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from confmerge import Config, ConfError, Conflict, cluster_digest, cluster_part, merge, parse, read_text, render
+from confmerge import Config, ConfError, Conflict, Diagnostic, cluster_digest, cluster_part, merge, parse, read_text, render
+
+from . import livefile
 
 
 class SyncState(StrEnum):
@@ -47,8 +49,17 @@ class Snapshot:
 
 
 def snapshot(backup: Path) -> Snapshot:
-    """Read and parse the live backup; :class:`ConfError` if it is not valid."""
-    return snapshot_of(read_text(backup), backup)
+    """Read (never half an in-place write: :func:`clusterd.livefile.read`) and parse the live backup.
+
+    :class:`ConfError` if it is not valid or cannot be read.
+    """
+    try:
+        text = livefile.read(backup).text
+    except OSError:
+        text = read_text(backup)  # says plainly what is wrong, as a ConfError
+    except livefile.Contended as error:
+        raise ConfError([Diagnostic("error", 1, 1, str(error), str(backup))]) from None
+    return snapshot_of(text, backup)
 
 
 def snapshot_of(text: str, backup: Path) -> Snapshot:

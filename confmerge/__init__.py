@@ -6,8 +6,9 @@ trees and results out (:func:`parse`, :func:`validate`, :func:`diff`,
 :func:`merge`, :func:`adopt`, :func:`cluster_part`, :func:`cluster_digest`,
 :func:`render`); results as plain data for JSON / YAML (``*_data``, :func:`dump`)
 and as text for a person (``*_text``, ``merge_*``, :func:`printable`); the
-files at the edge (:func:`read_text`, :func:`write_atomic`); and the one way
-both programs run a command (:func:`run_program`, :func:`guarded`).
+files at the edge (:func:`read_text`, :func:`write_atomic`, and its parts
+:func:`write_temp`, :func:`sync_directory` for a caller that swaps files
+itself); and the one way both programs run a command (:func:`run_program`, :func:`guarded`).
 """
 
 __version__ = "0.1.0"
@@ -16,7 +17,7 @@ from .check import references, validate
 from .data import change_data, config_data, diff_data, dump, report_data
 from .diagnostics import ConfError, Diagnostic, Severity, printable
 from .diff import Change, Diff, FieldChange, Op, Scope, diff
-from .files import read_text, write_atomic
+from .files import read_text, sync_directory, write_atomic, write_temp
 from .merge import (Action, Conflict, Edit, MergeResult, Unclassified, adopt, choose_primary, cluster_digest,
                     cluster_part, merge)
 from .parser import parse
@@ -41,5 +42,5 @@ __all__ = [
     "config_data", "diff_data", "change_data", "report_data", "dump",
     "diff_text", "diff_summary", "merge_summary", "merge_dry_run", "merge_conflicts", "printable", "PrintableFormatter",
     # the edges: files, and running a command
-    "read_text", "write_atomic", "guarded", "run_program", "EXIT_OK", "EXIT_DIFFERENT", "EXIT_TROUBLE",
+    "read_text", "write_atomic", "write_temp", "sync_directory", "guarded", "run_program", "EXIT_OK", "EXIT_DIFFERENT", "EXIT_TROUBLE",
 ]

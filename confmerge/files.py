@@ -25,12 +25,17 @@ def read_text(path: Path) -> str:
         raise fail("permission denied") from None
     except OSError as error:
         raise fail(f"cannot read: {error.strerror or error}") from None
+    return decode_text(data, str(path))
+
+
+def decode_text(data: bytes, name: str) -> str:
+    """A backup's bytes as text (UTF-8), or a :class:`ConfError` at the first byte that is not."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:
         line = data.count(b"\n", 0, error.start) + 1
         column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
-        raise ConfError([Diagnostic("error", line, column, "not UTF-8 text (is this a BQN backup?)", str(path))]) from None
+        raise ConfError([Diagnostic("error", line, column, "not UTF-8 text (is this a BQN backup?)", name)]) from None
 
 
 def write_atomic(path: Path, text: str) -> os.stat_result:
@@ -43,13 +48,13 @@ def write_atomic(path: Path, text: str) -> os.stat_result:
     written file's status as it was written: a watcher can tell a later
     change by someone else from its own write.
     """
-    temp, written = _write_temp(path, text)
+    temp, written = write_temp(path, text)
     try:
         os.replace(temp, path)
     except BaseException:
         _unlink(temp)
         raise
-    _sync_directory(_directory(path))
+    sync_directory(_directory(path))
     return written
 
 
@@ -78,7 +83,7 @@ def write_all(files: dict[Path, str]) -> None:
             made.extend(_make_directory(where))
         for path, text in files.items():
             where, doing = _directory(path), "cannot write in this directory"
-            temps[path], _ = _write_temp(path, text)
+            temps[path], _ = write_temp(path, text)
         for path in files:
             where, doing = path, "cannot keep the file it replaces"
             kept[path] = _keep_aside(path)
@@ -104,7 +109,7 @@ def write_all(files: dict[Path, str]) -> None:
         if aside is not None:
             _unlink(aside)
     for directory in dict.fromkeys(_directory(path) for path in files):
-        _sync_directory(directory)
+        sync_directory(directory)
 
 
 def _directory(path: Path) -> Path:
@@ -122,7 +127,7 @@ def _make_directory(directory: Path) -> list[Path]:
     return list(reversed(missing))
 
 
-def _write_temp(path: Path, text: str) -> tuple[str, os.stat_result]:
+def write_temp(path: Path, text: str) -> tuple[str, os.stat_result]:
     """``text`` in a new file beside ``path``, with the mode ``path`` has or would get, flushed to disk."""
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=_directory(path))
     try:
@@ -179,7 +184,8 @@ def _unlink(path: str) -> None:
         pass
 
 
-def _sync_directory(directory: Path) -> None:
+def sync_directory(directory: Path) -> None:
+    """fsync a directory, so that a rename in it survives a crash (best effort where it cannot be opened)."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:

@@ -15,13 +15,14 @@ its own. A statement whose class a rule sets overrides its section's class.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from .build import Output, lookup
 from .check import not_a_backup
 from .cluster import cluster_digest, cluster_part, ordered
 from .decide import Decider, decide_adoption, unclassified
 from .diagnostics import ConfError, Diagnostic
+from .resolve import Choice, ConflictKey
 from .result import Action, Conflict, Edit, MergeResult, Unclassified
 from .tree import Config, MergeClass, collector_paused
 
@@ -50,7 +51,8 @@ def adopt(server: Config, cluster: Config) -> Config:
         return output.config
 
 
-def merge(configs: Sequence[Config], primary: int | None = None, base: Config | None = None) -> MergeResult:
+def merge(configs: Sequence[Config], primary: int | None = None, base: Config | None = None,
+          resolutions: Mapping[ConflictKey, Choice] | None = None) -> MergeResult:
     """Unify the cluster-wide content of ``configs``; one output per input, in input order.
 
     ``primary`` is an index into ``configs``; by default the input with the
@@ -60,6 +62,12 @@ def merge(configs: Sequence[Config], primary: int | None = None, base: Config | 
     configuration or any common ancestor), a change or removal since the base
     made on some inputs and not on others is taken; changes that disagree are
     conflicts, resolved by priority.
+
+    ``resolutions`` overrides that priority per conflict: a conflict's
+    ``(section, statement)`` mapped to the input (an index) whose state of the
+    entry every output takes, or :data:`~confmerge.resolve.BASE` for the
+    base's; a rule-order conflict takes that input's (or the base's) rule
+    order. A choice the conflict cannot take raises :class:`ConfError`.
     """
     if len(configs) < 2:
         raise ValueError("merge needs two configurations or more")
@@ -68,7 +76,7 @@ def merge(configs: Sequence[Config], primary: int | None = None, base: Config | 
     elif not 0 <= primary < len(configs):
         raise ValueError(f"primary {primary} is not an input index")
     with collector_paused():
-        decider = Decider(configs, primary, base)
+        decider = Decider(configs, primary, base, resolutions or {})
         decisions, order, reason = decider.decide_all()
         ranked = [configs[i] for i in decider.priority]
         positions: dict[int, dict[int, int]] = {}

@@ -126,7 +126,7 @@ def test_three_way_changes_that_disagree_conflict_and_the_primary_wins():
     inputs = backups("policy rate p\n  downlink 10M\n", "policy rate p\n  downlink 20M\n", "policy rate p\n  downlink 30M\n")
     result = merge(inputs, base=base)
     assert result.conflicts == (Conflict("policy rate p", "downlink", ("downlink 10M", "downlink 20M", "downlink 30M"),
-                                         "downlink 10M"),)
+                                         "downlink 10M", "downlink 10M"),)
     result = merge(inputs, primary=2, base=base)
     assert all("downlink 30M" in text for text in texts(result))
 
@@ -136,7 +136,7 @@ def test_three_way_removal_against_a_change_is_a_conflict_the_primary_decides():
     inputs = backups("policy rate legacy\n  downlink 10M\n", "", "policy rate legacy\n  downlink 20M\n")
     kept = merge(inputs, base=base)
     assert kept.conflicts[0] == Conflict("policy rate legacy", None, ("policy rate legacy", None, "policy rate legacy"),
-                                         "policy rate legacy")
+                                         "policy rate legacy", "policy rate legacy")
     assert all("policy rate legacy\n  downlink 20M\n" in text for text in texts(kept))
     removed = merge(inputs, primary=1, base=base)
     assert all("legacy" not in text for text in texts(removed))

@@ -6,10 +6,14 @@ to judge afterwards: which configuration (by cluster digest) held which
 tracked values, which generations a primary had on a second server, who said
 it was primary in which epoch, and every conflict any server listed.
 
-**Acknowledged** (until ``docs/clusterd.md`` defines it otherwise): an edit
-is acknowledged once a server that says it is primary holds a generation
-containing it and another server's status says it holds that same
-generation (same digest). :func:`judge` then asserts, at the end:
+**Acknowledged**, as ``docs/clusterd.md`` defines it: an edit is
+acknowledged once a generation containing it is held by two servers, one of
+them the primary. The checker counts it so when a server that says it is
+primary holds a generation with the edit's value and another server's status
+says it holds that same generation (same digest), or when a server's status
+says its own generation is ``acknowledged`` (a daemon that reports it) and
+its live backup has that generation's content. :func:`judge` then asserts,
+at the end:
 
 * every server converged to one digest;
 * every acknowledged edit is present, superseded by a later edit of the same
@@ -41,8 +45,8 @@ class Observations:
 
     contents: dict[str, dict[str, int | None]] = field(default_factory=dict)
     """Cluster digest -> tracked values of a live backup that had it."""
-    held_twice: dict[str, float] = field(default_factory=dict)
-    """Digest of a primary's generation that a second server held -> first time seen so."""
+    acknowledged: dict[str, float] = field(default_factory=dict)
+    """Digest of an acknowledged generation -> the first time it was seen so."""
     primaries: list[tuple[float, int, int]] = field(default_factory=list)
     """(time, server, epoch) for every sample in which a server said it was the primary."""
     conflicts: list[dict[str, Any]] = field(default_factory=list)
@@ -99,6 +103,9 @@ class Sampler:
         for i, view in views.items():
             if view is None:
                 continue
+            own = view.get("generation") or {}
+            if own.get("acknowledged") and own.get("digest") and own["digest"] == self._digest(i):
+                seen.acknowledged.setdefault(own["digest"], now)
             for conflict in view.get("conflicts", []):
                 text = repr(sorted(conflict.items()))
                 if text not in self._conflicts:
@@ -107,10 +114,10 @@ class Sampler:
             if view.get("primary") == i:
                 seen.primaries.append((now, i, view["epoch"]))
                 digest = (view.get("generation") or {}).get("digest")
-                if digest and digest not in seen.held_twice and any(
+                if digest and digest not in seen.acknowledged and any(
                         j != i and other is not None and (other.get("generation") or {}).get("digest") == digest
                         for j, other in views.items()):
-                    seen.held_twice[digest] = now
+                    seen.acknowledged[digest] = now
 
 
 @dataclass(frozen=True)
@@ -122,6 +129,8 @@ class Verdict:
     two_primaries: list[str]
     own_sections: list[str]
     samples: int
+    reference: int = 0
+    """The server whose backup is the end state (any, once converged; else the primary most servers name)."""
 
     @property
     def ok(self) -> bool:
@@ -129,7 +138,8 @@ class Verdict:
 
     def summary(self) -> str:
         lines = [f"{self.edits} edits made, {self.acknowledged} acknowledged, {len(self.lost)} lost "
-                 f"({self.samples} status samples)"]
+                 f"({self.samples} status samples)"
+                 + (f"; not converged: lost means not in server {self.reference}'s backup" if self.diverged else "")]
         for title, items in (("lost", self.lost), ("not converged", self.diverged),
                              ("two primaries in one epoch", self.two_primaries),
                              ("server-specific sections", self.own_sections)):
@@ -144,7 +154,7 @@ def acknowledged(record: Record, seen: Observations) -> dict[int, float]:
     by_value: dict[tuple[str, int | None], Edit] = {(e.key, e.value): e for e in record.edits
                                                     if e.value is not None}
     acked: dict[int, float] = {}
-    for digest, at in seen.held_twice.items():
+    for digest, at in seen.acknowledged.items():
         for key, value in seen.contents.get(digest, {}).items():
             edit = by_value.get((key, value))
             if edit is not None and edit.at <= at and acked.get(edit.number, float("inf")) > at:
@@ -164,8 +174,8 @@ def lost(record: Record, acked: dict[int, float], final: dict[str, int | None],
         edit = record.edits[number]
         allowed = {e.value for e in by_key[edit.key] if e.at >= edit.at}
         if final.get(edit.key) not in allowed and edit.key not in conflicted:
-            out.append(f"edit {edit.number} on server {edit.server}: {edit.key} = {edit.value}, acknowledged "
-                       f"{acked[number] - edit.at:.2f} s after it was made; the cluster ended with "
+            out.append(f"edit {edit.number} on server {edit.server}: {edit.key} = {edit.value} (counted from "
+                       f"{acked[number] - edit.at:.2f} s after it was made); the cluster ended with "
                        f"{final.get(edit.key)}")
     return out
 
@@ -182,14 +192,15 @@ def double_primaries(seen: Observations, detection: float, logs: dict[int, str])
             if other == epoch and a < b and min(a1, b1) - max(a0, b0) > detection:
                 out.append(f"servers {a} and {b} both primary in epoch {epoch} for "
                            f"{min(a1, b1) - max(a0, b0):.2f} s (status samples)")
-    makers: dict[int, set[int]] = defaultdict(set)
-    made = re.compile(r"(?:^|: )generation \S+ \(epoch (\d+)")
+    makers: dict[int, dict[int, str]] = defaultdict(dict)
+    made = re.compile(r"\] \w+: generation \S+ \(epoch (\d+)")
     for server, text in logs.items():
         for line in text.splitlines():
             match = made.search(line)
             if match:
-                makers[int(match.group(1))].add(server)
-    out += [f"servers {sorted(servers)} all made generations in epoch {epoch} (logs)"
+                makers[int(match.group(1))].setdefault(server, line.strip())
+    out += [f"servers {sorted(servers)} all made generations in epoch {epoch} (logs: "
+            + " | ".join(servers[s] for s in sorted(servers)) + ")"
             for epoch, servers in sorted(makers.items()) if len(servers) > 1]
     return out
 
@@ -213,7 +224,11 @@ def converge(lab: Lab, timeout: float) -> list[str]:
 def judge(lab: Lab, record: Record, seen: Observations, settle: float = 60.0) -> Verdict:
     """After the faults: heal, wait for convergence, and check the contract (see the module's docstring)."""
     diverged = converge(lab, settle)
-    final = policies(lab.backup(lab.ids[0]).read_text())
+    reference = lab.ids[0]
+    if diverged:
+        said = [v["primary"] for v in (lab.status(i) for i in lab.ids) if v and v["primary"] in lab.ids]
+        reference = max(set(said), key=said.count) if said else reference
+    final = policies(lab.backup(reference).read_text())
     acked = acknowledged(record, seen)
     conflicts = list(seen.conflicts)
     for i in lab.ids:
@@ -225,4 +240,5 @@ def judge(lab: Lab, record: Record, seen: Observations, settle: float = 60.0) ->
         own += [f"server {i}'s {keyword} ended as {ended[keyword]!r}, its operator left {left[keyword]!r}"
                 for keyword in left if ended[keyword] != left[keyword]]
     return Verdict(len(record.edits), len(acked), lost(record, acked, final, conflicts), diverged,
-                   double_primaries(seen, lab.detection, {i: lab.log(i) for i in lab.ids}), own, seen.samples)
+                   double_primaries(seen, lab.detection, {i: lab.log(i) for i in lab.ids}), own, seen.samples,
+                   reference)

@@ -14,6 +14,7 @@ and labs left behind by a dead process are swept when the next one starts.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import re
@@ -40,14 +41,20 @@ class Unavailable(Exception):
     """Why the lab cannot run here (not root, no ``ip``): a reason to skip, said plainly."""
 
 
+@functools.cache
 def unavailable() -> str | None:
-    """None when namespaces can be made here, else the plain reason they cannot."""
+    """None when the lab can run here, else the plain reason it cannot (a namespace is made and removed to know)."""
     if os.geteuid() != 0:
         return "the fault lab needs root (network namespaces, tmpfs mounts)"
     if shutil.which("ip") is None:
         return "the fault lab needs iproute2's ip command"
     if shutil.which("mount") is None or shutil.which("umount") is None:
         return "the fault lab needs mount and umount"
+    probe = f"{PREFIX}{os.getpid()}-probe"
+    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True, timeout=15)
+    subprocess.run(["ip", "netns", "del", probe], capture_output=True, timeout=15)
+    if made.returncode != 0:
+        return f"the fault lab cannot make a network namespace here: {made.stderr.strip()}"
     return None
 
 
@@ -110,7 +117,8 @@ class Lab(Cluster):
 
     ``small_disk``: servers whose state directory is a tmpfs of ``disk_size``
     (``fill_disk`` fills it). Options are :class:`Cluster`'s (timing, backups,
-    apply command).
+    apply command); ``detection`` is the silence after which the servers call
+    a peer down.
     """
 
     def __init__(self, root: Path, ids: list[int], small_disk: set[int] | frozenset[int] = frozenset(),
@@ -131,8 +139,7 @@ class Lab(Cluster):
         self._lock = threading.RLock()
         options.setdefault("backups", {i: unified_backup(i) for i in ids})
         options.setdefault("port_base", 63500)  # any free base will do: the namespaces are the lab's
-        self.detection = options.get("heartbeat", 0.2) * options.get("missed", 3)
-        """Silence after which a peer is down (the timing the servers run with)."""
+        self.detection: float = options.get("heartbeat", 0.2) * options.get("missed", 3)
         try:
             super().__init__(root, ids, **options)
             self._network()

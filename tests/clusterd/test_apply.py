@@ -165,3 +165,29 @@ def test_an_apply_whose_state_cannot_be_written_replaces_nothing(tmp_path):
                                             "the backup is not replaced"):
             apply_generation(store, backup, text, generation, "exit 0")
         assert backup.read_text() == V1[1] and pending(store) is None
+
+
+def test_after_a_crash_mid_swap_the_displaced_operator_file_is_kept_and_named(server):
+    store, backup = server
+    interrupted(store, backup, V2[1], replaced=True)
+    copy = backup.parent / ".bqn.conf.abc123.tmp"
+    copy.write_text(V1[1])
+    displaced = backup.parent / ".bqn.conf.def456.tmp"
+    displaced.write_text(V1[1].replace("routing\n", "routing\n  static 10.9.0.0/16 via 192.168.0.1\n"))
+    done = recover(store, backup, "exit 0")
+    assert done is not None and done.error is not None and str(displaced) in done.error
+    assert displaced.exists(), "an operator's edit is never removed"
+    assert not copy.exists(), "a copy of the previous backup (kept in previous.conf) goes"
+
+
+def test_an_entry_the_operator_changed_meanwhile_keeps_the_operators_value_and_is_a_conflict(tmp_path):
+    backup = tmp_path / "bqn.conf"
+    backup.write_text(V2[1])
+    store = Store(tmp_path / "state")
+    live = snapshot(backup)
+    backup.write_text(V2[1].replace("  downlink 100M\n", "  downlink 300M\n"))
+    generation, text = generation_of(V2[0].replace("  downlink 100M\n", "  downlink 150M\n"))
+    applied = apply_generation(store, backup, text, generation, None, live)
+    assert "downlink 300M" in backup.read_text() and "downlink 150M" not in backup.read_text()
+    assert [(c.section, c.values, c.chosen) for c in applied.conflicts] == [
+        ("policy rate plan-100M", ("downlink 300M", "downlink 150M"), "downlink 300M")]

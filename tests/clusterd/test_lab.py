@@ -21,7 +21,12 @@ from clusterd.lab.operators import exchange, policies, seeded, with_policy
 from clusterd.lab.soak import FAULTS, Watch, make_lab, soak
 from clusterd.lab.world import Lab, unavailable, unified_backup
 
-pytestmark = pytest.mark.skipif(unavailable() is not None, reason=unavailable() or "")
+pytestmark = [
+    pytest.mark.skipif(unavailable() is not None and not os.environ.get("CI"), reason=unavailable() or ""),
+    pytest.mark.timeout(300),
+]
+"""Skipped, with the reason, where the lab cannot run, but never in CI (there a missing capability fails the tests);
+every wait in a scenario is bounded, and their sum can pass the suite's 120 s on a loaded machine."""
 
 SOAK_SECONDS = float(os.environ.get("CLUSTERD_SOAK_SECONDS", "60"))
 SOAK_SEED = int(os.environ.get("CLUSTERD_SOAK_SEED", "10"))
@@ -162,7 +167,7 @@ def test_defect_1_a_primary_back_from_a_partition_keeps_what_was_acknowledged_wi
     lab.wait("the edit acknowledged: in server 1's generation, held by 2", lambda: held_by(
         lab, [1, 2], "lab-while-0-was-away", 123_456) and self_primary(lab, 1) or None, 20)
     lab.rejoin(0)
-    assert converge(lab, 45) == []
+    assert converge(lab, 30) == []
     assert [value(lab, i, "lab-while-0-was-away") for i in lab.ids] == [123_456] * 3
 
 
@@ -179,14 +184,13 @@ def test_defect_2_two_primaries_that_each_made_the_same_generation_number_conver
         "generation"]["digest"] not in (before["digest"], lab.digest(1)) and lab.status(0)["generation"][
         "digest"] == lab.digest(0) or None, 20)
     lab.rejoin(0)
-    assert converge(lab, 45) == []
+    assert converge(lab, 30) == []
     assert [value(lab, i, "lab-new-primary") for i in lab.ids] == [222_222] * 3
     conflicts = [c for i in lab.ids for c in (lab.status(i) or {}).get("conflicts", [])]
     assert [value(lab, i, "lab-isolated-primary") for i in lab.ids] == [111_111] * 3 or any(
         "lab-isolated-primary" in str(c) for c in conflicts)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 defect 6: fix in progress on branch safety")
 def test_defect_6_a_full_state_directory_on_a_secondary_is_reported_not_an_election_storm(lab_factory):
     lab = running_lab(lab_factory, [0, 1, 2], small_disk={2})
     epoch = lab.status(1)["epoch"]
@@ -209,7 +213,7 @@ def test_defect_6_a_full_state_directory_on_a_secondary_is_reported_not_an_elect
     assert "space" in told.lower(), f"server 2's status does not tell of its full disk: {told}"
     lab.free_disk(2)
     lab.start(0)
-    assert converge(lab, 45) == []
+    assert converge(lab, 30) == []
 
 
 def test_defect_8_a_three_way_partition_has_no_two_primaries_in_one_epoch_and_loses_no_edit(lab_factory):
@@ -225,7 +229,7 @@ def test_defect_8_a_three_way_partition_has_no_two_primaries_in_one_epoch_and_lo
             (lab.status(i) or {}).get("generation", {}).get("digest") == lab.digest(i) for i in (1, 2)) or None, 20)
         time.sleep(2 * lab.detection)
         lab.heal()
-        diverged = converge(lab, 45)
+        diverged = converge(lab, 30)
     finally:
         sampler.stop()
     assert diverged == []
@@ -233,13 +237,12 @@ def test_defect_8_a_three_way_partition_has_no_two_primaries_in_one_epoch_and_lo
     assert [(value(lab, i, "lab-side-1"), value(lab, i, "lab-side-2")) for i in lab.ids] == [(111_001, 111_002)] * 3
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 defect 3: fix in progress on branch safety")
 def test_defect_3_operators_editing_every_server_with_no_fault_lose_nothing(lab_factory):
     """With no fault at all, every edit (acknowledged or not) ends up in the cluster, superseded or a conflict."""
     lab = running_lab(lab_factory, [0, 1, 2])
-    with Watch(lab, seed=3, rate=6.0) as watch:
-        time.sleep(30)
-        verdict = watch.judge(settle=45)
+    with Watch(lab, seed=3, rate=8.0) as watch:
+        time.sleep(20)
+        verdict = watch.judge(settle=30)
         everything = {e.number: e.at for e in watch.record.edits if e.value is not None}
         final = policies(lab.backup(0).read_text())
         dropped = lost(watch.record, everything, final, watch.sampler.seen.conflicts)
@@ -276,8 +279,6 @@ def test_defect_7_a_secondary_paused_or_stopped_with_sigterm_starts_no_election(
 
 
 @pytest.mark.timeout(10 * 60)
-@pytest.mark.xfail(strict=False, reason="issue 10 defects 1, 2, 8 (and 3, 6): the soak meets them at random; "
-                   "fix in progress on branches consistency and safety; make this strict when they land")
 def test_a_seeded_random_soak_loses_nothing_acknowledged(lab_factory, request):
     """--soak-seconds or CLUSTERD_SOAK_SECONDS (default 60), CLUSTERD_SOAK_SEED (default 10): length and schedule."""
     lab = lab_factory([0, 1, 2])
@@ -291,3 +292,18 @@ def test_a_seeded_random_soak_loses_nothing_acknowledged(lab_factory, request):
 def test_the_seeded_backups_are_valid_and_unified():
     texts = [seeded(unified_backup(i)) for i in (0, 1)]
     assert policies(texts[0]) == policies(texts[1]) == {"lab-shared-0": 50_000, "lab-shared-1": 50_001}
+
+
+def test_where_the_lab_cannot_run_it_says_why(monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    unavailable.cache_clear()
+    try:
+        assert unavailable() == "the fault lab needs root (network namespaces, tmpfs mounts)"
+    finally:
+        unavailable.cache_clear()
+    monkeypatch.setattr("shutil.which", lambda name: None if name == "ip" else "/usr/bin/" + name)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    try:
+        assert unavailable() == "the fault lab needs iproute2's ip command"
+    finally:
+        unavailable.cache_clear()

@@ -16,7 +16,7 @@ def seen_holding(*generations: tuple[float, dict[str, int | None]]) -> Observati
     seen = Observations()
     for n, (at, values) in enumerate(generations):
         seen.contents[f"d{n}"] = values
-        seen.held_twice[f"d{n}"] = at
+        seen.acknowledged[f"d{n}"] = at
     return seen
 
 
@@ -60,6 +60,10 @@ def test_two_primaries_in_one_epoch_for_longer_than_detection_are_found():
 def test_generations_made_by_two_servers_in_one_epoch_are_found_in_the_logs():
     logs = {1: "12:00:00 clusterd[1] INFO: generation 4 (epoch 3, sha256 abc)\n",
             2: "12:00:01 clusterd[2] INFO: generation 4 (epoch 3, sha256 def)\n"}
-    assert double_primaries(Observations(), 0.6, logs) == ["servers [1, 2] all made generations in epoch 3 (logs)"]
+    found = double_primaries(Observations(), 0.6, logs)
+    assert len(found) == 1 and found[0].startswith("servers [1, 2] all made generations in epoch 3 (logs: 12:00:00")
     logs[2] = logs[2].replace("epoch 3", "epoch 4")
     assert double_primaries(Observations(), 0.6, logs) == []
+    logs[2] = ("12:00:02 clusterd[2] INFO: generation 5 not applied: generation 5 (epoch 3) is older than "
+               "generation 6 (epoch 4) held here; not applied\n")
+    assert double_primaries(Observations(), 0.6, logs) == [], "a generation named is not one made"

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import logging
 import random
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -87,16 +91,18 @@ def test_the_race_is_real_a_plain_atomic_write_loses_operator_edits(backup):
     assert lost, "without compare-and-swap the daemon overwrites edits made while it worked"
 
 
-@pytest.mark.parametrize("mode", ["replace", "inplace"])
-def test_no_operator_edit_is_lost_to_the_daemons_writes(backup, mode):
+@pytest.mark.parametrize("mode, edits, pause", [("replace", 300, 0.004), ("inplace", 100, 0.1)],
+                         ids=["replace", "inplace"])
+def test_no_operator_edit_is_lost_to_the_daemons_writes(backup, mode, edits, pause):
+    """In place, the operator rests longer than livefile.SETTLE between edits (else no read of it settles)."""
     original = V2[1]
-    writes, merges, lost = race(backup, 400, mode, cas)
+    writes, merges, lost = race(backup, edits, mode, cas, pause)
     assert lost == [], f"{len(lost)} operator edits lost: {lost[:10]}"
     assert merges > 0, "the race happened: some daemon writes found an operator's edit and merged it"
     assert writes > 10
     final = backup.read_text()
     expected_routing = sections(original, "routing").replace(
-        "routing\n", "routing\n" + "".join(route(i) for i in reversed(range(400))), 1)
+        "routing\n", "routing\n" + "".join(route(i) for i in reversed(range(edits))), 1)
     assert sections(final, "routing") == expected_routing, "server-specific sections exactly as the operator left them"
     for own in ("management", "interface", "hostname", "bqn-id", "wire"):
         assert sections(final, own) == sections(original, own)
@@ -143,3 +149,35 @@ def test_an_edit_that_cannot_be_merged_is_left_as_the_operator_wrote_it(backup):
     with pytest.raises(livefile.Contended, match="cannot be merged"):
         livefile.replace(backup, seen.text, daemon_change(seen.text, 1))
     assert backup.read_text() == broken
+
+
+def test_a_read_never_returns_half_of_an_in_place_write(backup, monkeypatch):
+    monkeypatch.setattr(livefile, "SETTLE", 0.5)  # ten times the writer's pause, whatever the machine's load
+    text = backup.read_text()
+    half = len(text) // 2
+    with open(backup, "w", encoding="utf-8") as handle:
+        handle.write(text[:half])
+        handle.flush()
+        finisher = threading.Timer(0.05, lambda: (handle.write(text[half:]), handle.flush()))
+        finisher.start()
+        seen = livefile.read(backup)
+        finisher.join()
+    assert seen.text == text
+
+
+def test_a_file_system_that_refuses_exchange_falls_back_to_the_lock_and_says_so(backup, monkeypatch, caplog):
+    """No local file system here lacks RENAME_EXCHANGE, so renameat2 answers as vfat or an old NFS would: EINVAL."""
+    def refuse(*arguments):
+        ctypes.set_errno(errno.EINVAL)
+        return -1
+    monkeypatch.setattr(livefile, "_renameat2", refuse)
+    monkeypatch.setattr(livefile, "_no_exchange", set())
+    seen = livefile.read(backup)
+    with caplog.at_level(logging.WARNING, logger="clusterd"):
+        written = livefile.replace(backup, seen.text, daemon_change(seen.text, 1))
+        again = livefile.replace(backup, written.text, daemon_change(written.text, 2))
+    assert written.method == again.method == "locked"
+    assert backup.read_text() == daemon_change(daemon_change(V2[1], 1), 2)
+    assert [r.getMessage() for r in caplog.records].count(
+        f"{backup.parent}: the file system cannot exchange files (renameat2: Invalid argument); "
+        "replacing under a directory lock instead") == 1, "said once"

@@ -177,7 +177,7 @@ def test_defect_6_a_full_state_directory_is_reported_once_and_starts_no_election
                 assert cluster.agreed_primary() == 1
                 assert cluster.seen(1, 2)["up"] and cluster.seen(2, 1)["up"], "no channel died"
                 time.sleep(0.2)
-            assert cluster.log(2).count("cannot write the state directory") == 1, "logged once"
+            assert cluster.log(2).count("cannot write the state directory (saving the epoch)") == 1, "logged once"
             assert saved_epoch(cluster, 2) == epoch
             filler.unlink()
             cluster.wait("the fault cleared", lambda: cluster.seen(2, 2)["error"] is None or None, 10)
@@ -218,7 +218,7 @@ def test_a_primary_that_cannot_save_a_generation_reports_it_and_makes_it_once_it
             assert "cannot write the state directory (saving a generation): No space left on device" in error
             time.sleep(1)
             assert "server 9.9.9.9" not in cluster.backup(1).read_text()
-            assert cluster.log(0).count("cannot write the state directory") == 1, "logged once"
+            assert cluster.log(0).count("cannot write the state directory (saving a generation)") == 1, "logged once"
             assert "Traceback" not in cluster.log(0)
             filler.unlink()
             cluster.wait("the edit on server 1", lambda: all_have(cluster, (1,), "server 9.9.9.9"), 15)
