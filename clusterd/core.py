@@ -183,9 +183,12 @@ class Core:
                 return
             self._live_stat = key
             try:
-                live = await asyncio.to_thread(snapshot, self.config.backup)
+                live = await asyncio.to_thread(snapshot, self.config.backup, True)
             except ConfError as error:
-                self._live_problem(f"the live backup is not valid: {error.diagnostics[0]}")
+                more = len(error.diagnostics) - 1
+                self._live_problem(f"the live backup is not valid: {error.diagnostics[0]}"
+                                   + (f" (and {more} more)" if more else "")
+                                   + "; it is not recorded or distributed until it is fixed")
                 return
             if self.live is None or live.digest != self.live.digest:
                 self.nudge()

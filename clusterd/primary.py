@@ -24,6 +24,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Coroutine
 
+from confmerge import ConfError
+
 from . import transfer
 from .config import Peer
 from .core import ConflictRecord, Core
@@ -31,7 +33,7 @@ from .history import NONE, Generation
 from .links import LinkDown, PeerLink
 from .protocol import Apply, Head, Text
 from .apply import UNKNOWN, apply_generation, write_backup
-from .sync import SyncError, merge_edit, snapshot_of
+from .sync import SyncError, check, merge_edit, snapshot_of
 
 
 @dataclass(slots=True)
@@ -155,6 +157,10 @@ class Primary:
             core.conflict(ConflictRecord(theirs.author, conflict.section, conflict.statement, conflict.values[0],
                                          conflict.values[1], conflict.chosen))
         merged_live = await asyncio.to_thread(snapshot_of, outcome.text, core.config.backup)
+        try:
+            check(merged_live)
+        except ConfError as error:
+            raise SyncError(f"merged with this server's backup it would not be valid: {error.diagnostics[0]}") from None
         merged = core.make_generation([ours, theirs], merged_live.cluster, merged_live.digest, term)
         written = None
         if outcome.changed:

@@ -20,6 +20,8 @@ def status(core: Core, pushes: dict[int, PushState], problems: dict[int, str | N
     head = core.head
     primary_up = m.primary is not None and m.primary in m.up
     own = core.own_state()
+    if own is SyncState.IN_SYNC and core.live_error:  # the file holds something the daemon could not take in
+        own = SyncState.CHANGES_PENDING
     servers = [{
         "id": core.config.id, "address": core.config.address, "role": role.value, "up": True,
         "this": True, "last_heartbeat": 0.0, "generation": head.number, "head": head.id,

@@ -19,7 +19,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from confmerge import Config, ConfError, Conflict, Diagnostic, cluster_digest, cluster_part, merge, parse, read_text, render
+from confmerge import (
+    Config, ConfError, Conflict, Diagnostic, cluster_digest, cluster_part, merge, parse, read_text, render, validate,
+)
 
 from . import livefile
 
@@ -48,10 +50,12 @@ class Snapshot:
     """Kept so that applying a generation does not parse the backup again (the engine never mutates a tree)."""
 
 
-def snapshot(backup: Path) -> Snapshot:
+def snapshot(backup: Path, checked: bool = False) -> Snapshot:
     """Read (never half an in-place write: :func:`clusterd.livefile.read`) and parse the live backup.
 
-    :class:`ConfError` if it is not valid or cannot be read.
+    :class:`ConfError` if it is not valid or cannot be read; ``checked``: also
+    if a reference dangles or a required statement is missing
+    (:func:`confmerge.validate`), so that such a backup never becomes a generation.
     """
     try:
         text = livefile.read(backup).text
@@ -59,7 +63,17 @@ def snapshot(backup: Path) -> Snapshot:
         text = read_text(backup)  # says plainly what is wrong, as a ConfError
     except livefile.Contended as error:
         raise ConfError([Diagnostic("error", 1, 1, str(error), str(backup))]) from None
-    return snapshot_of(text, backup)
+    live = snapshot_of(text, backup)
+    if checked:
+        check(live)
+    return live
+
+
+def check(live: Snapshot) -> None:
+    """:class:`ConfError` with every dangling reference and missing required statement of ``live``."""
+    problems = validate(live.config) if live.config is not None else []
+    if problems:
+        raise ConfError(problems)
 
 
 def snapshot_of(text: str, backup: Path) -> Snapshot:
