@@ -191,3 +191,113 @@ def test_status_says_why_a_peer_is_down(cluster_factory, capsys):
     capsys.readouterr()
     main(["-c", str(cluster.config(0)), "status"])
     assert "does not trust this server's key yet" in capsys.readouterr().out
+
+
+BROKEN = ("rule business\n  subscriber-group business\n  policy plan-100M\n",
+          "rule business\n  subscriber-group business\n  policy plan-missing\n")
+
+
+def where_broken(cluster: Cluster, i: int) -> str:
+    """``FILE:LINE:COLUMN`` of the dangling policy name in server i's backup."""
+    lines = cluster.backup(i).read_text().splitlines()
+    line = lines.index("  policy plan-missing") + 1
+    return f"{cluster.backup(i)}:{line}:10: error:"
+
+
+def observe(seconds: float, check) -> None:
+    """``check`` holds every 0.1 s for ``seconds`` (a bounded watch that something does not happen)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        check()
+        time.sleep(0.1)
+
+
+def own_row(cluster: Cluster, i: int) -> dict:
+    return cluster.seen(i, i)
+
+
+def test_an_invalid_backup_on_the_primary_is_not_distributed_and_status_says_where(cluster_factory):
+    cluster = cluster_factory([0, 1])
+    cluster.start_all()
+    cluster.wait("complete", cluster.complete, 30)
+    generation = cluster.status(0)["generation"]["number"]
+    cluster.edit(0, *BROKEN)
+    where = where_broken(cluster, 0)
+    row = cluster.wait("the reason in server 0's status",
+                       lambda: (lambda r: r if r["error"] and where in r["error"] else None)(own_row(cluster, 0)), 20)
+    assert "policy 'plan-missing' names a missing 'policy rate' section" in row["error"] and row["sync"] == "changes pending"
+
+    def nothing_distributed() -> None:
+        assert "plan-missing" not in cluster.backup(1).read_text()
+        assert cluster.status(0)["generation"]["number"] == generation
+    observe(3, nothing_distributed)
+    assert cluster.status(0)["status"] == "incomplete"
+    assert cluster.log(0).count(where) == 1, cluster.log(0)[-3000:]
+    assert "sync failed" not in cluster.log(0) and "not be valid" not in cluster.log(1)
+    cluster.edit(0, BROKEN[1], BROKEN[0])
+    cluster.edit(0, "  server 8.8.8.8\n", "  server 8.8.8.8\n  server 9.9.9.9\n")
+    cluster.wait("the fixed backup's edit distributed", lambda: "9.9.9.9" in cluster.backup(1).read_text() or None, 20)
+    cluster.wait("complete again", cluster.complete, 20)
+
+
+def test_an_invalid_edit_on_a_secondary_says_why_and_is_not_resent(cluster_factory):
+    cluster = cluster_factory([0, 1])
+    cluster.start_all()
+    cluster.wait("complete", cluster.complete, 30)
+    cluster.edit(1, *BROKEN)
+    where = where_broken(cluster, 1)
+    cluster.wait("the reason in server 1's status",
+                 lambda: (lambda r: r["error"] and where in r["error"] or None)(own_row(cluster, 1)), 20)
+    lines = [cluster.log(i).count("\n") for i in (0, 1)]
+
+    def not_taken_in() -> None:
+        assert "plan-missing" not in cluster.backup(0).read_text()
+    observe(3, not_taken_in)
+    added = [cluster.log(i).count("\n") - lines[i] for i in (0, 1)]
+    assert max(added) <= 3, f"log lines added in 3 s: {added}\n{cluster.logs()}"
+    assert cluster.log(1).count(where) == 1
+    assert own_row(cluster, 1)["sync"] == "changes pending"
+
+
+def vm_rss_kb(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def test_churning_sessions_do_not_grow_the_daemon(cluster_factory):
+    """400 sessions of a trusted peer, each fetching the backup, while the daemon re-parses its backup every 0.3 s."""
+    import gc
+
+    from confmerge import parse
+
+    from .harness import FIXTURES
+
+    frozen = gc.get_freeze_count()
+    parse((FIXTURES / "bqn1-v1.conf").read_text(), "bqn1-v1.conf")
+    assert gc.get_freeze_count() == frozen, "a parse leaves the collector unfrozen"
+
+    cluster = cluster_factory([0, 1], drift=0.3)
+    cluster.start(0)
+    cluster.wait("the daemon", lambda: cluster.status(0))
+    pid = cluster.processes[0].pid
+
+    async def session() -> None:
+        async with await login(cluster, 0, 1, cluster.node_keys[1]) as connection:
+            process = await connection.create_process(encoding=None)
+            process.stdin.write(encode(Fetch(rid=1)))
+            async with asyncio.timeout(10):
+                reply = await read_frame(process.stdout)
+            assert isinstance(reply, Reply) and reply.ok
+
+    async def churn(count: int) -> None:
+        for _ in range(count // 4):  # fewer at once than the 8 a source may have waiting to log in
+            await asyncio.gather(*(session() for _ in range(4)))
+
+    asyncio.run(churn(150))
+    before = vm_rss_kb(pid)
+    sessions = 400
+    asyncio.run(churn(sessions))
+    growth = vm_rss_kb(pid) - before
+    assert growth / sessions < 5, f"the daemon grew {growth} KB over {sessions} sessions"
