@@ -175,3 +175,16 @@ def test_the_defaults_loopback_8443_and_the_limits() -> None:
     args = build_parser().parse_args(["serve"])
     assert (args.listen, args.insecure_http) == ("127.0.0.1:8443", False)
     assert (args.max_upload_mb, args.max_files, args.draft_minutes) == (16, 16, 60)
+
+
+def test_every_answer_carries_the_security_headers(anonymous: Client, client: Client) -> None:
+    answers = [anonymous.request("GET", "/login"), anonymous.request("GET", "/"), client.request("GET", "/"),
+               client.request("GET", "/static/app.js"), client.request("GET", "/api/v1/merges/nope"),
+               anonymous.request("GET", f"/login?token={client.server.token}")]
+    for response in answers:
+        policy = response.headers["Content-Security-Policy"]
+        assert "script-src 'self';" in policy and "frame-ancestors 'none'" in policy and "default-src 'none'" in policy
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["X-Frame-Options"] == "DENY"
+        assert response.headers["Cache-Control"] == "no-store"
+        assert response.headers["Referrer-Policy"] == "same-origin"
