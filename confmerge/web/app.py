@@ -22,7 +22,7 @@ from .auth import SESSIONS, Sessions, authenticate, clear_session, set_session
 from .drafts import REPORT, RESOLUTIONS, Draft, Drafts
 from .errors import Problem
 from .openapi import openapi
-from .uploads import Limits, Upload, check, diagnostic_data, files, form, load
+from .uploads import BODY_SECONDS, Limits, Upload, check, diagnostic_data, files, form, load, posted, read_body
 
 log = logging.getLogger("confmerge.web")
 DRAFTS = web.AppKey("drafts", Drafts)
@@ -35,14 +35,18 @@ routes = web.RouteTableDef()
 
 
 def create_app(token: str, *, secure: bool = True, limits: Limits = Limits(), rules: Rules | None = None,
-               draft_lifetime: float = 3600.0) -> web.Application:
-    """The whole server for ``token``; ``secure``: served over HTTPS (the session cookie is then Secure)."""
+               draft_lifetime: float = 3600.0, body_seconds: float = 120.0) -> web.Application:
+    """The whole server for ``token``; ``secure``: served over HTTPS (the session cookie is then Secure).
+
+    ``body_seconds`` bounds the time a request body may take to arrive (408 past it), so a slow sender holds nothing.
+    """
     app = web.Application(middlewares=[problems, authenticate], client_max_size=limits.total_bytes)
     app[SESSIONS] = Sessions(token)
     app[DRAFTS] = Drafts(rules, draft_lifetime)
     app[DRAFT_LOCK] = asyncio.Lock()
     app[LIMITS] = limits
     app[SECURE] = secure
+    app[BODY_SECONDS] = body_seconds
     app.add_routes(routes)
     app.on_response_prepare.append(_guard)
     return app
@@ -108,7 +112,7 @@ async def login_page(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/login")
 async def login(request: web.Request) -> web.StreamResponse:
-    data = await request.post()
+    data = await posted(request)
     token = data.get("token")
     return _log_in(request, token if isinstance(token, str) else "")
 
@@ -304,7 +308,7 @@ def _download(data: bytes, name: str, content_type: str) -> web.Response:
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
     try:
-        body = json.loads(await request.read() or b"{}")
+        body = json.loads(await read_body(request) or b"{}")
     except (ValueError, UnicodeDecodeError):
         raise Problem(400, "the body is not JSON") from None
     if not isinstance(body, dict):

@@ -20,6 +20,7 @@ from typing import Awaitable, Callable
 from aiohttp import web
 
 from .errors import Problem
+from .uploads import posted
 
 COOKIE = "confmerge_session"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -42,6 +43,11 @@ def token_from_file(path: Path) -> str:
     return token
 
 
+def same(given: str, expected: str) -> bool:
+    """A constant-time comparison that takes any text a client sends (a header's undecodable bytes too)."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
+
+
 @dataclass
 class Session:
     csrf: str
@@ -57,7 +63,7 @@ class Sessions:
     sessions: dict[str, Session] = field(default_factory=dict)
 
     def valid_token(self, given: str) -> bool:
-        return hmac.compare_digest(given.encode(), self.token.encode())
+        return same(given, self.token)
 
     def open(self) -> tuple[str, Session]:
         now = time.monotonic()
@@ -115,9 +121,9 @@ async def require_csrf(request: web.Request, session: Session) -> None:
         raise Problem(403, "cross-origin request refused")
     given = request.headers.get("X-CSRF-Token")
     if given is None and request.content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        value = (await request.post()).get("csrf")
+        value = (await posted(request)).get("csrf")
         given = value if isinstance(value, str) else None
-    if given is None or not hmac.compare_digest(given.encode(), session.csrf.encode()):
+    if given is None or not same(given, session.csrf):
         raise Problem(403, "missing or wrong CSRF token (reload the page)")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import re
@@ -13,7 +14,7 @@ from confmerge.web.openapi import openapi
 
 from ..conftest import FIXTURES, run_confmerge
 from .conftest import read
-from .server import Client
+from .server import Client, Server, raw
 
 THREE = FIXTURES / "merge" / "three-servers"
 GUIDE = [FIXTURES / "bqn0-v1.conf", FIXTURES / "bqn1-v1.conf"]
@@ -181,3 +182,38 @@ def test_the_server_keeps_answering_while_it_compares_large_backups(client: Clie
         answered += 1 if worker.is_alive() else 0
     worker.join(timeout=120)
     assert done == [200] and answered == 3
+
+
+def test_a_malformed_form_is_400_never_an_internal_error(client: Client, server: Server) -> None:
+    auth = f"Authorization: Bearer {server.token}\r\nConnection: close\r\n".encode()
+    for content_type, body in [(b"multipart/form-data", b"hello"),
+                               (b"multipart/form-data; boundary=abc", b"--abc\r\nnonsense\r\n\r\n")]:
+        answer = raw(server, b"POST /api/v1/check HTTP/1.1\r\nHost: x\r\n" + auth + b"Content-Type: " + content_type +
+                     b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        assert answer.startswith(b"HTTP/1.1 400 ") and b"malformed" in answer, answer
+    for name in ("a\x00b.conf", "a\x01\x1bb.conf"):
+        response = client.request("POST", "/api/v1/check", files={"file": [(name, GUIDE[0].read_bytes())]})
+        assert response.status == 400 and "malformed" in response.json()["error"]
+
+
+def test_a_request_body_that_arrives_too_slowly_is_408_and_the_connection_closed() -> None:
+    from aiohttp import web
+
+    async def scenario() -> bytes:
+        runner = web.AppRunner(create_app("t" * 32, secure=False, body_seconds=1.0))
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        try:
+            port = runner.addresses[0][1]
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"POST /api/v1/check HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + b"t" * 32 +
+                         b"\r\nContent-Type: multipart/form-data; boundary=abc\r\nContent-Length: 1000\r\n\r\n--abc\r\n")
+            await writer.drain()
+            answer = await asyncio.wait_for(reader.read(), 30)  # the server answers, then closes
+            writer.close()
+            return answer
+        finally:
+            await runner.cleanup()
+    answer = asyncio.run(scenario())
+    assert answer.startswith(b"HTTP/1.1 408 ") and b"longer than 1 seconds" in answer

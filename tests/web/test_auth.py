@@ -17,7 +17,7 @@ from confmerge.web.tls import fingerprint
 
 from ..conftest import FIXTURES, run_confmerge
 from .conftest import read
-from .server import Client, Server, start
+from .server import Client, Server, raw, start
 
 
 def every_route() -> list[tuple[str, str]]:
@@ -188,3 +188,14 @@ def test_every_answer_carries_the_security_headers(anonymous: Client, client: Cl
         assert response.headers["X-Frame-Options"] == "DENY"
         assert response.headers["Cache-Control"] == "no-store"
         assert response.headers["Referrer-Policy"] == "same-origin"
+
+
+def test_a_token_that_is_not_utf8_is_refused_not_an_error(anonymous: Client, server: Server) -> None:
+    answer = raw(server, b"GET /api/v1/openapi.json HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\r\n"
+                         b"Connection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 401 ") and b"the token is not valid" in answer
+    anonymous.request("POST", "/login", form={"token": server.token})
+    cookie = "; ".join(f"{k}={v}" for k, v in anonymous.cookies.items()).encode()
+    answer = raw(server, b"POST /api/v1/merges/x/confirm HTTP/1.1\r\nHost: x\r\nCookie: " + cookie +
+                 b"\r\nX-CSRF-Token: \xff\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 403 ") and b"CSRF" in answer
