@@ -122,7 +122,9 @@ def _log_in(request: web.Request, token: str, follow: str = "/") -> web.StreamRe
     if not sessions.valid_token(token):
         return web.Response(status=401, text=views.login("That token is not valid."), content_type="text/html")
     key, _ = sessions.open()
-    local = follow.startswith("/") and not follow.startswith("//") and "\\" not in follow
+    # A browser drops tabs and newlines from a URL, so "/\t/host" would become "//host": nothing but visible ASCII.
+    local = (follow.startswith("/") and not follow.startswith("//") and "\\" not in follow
+             and all("!" <= ch <= "~" for ch in follow))
     response = web.HTTPSeeOther(follow if local else "/")
     set_session(response, key, request.app[SECURE])
     return response

@@ -199,3 +199,11 @@ def test_a_token_that_is_not_utf8_is_refused_not_an_error(anonymous: Client, ser
     answer = raw(server, b"POST /api/v1/merges/x/confirm HTTP/1.1\r\nHost: x\r\nCookie: " + cookie +
                  b"\r\nX-CSRF-Token: \xff\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
     assert answer.startswith(b"HTTP/1.1 403 ") and b"CSRF" in answer
+
+
+@pytest.mark.parametrize("follow", ["//evil.example", "/\t/evil.example", "/\n/evil.example", "/\\evil.example",
+                                    "https://evil.example", " //evil.example"])
+def test_the_login_url_leads_only_to_a_page_of_this_server(server: Server, follow: str) -> None:
+    from urllib.parse import quote
+    response = Client(server, bearer=False).request("GET", f"/login?token={server.token}&next={quote(follow)}")
+    assert response.status == 303 and response.headers["Location"] == "/"
