@@ -28,9 +28,13 @@ PUBLIC = frozenset({"/login"})
 
 
 def token_from_file(path: Path) -> str:
-    """The token in ``path``; if there is no such file, a new random one written there with mode 0600."""
+    """The token in ``path``; if there is no such file, a new random one written there with mode 0600.
+
+    As ssh does with a key, a token file that others could read or change (not ours, or any group or other
+    permission) is refused: anyone who can read it holds the server.
+    """
     try:
-        token = path.read_text(encoding="utf-8").strip()
+        fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         token = secrets.token_urlsafe(32)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -38,6 +42,12 @@ def token_from_file(path: Path) -> str:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(token + "\n")
         return token
+    with os.fdopen(fd, "r", encoding="utf-8") as handle:
+        found = os.fstat(handle.fileno())
+        if found.st_uid != os.geteuid() or found.st_mode & 0o077:
+            raise ValueError(f"{path}: others can read or change the token (mode {found.st_mode & 0o777:04o}, "
+                             f"owner uid {found.st_uid}); chmod 600 it, as its owner")
+        token = handle.read().strip()
     if len(token) < 16:
         raise ValueError(f"{path}: the token is shorter than 16 characters")
     return token

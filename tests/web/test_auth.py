@@ -116,6 +116,7 @@ def test_the_token_file_is_read_or_made_0600(tmp_path: Path) -> None:
     assert running.process.returncode == 0  # SIGTERM ends it cleanly
     given = tmp_path / "given"
     given.write_text("a-token-an-operator-chose-0123456789\n")
+    given.chmod(0o600)
     running = start(tmp_path / "state", "--token-file", str(given))
     try:
         assert running.token == "a-token-an-operator-chose-0123456789"
@@ -207,3 +208,30 @@ def test_the_login_url_leads_only_to_a_page_of_this_server(server: Server, follo
     from urllib.parse import quote
     response = Client(server, bearer=False).request("GET", f"/login?token={server.token}&next={quote(follow)}")
     assert response.status == 303 and response.headers["Location"] == "/"
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o620])
+def test_a_token_file_others_can_read_or_change_is_refused(tmp_path: Path, mode: int) -> None:
+    given = tmp_path / "token"
+    given.write_text("a-token-an-operator-chose-0123456789\n")
+    given.chmod(mode)
+    link = tmp_path / "link"
+    link.symlink_to(given)
+    for path in (given, link):
+        result = run_confmerge("serve", "--listen", "127.0.0.1:0", "--token-file", path, "--state-dir",
+                               tmp_path / "state", timeout=30)
+        assert result.returncode == 2 and "others can read or change the token" in result.stderr
+        assert "chmod 600" in result.stderr and "Traceback" not in result.stderr
+        assert not (tmp_path / "state").exists()
+
+
+def test_a_token_file_owned_by_another_user_is_refused(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("making a file of another user needs root")
+    given = tmp_path / "token"
+    given.write_text("a-token-an-operator-chose-0123456789\n")
+    given.chmod(0o600)
+    os.chown(given, 65534, 65534)
+    result = run_confmerge("serve", "--listen", "127.0.0.1:0", "--token-file", given, "--state-dir",
+                           tmp_path / "state", timeout=30)
+    assert result.returncode == 2 and "owner uid 65534" in result.stderr
