@@ -11,6 +11,7 @@ import json
 import logging
 from importlib import resources
 from typing import Any, Awaitable, Callable, TypeVar
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -301,7 +302,9 @@ def _confirmed(request: web.Request) -> Draft:
 
 
 def _download(data: bytes, name: str, content_type: str) -> web.Response:
-    response = web.Response(body=data, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    plain = "".join(ch if " " <= ch <= "~" and ch not in '"\\' else "_" for ch in name)
+    disposition = f'attachment; filename="{plain}"' + ("" if plain == name else f"; filename*=UTF-8''{quote(name)}")
+    response = web.Response(body=data, headers={"Content-Disposition": disposition})
     response.content_type, _, charset = content_type.partition("; charset=")
     if charset:
         response.charset = charset

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import PureWindowsPath
 from typing import Any, Sequence
@@ -20,7 +20,6 @@ from ..rules import Rules
 from ..tree import Config
 from .errors import Problem
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
 BODY_SECONDS = web.AppKey("body seconds", float)
 
 
@@ -40,10 +39,14 @@ class Upload:
 
 
 def safe_name(filename: str | None, fallback: str) -> str:
-    """The file's own name without any directory, in characters that are safe in a path and a header."""
+    """The file's own name without any directory, its spaces and letters kept (``--resolve`` names the files so).
+
+    Only what could mislead or break a path or a header goes: control and format characters (a right-to-left
+    override too), quotes, and leading dots.
+    """
     name = PureWindowsPath(filename or "").name.strip()
-    name = _UNSAFE.sub("_", name)[:100].lstrip(".")
-    return name or fallback
+    name = "".join("_" if ch == '"' or unicodedata.category(ch).startswith("C") else ch for ch in name)
+    return name[:100].lstrip(".").strip() or fallback
 
 
 async def form(request: web.Request) -> MultiDictProxy[Any]:

@@ -162,7 +162,30 @@ def test_a_merge_takes_a_primary_by_name_and_a_base(client: Client) -> None:
 def test_an_uploaded_name_keeps_only_its_file_name(client: Client) -> None:
     response = client.request("POST", "/api/v1/check", files={"file": [("../../etc/bqn0 v1.conf", GUIDE[0].read_bytes()),
                                                                       ("/tmp/x/bqn1.conf", GUIDE[1].read_bytes())]})
-    assert [f["file"] for f in response.json()["files"]] == ["bqn0_v1.conf", "bqn1.conf"]
+    assert [f["file"] for f in response.json()["files"]] == ["bqn0 v1.conf", "bqn1.conf"]
+    odd = client.request("POST", "/api/v1/check", files={"file": [("x\u202egnoc.exe", b"hostname a\n"),
+                                                                  ('a"b.conf', b"hostname a\n"), ("...", b"hostname a\n")]})
+    assert [f["file"] for f in odd.json()["files"]] == ["x_gnoc.exe", "a_b.conf", "file-3.conf"]
+
+
+def test_names_with_spaces_and_letters_give_what_confmerge_merge_resolve_writes(client: Client, tmp_path: Path) -> None:
+    names = ["bqn0 v1.conf", "bqn1 – réseau.conf", "bqn2#v1.conf"]
+    for name, source in zip(names, sorted(THREE.glob("*.conf"))):
+        (tmp_path / name).write_bytes(source.read_bytes())
+    draft = client.request("POST", "/api/v1/merges", files={"backups": [read(tmp_path / n) for n in names]}).json()
+    assert draft["inputs"] == names
+    base = f"/api/v1/merges/{draft['id']}"
+    client.request("PATCH", f"{base}/conflicts/1", body={"take": names[2]})
+    client.request("POST", f"{base}/confirm")
+    (tmp_path / "resolutions.json").write_bytes(client.request("GET", f"{base}/resolutions").body)
+    cli = run_confmerge("merge", *names, "-o", tmp_path / "out", "--resolve", tmp_path / "resolutions.json", cwd=tmp_path)
+    assert cli.returncode == 0, cli.stderr
+    from urllib.parse import quote
+    for output in (o["file"] for o in draft["outputs"]):
+        response = client.request("GET", f"{base}/outputs/{quote(output)}")
+        assert response.status == 200 and response.body == (tmp_path / "out" / output).read_bytes()
+        disposition = response.headers["Content-Disposition"]
+        assert disposition.isascii() and (output in disposition or f"filename*=UTF-8''{quote(output)}" in disposition)
 
 
 def test_the_server_keeps_answering_while_it_compares_large_backups(client: Client, server) -> None:  # type: ignore[no-untyped-def]
