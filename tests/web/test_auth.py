@@ -235,3 +235,13 @@ def test_a_token_file_owned_by_another_user_is_refused(tmp_path: Path) -> None:
     result = run_confmerge("serve", "--listen", "127.0.0.1:0", "--token-file", given, "--state-dir",
                            tmp_path / "state", timeout=30)
     assert result.returncode == 2 and "owner uid 65534" in result.stderr
+
+
+def test_after_log_out_the_old_cookie_is_refused(anonymous: Client, server: Server) -> None:
+    anonymous.request("POST", "/login", form={"token": server.token})
+    kept = dict(anonymous.cookies)
+    csrf = re.search(r'name="csrf-token" content="([^"]+)"', anonymous.request("GET", "/").text).group(1)  # type: ignore[union-attr]
+    assert anonymous.request("POST", "/logout", form={"csrf": csrf}).status == 303
+    replayed = Client(server, bearer=False, cookies=kept)  # a copy of the cookie the browser threw away
+    assert replayed.request("GET", "/").status == 401
+    assert replayed.request("POST", "/api/v1/merges", headers={"X-CSRF-Token": csrf}).status == 401
