@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import importlib
+import io
 import os
 import pkgutil
 import sys
@@ -116,6 +117,7 @@ def run_program(build: Callable[[], argparse.ArgumentParser], argv: Sequence[str
     :func:`guarded`. Options are never abbreviated (``--scop`` is not ``--scope``), and an unknown option is
     named with its subcommand's usage."""
     def start(_: argparse.Namespace) -> int:
+        _buffer_stdout()
         parser = build()
         parsers = list(_parsers(parser))
         for each in parsers:
@@ -127,6 +129,16 @@ def run_program(build: Callable[[], argparse.ArgumentParser], argv: Sequence[str
             _unrecognized(parsers, args, extra)
         return (run or args.run)(args)
     return guarded(start, argparse.Namespace())
+
+
+def _buffer_stdout() -> None:
+    """Give an unbuffered stdout (``python -u``, ``PYTHONUNBUFFERED``) a buffered layer again: unbuffered, the
+    text layer hands each write to the file once and drops what a write cut short by a closed pipe left
+    unwritten, without an error; a buffered layer writes the rest, and so meets the closed pipe."""
+    stream = sys.stdout
+    if isinstance(stream, io.TextIOWrapper) and isinstance(stream.buffer, io.RawIOBase):
+        sys.stdout = io.TextIOWrapper(io.BufferedWriter(stream.buffer), encoding=stream.encoding,
+                                      errors=stream.errors, line_buffering=True)
 
 
 def _parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
