@@ -145,6 +145,19 @@ def test_a_typo_in_an_option_names_the_option_not_a_file(capsys):
     assert str(B) not in err
 
 
+@pytest.mark.parametrize("main, argv, last", [
+    (clusterd_main, ["diff", "--scop", "all"], "clusterd diff: error: unrecognized option: --scop"),
+    (confmerge_main, ["diff", "--scpoe", "cluster", str(A)],
+     "confmerge diff: error: unrecognized option: --scpoe (did you mean --scope?)"),
+    (confmerge_main, ["merge", "--primay", str(A), str(A)],
+     "confmerge merge: error: unrecognized option: --primay (did you mean --primary?)"),
+])
+def test_a_typo_is_named_even_when_the_word_after_it_fails_as_an_argument(main, argv: list[str], last: str, capsys):
+    """The word after an unknown option went to an argument, and argparse complained about that word
+    ("argument peer: invalid int value: 'all'") or a missing one, never naming the typo."""
+    assert _refused(main, argv, capsys).splitlines()[-1] == last
+
+
 def test_a_missing_input_has_no_made_up_position():
     result = run_confmerge("check", FIXTURES / "missing.conf")
     assert (result.returncode, result.stderr) == (2, f"{FIXTURES / 'missing.conf'}: error: no such file\n")
