@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import logging
 import os
 import socket
+import struct
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -20,8 +22,8 @@ import asyncssh
 
 from confmerge import PrintableFormatter, printable, run_program
 
+from . import __version__, keys
 from . import config as config_module
-from . import keys
 from .config import ClusterConfig, Peer
 from .links import reason
 from .protocol import encode
@@ -59,11 +61,17 @@ def _config(args: argparse.Namespace) -> ClusterConfig:
 
 def ask(config: ClusterConfig, message: dict[str, Any], timeout: float = 60.0) -> dict[str, Any]:
     """One request over the daemon's local socket."""
+    return _exchange(config, message, timeout)[0]
+
+
+def _exchange(config: ClusterConfig, message: dict[str, Any], timeout: float) -> tuple[dict[str, Any], int]:
+    """The reply and the answering daemon's pid (from the socket's peer credentials)."""
     path = config.socket
     try:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(timeout)
             sock.connect(str(path))
+            pid = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))[0]
             sock.sendall(encode(message))
             data = b""
             while not data.endswith(b"\n"):
@@ -82,7 +90,7 @@ def ask(config: ClusterConfig, message: dict[str, Any], timeout: float = 60.0) -
     except OSError as error:
         raise Trouble(f"lost the connection to clusterd ({error.strerror or error}); is it restarting?") from None
     try:
-        return json.loads(data)
+        return json.loads(data), pid
     except json.JSONDecodeError:
         raise Trouble("clusterd gave no answer") from None
 
@@ -125,6 +133,7 @@ def init(args: argparse.Namespace) -> int:
     path: Path = args.config
     if path.exists() and not args.force:
         raise Trouble(f"{path} exists; use --force to replace it, or edit it with add-peer / set-id")
+    _ip(args.address, "--address")
     path.parent.mkdir(parents=True, exist_ok=True)
     text = config_module.TEMPLATE.format(
         id=args.id, address=args.address, ssh_port=args.ssh_port, port_base=args.port_base,
@@ -146,6 +155,13 @@ def run(args: argparse.Namespace) -> int:
     from .daemon import serve
 
     config = _config(args)
+    try:
+        _, pid = _exchange(config, {"type": "status"}, 5.0)
+    except Trouble:
+        pass
+    else:
+        raise Trouble(f"clusterd is already running for {config.path} (pid {pid}); stop it first "
+                      "(systemctl stop clusterd, or kill it), or name another cluster file with -c")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(PrintableFormatter(f"%(asctime)s clusterd[{config.id}] %(levelname)s: %(message)s"))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
@@ -153,7 +169,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         asyncio.run(serve(args.config))
     except OSError as error:
-        raise Trouble(f"cannot listen: {error.strerror or error}") from None
+        raise Trouble(f"cannot listen on {config.address} (control port {config.control_port}"
+                      f"{f', SSH port {config.ssh_port}' if config.ssh.serve else ''}): {error.strerror or error}") from None
     return EXIT_OK
 
 
@@ -170,26 +187,56 @@ def status(args: argparse.Namespace) -> int:
         json.dump(data, sys.stdout, indent=2)
         print()
         return EXIT_OK
-    print(f"cluster: state {data['state']}, status {data['status']}  "
-          f"(epoch {data['epoch']}, generation {data['generation']['number']}"
-          f"{', sha256 ' + data['generation']['sha256'][:12] if data['generation']['sha256'] else ''})")
-    print(f"  {'ID':>3}  {'ADDRESS':<16} {'ROLE':<10} {'UP':<5} {'HEARTBEAT':<10} {'GEN':>4}  {'DIGEST':<12}  SYNC")
-    for s in data["servers"]:
-        beat = "-" if s["this"] else ("never" if s["last_heartbeat"] is None else f"{s['last_heartbeat']:.1f} s ago")
-        mark = "*" if s["this"] else " "
-        print(printable(f"{mark} {s['id']:>3}  {s['address']:<16} {s['role']:<10} {'up' if s['up'] else 'down':<5} "
-                        f"{beat:<10} {s['generation']:>4}  {s['digest'][:12]:<12}  {s['sync']}"
-                        + (f" ({s['error']})" if s.get("error") else ""), one_line=True))
-    for c in data["conflicts"][-5:]:
-        print(printable(f"conflict from server {c['from']}: {c['section']}"
-                        f"{' / ' + c['statement'] if c['statement'] else ''}: kept {c['chosen']!r}, not {c['edit']!r}",
-                        one_line=True))
+    print("\n".join(printable(line, one_line=True) for line in render_status(data)))
     return EXIT_OK
+
+
+def render_status(data: dict[str, Any]) -> list[str]:
+    """``clusterd status`` as the operator reads it: the cluster line, one row per server, a legend, conflicts."""
+    generation = data["generation"]
+    lines = [f"cluster: state {data['state']}, status {data['status']}  (epoch {data['epoch']}, generation "
+             f"{generation['number']}" + (f" of epoch {generation['epoch']}, digest {generation['digest'][:12]}, "
+                                          f"text sha256 {generation['sha256'][:12]}" if generation["sha256"] else "")
+             + ")",
+             f"  {'ID':>3}  {'ADDRESS':<16} {'ROLE':<10} {'UP':<5} {'HEARTBEAT':<10} {'GEN':>4}  {'DIGEST':<12}  SYNC"]
+    for s in data["servers"]:
+        beat = "-" if s["this"] else ("never" if s["last_heartbeat"] is None else _ago(s["last_heartbeat"]))
+        mark = "*" if s["this"] else " "
+        reason = s.get("error") or (None if s["this"] or s.get("trusted", True) else
+                                    f"not trusted here yet: clusterd add-peer --id {s['id']}")
+        lines.append(f"{mark} {s['id']:>3}  {s['address']:<16} {s['role']:<10} {'up' if s['up'] else 'down':<5} "
+                     f"{beat:<10} {s['generation']:>4}  {s['digest'][:12] or '-':<12}  {s['sync']}"
+                     + (f" ({reason})" if reason else ""))
+    lines.append("  *: this server.  DIGEST: a server's cluster-wide configuration in normal form (in sync: the "
+                 "generation's)")
+    for c in data["conflicts"][-5:]:
+        lines.append(f"conflict from server {c['from']}: {c['section']}"
+                     f"{' / ' + c['statement'] if c['statement'] else ''}: kept {c['chosen']!r}, not {c['edit']!r}")
+    return lines
+
+
+def _ago(seconds: float) -> str:
+    """At most 10 characters, however long a peer has been silent."""
+    if seconds < 60:
+        return f"{seconds:.1f} s ago"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min ago"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f} h ago"
+    return f"{min(seconds / 86400, 999):.0f} d ago"
+
+
+def _ip(address: str, what: str) -> str:
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        raise Trouble(f"{what} {address!r} is not an IP address (the guide's \"IP Address for this BQN in cluster\"; "
+                      "behind NAT, the address peers reach it on)") from None
 
 
 def _add_peer_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--id", type=int, required=True, help="the peer's BQN id")
-    p.add_argument("--address", required=True, help="the peer's address (public address behind NAT)")
+    p.add_argument("--address", required=True, help="the peer's IP address (its public address behind NAT)")
     p.add_argument("--ssh-port", type=int, default=22, help="the peer's SSH port (default 22, or the NAT's)")
     trust = p.add_mutually_exclusive_group()
     trust.add_argument("--fingerprint", help="the peer key's expected SHA256 fingerprint (from clusterd init there)")
@@ -197,6 +244,8 @@ def _add_peer_arguments(p: argparse.ArgumentParser) -> None:
     trust.add_argument("--yes", action="store_true", help="trust the keys shown without asking")
     p.add_argument("--ssh-fingerprint", help="the SSH host key's expected SHA256 fingerprint (ssh-keygen -lf on "
                    "the peer's host key); without it the key is recorded on first use, as ssh-keyscan would")
+    p.add_argument("--replace-host-key", action="store_true", help="replace a recorded SSH host key that changed "
+                   "(after checking the new one on the peer; best with --ssh-fingerprint)")
 
 
 def _confirm(question: str, args: argparse.Namespace, fingerprint: str) -> None:
@@ -212,6 +261,19 @@ def _confirm(question: str, args: argparse.Namespace, fingerprint: str) -> None:
         raise Trouble("not trusted; nothing changed")
 
 
+def _one_key_one_id(config: ClusterConfig, peer_id: int, key_line: str) -> None:
+    """A key identifies one server: refuse this server's own key, or a key recorded under another id."""
+    key = keys.parse_public_key(key_line)
+    if config.identity.exists() and keys.same_key(key, keys.load_or_create(config.identity)):
+        raise Trouble(f"key {keys.fingerprint(key)} is this server's own key, not server {peer_id}'s; nothing changed")
+    for other in config.peers:
+        if other.id != peer_id and other.key and keys.same_key(key, keys.parse_public_key(other.key)):
+            raise Trouble(f"key {keys.fingerprint(key)} is already recorded for server {other.id}; one server has one "
+                          f"key and one id. If server {other.id} is now server {peer_id} (set-id there), run clusterd "
+                          f"remove-peer {other.id} first; if two servers share a key, run clusterd init --force on "
+                          "the copy. Nothing changed")
+
+
 @command("add-peer", "trust a peer and add it (the guide's \"Add BQN to a cluster\" dialog)", _add_peer_arguments)
 def add_peer(args: argparse.Namespace) -> int:
     config = _config(args)
@@ -219,6 +281,7 @@ def add_peer(args: argparse.Namespace) -> int:
         raise Trouble(f"{args.id} is this server's own id")
     if not 0 <= args.id <= 255:
         raise Trouble(f"a BQN id is between 0 and 255, not {args.id}")
+    address = _ip(args.address, "--address")
     if args.key:
         key_line = keys.public_line(keys.parse_public_key(args.key)) if _valid_key(args.key) else None
         if key_line is None:
@@ -226,32 +289,76 @@ def add_peer(args: argparse.Namespace) -> int:
     else:
         port = config.port_base + args.id
         try:
-            key = asyncio.run(keys.server_host_key(args.address, port, KEY_TIMEOUT))
+            key = asyncio.run(keys.server_host_key(address, port, KEY_TIMEOUT))
         except (OSError, asyncssh.Error, TimeoutError) as error:
-            raise Trouble(f"cannot read the control key at {args.address}:{port} ({reason(error)}); "
+            raise Trouble(f"cannot read the control key at {address}:{port} ({reason(error)}); "
                           "is clusterd running there? (or pass --key)") from None
         fingerprint = keys.fingerprint(key)
-        print(f"server {args.id} at {args.address}:{port} has key {fingerprint}")
+        print(f"server {args.id} at {address}:{port} has key {fingerprint}")
         _confirm(f"Trust server {args.id}?", args, fingerprint)
         key_line = keys.public_line(key)
-    try:
-        ssh_key = asyncio.run(keys.server_host_key(args.address, args.ssh_port, KEY_TIMEOUT))
-    except (OSError, asyncssh.Error, TimeoutError) as error:
-        ssh_key = None
-        print(f"warning: cannot read the SSH host key at {args.address}:{args.ssh_port} "
-              f"({reason(error)}); transfers to it fail until it is in {config.known_hosts}",
-              file=sys.stderr)
-    if ssh_key is not None:
-        ssh_fingerprint = keys.fingerprint(ssh_key)
-        if args.ssh_fingerprint and args.ssh_fingerprint.strip() != ssh_fingerprint:
-            raise Trouble(f"the SSH server {args.address}:{args.ssh_port} offers host key {ssh_fingerprint}, "
-                          f"not {args.ssh_fingerprint}; nothing recorded")
-        keys.add_known_host(config.known_hosts, args.address, args.ssh_port, ssh_key)
-        print(f"its SSH server {args.address}:{args.ssh_port} has host key {ssh_fingerprint}"
-              f"{' (as given)' if args.ssh_fingerprint else ''}; recorded in {config.known_hosts}")
+    _one_key_one_id(config, args.id, key_line)
+    old = config.peer(args.id)
+    if old is not None and old.key and not keys.same_key(keys.parse_public_key(old.key), keys.parse_public_key(key_line)):
+        print(f"server {args.id}'s key changes from {keys.fingerprint(old.key)} to {keys.fingerprint(key_line)}")
+    _record_host_key(config, args, address)
     config_module.edit(args.config, lambda doc: config_module.set_peer(
-        doc, Peer(args.id, args.address, args.ssh_port, key_line)))
-    print(f"added server {args.id} ({args.address}, ssh port {args.ssh_port}) to {args.config}")
+        doc, Peer(args.id, address, args.ssh_port, key_line)))
+    print(f"added server {args.id} ({address}, ssh port {args.ssh_port}) to {args.config}")
+    _reload(config)
+    return EXIT_OK
+
+
+def _record_host_key(config: ClusterConfig, args: argparse.Namespace, address: str) -> None:
+    """The peer's SSH host key into known-hosts: checked when a fingerprint is given, never silently replaced."""
+    where = f"{address}:{args.ssh_port}"
+    try:
+        ssh_key = asyncio.run(keys.server_host_key(address, args.ssh_port, KEY_TIMEOUT))
+    except (OSError, asyncssh.Error, TimeoutError) as error:
+        print(f"warning: cannot read the SSH host key at {where} ({reason(error)}); transfers to it fail until it "
+              f"is in {config.known_hosts}", file=sys.stderr)
+        return
+    offered = keys.fingerprint(ssh_key)
+    if args.ssh_fingerprint and args.ssh_fingerprint.strip() != offered:
+        raise Trouble(f"the SSH server {where} offers host key {offered}, not {args.ssh_fingerprint}; nothing recorded")
+    recorded = keys.recorded_host_keys(config.known_hosts, address, args.ssh_port)
+    if any(keys.same_key(ssh_key, key) for _, key in recorded):
+        print(f"its SSH server {where} has host key {offered}, as recorded in {config.known_hosts}")
+        return
+    if recorded and not args.replace_host_key:
+        raise Trouble(f"the SSH host key of {where} has changed; nothing recorded\n"
+                      + keys.host_key_changed(address, args.ssh_port, ssh_key, config.known_hosts, recorded)
+                      + f"\nIf server {args.id}'s host key was changed on purpose, check the new fingerprint on it "
+                      "(ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) and run add-peer again with "
+                      f"--replace-host-key --ssh-fingerprint {offered}")
+    keys.add_known_host(config.known_hosts, address, args.ssh_port, ssh_key)
+    print(f"its SSH server {where} has host key {offered}{' (as given)' if args.ssh_fingerprint else ''}"
+          f"{' (replacing ' + keys.fingerprint(recorded[0][1]) + ')' if recorded else ''}; recorded in "
+          f"{config.known_hosts}")
+
+
+def _remove_peer_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("id", type=int, help="the peer's BQN id")
+
+
+@command("remove-peer", "stop trusting a peer and take it out of the cluster file", _remove_peer_arguments)
+def remove_peer(args: argparse.Namespace) -> int:
+    config = _config(args)
+    peer = config.peer(args.id)
+    if peer is None:
+        known = ", ".join(str(p.id) for p in config.peers) or "none"
+        raise Trouble(f"server {args.id} is not a peer in {args.config} (peers: {known})")
+
+    def change(document: Any) -> None:
+        config_module.remove_peer(document, args.id)
+
+    config_module.edit(args.config, change)
+    if not any((p.address, p.ssh_port) == (peer.address, peer.ssh_port) for p in config.peers if p.id != peer.id):
+        keys.remove_known_host(config.known_hosts, peer.address, peer.ssh_port)
+    print(f"removed server {args.id} ({peer.address}) from {args.config}"
+          + (f"; its key {keys.fingerprint(peer.key)} is no longer trusted" if peer.key else ""))
+    print(f"if server {args.id} could copy to this server over SSH, also delete its key from the authorized_keys "
+          f"of {config.ssh.user} here; on server {args.id}: clusterd remove-peer {config.id}")
     _reload(config)
     return EXIT_OK
 
@@ -265,14 +372,15 @@ def _valid_key(line: str) -> bool:
 
 
 def _set_address_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("address", help="this server's address in the cluster")
+    p.add_argument("address", help="this server's IP address in the cluster")
 
 
 @command("set-self-address", "this server's address in the cluster (the dialog's \"IP Address for this BQN\")",
          _set_address_arguments)
 def set_self_address(args: argparse.Namespace) -> int:
-    config_module.edit(args.config, lambda doc: doc.__setitem__("address", args.address))
-    print(f"this server's cluster address is {args.address}")
+    address = _ip(args.address, "the address")
+    config_module.edit(args.config, lambda doc: doc.__setitem__("address", address))
+    print(f"this server's cluster address is {address}")
     _reload(_config(args))
     return EXIT_OK
 
@@ -287,8 +395,18 @@ def set_id(args: argparse.Namespace) -> int:
     holder = config.peer(args.id)
     if holder is not None:
         raise Trouble(f"id {args.id} belongs to a peer ({holder.address}); ids are unique in a cluster")
+    if args.id == config.id:
+        print(f"this server's id is {args.id} already; nothing changed")
+        return EXIT_OK
     config_module.edit(args.config, lambda doc: doc.__setitem__("id", args.id))
-    print(f"this server's id is {args.id}; its control port is {config.port_base + args.id}")
+    print(f"this server's id is {args.id} (was {config.id}); its control port is {config.port_base + args.id}")
+    key = keys.load_or_create(config.identity) if config.identity.exists() else None
+    if config.peers:
+        print(f"every other server still knows it as server {config.id} and refuses it as server {args.id}; on each "
+              "of them, move the trust to the new id (the key stays the same):")
+        print(f"  clusterd remove-peer {config.id}")
+        print(f"  clusterd add-peer --id {args.id} --address {config.address} --ssh-port {config.ssh_port}"
+              + (f" --fingerprint {keys.fingerprint(key)}" if key else ""))
     _reload(config)
     return EXIT_OK
 
@@ -307,9 +425,14 @@ def check(args: argparse.Namespace) -> int:
     peers = [p for p in config.peers if args.peer is None or p.id == args.peer]
     if not peers:
         raise Trouble("no such peer" if args.peer is not None else "no peers in the cluster file yet (clusterd add-peer)")
+    try:
+        servers, daemon_problem = ask(config, {"type": "status"}, timeout=10)["status"]["servers"], None
+    except Trouble as error:
+        servers, daemon_problem = [], str(error)
+    views = {s["id"]: s for s in servers}
     problems = 0
     for peer in peers:
-        report = asyncio.run(check_peer(config, peer, args.timeout))
+        report = asyncio.run(check_peer(config, peer, args.timeout, views.get(peer.id), daemon_problem))
         print(f"server {peer.id} ({peer.address}):")
         for line in report.lines:
             print(printable(f"  {line}", one_line=True))
@@ -363,15 +486,22 @@ def demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clusterd", description="Cluster daemon for BQN servers: membership, "
                                      "primary election and distribution of the unified configuration.")
-    parser.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG,
-                        help=f"the cluster file (default {DEFAULT_CONFIG}, or $CLUSTERD_CONFIG)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="more log detail")
+    _common(parser, DEFAULT_CONFIG, False)
+    parser.add_argument("--version", action="version", version=f"clusterd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (help, arguments, run_command) in _COMMANDS.items():
         p = sub.add_parser(name, help=help, description=help)
+        _common(p, argparse.SUPPRESS, argparse.SUPPRESS)
         arguments(p)
         p.set_defaults(run=run_command)
     return parser
+
+
+def _common(parser: argparse.ArgumentParser, config: Any, verbose: Any) -> None:
+    """``-c`` and ``-v`` before the command or after it (a subcommand's copy keeps the main one's value unless given)."""
+    parser.add_argument("-c", "--config", type=Path, default=config,
+                        help=f"the cluster file (default {DEFAULT_CONFIG}, or $CLUSTERD_CONFIG)")
+    parser.add_argument("-v", "--verbose", action="store_true", default=verbose, help="more log detail")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -149,6 +149,7 @@ class Daemon:
             self._servers.append(await sshserver.start(
                 config.address, config.ssh_port, host_key,
                 lambda: [keys.parse_public_key(p.key) for p in self.config.peers if p.key],
+                area=self.store.inbox, user=config.ssh.user,
             ))
         self._servers.append(await self._start_socket())
         for peer in config.peers:
@@ -591,7 +592,7 @@ class Daemon:
                 "up": up, "last_heartbeat": round(now - view.last, 2) if view and view.last > -math.inf else None,
                 "generation": view.generation if view else 0, "digest": view.digest if view else "",
                 "sync": (state or SyncState.DISCONNECTED).value, "error": error,
-                "trusted": peer.key is not None, "ssh_port": peer.ssh_port,
+                "trusted": peer.key is not None, "ssh_port": peer.ssh_port, "inbox": view.inbox if view else "",
             })
         ready = primary_up and self.role() is not Role.JOINING
         complete = ready and all(s["up"] and s["sync"] == SyncState.IN_SYNC for s in servers)

@@ -11,9 +11,11 @@ failover and the old primary's return, then stops every process.
 from __future__ import annotations
 
 import shutil
+import signal
 import tempfile
 import time
 from pathlib import Path
+from types import FrameType
 
 from confmerge import Op, Scope, diff, parse
 
@@ -39,10 +41,27 @@ def run_demo(keep: Path | None = None) -> int:
     if not all((FIXTURES / name).exists() for name in names):
         print(f"clusterd demo: the fixtures are not at {FIXTURES}; run it from a clone (pip install -e .)")
         return 2
-    root = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="clusterd-demo-"))
-    if keep and root.exists() and any(root.iterdir()):
-        print(f"clusterd demo: {root} is not empty")
+    if keep and keep.exists() and any(keep.iterdir()):
+        print(f"clusterd demo: {keep} is not empty")
         return 2
+    root = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="clusterd-demo-"))
+    previous = signal.signal(signal.SIGTERM, _interrupted)
+    try:
+        return _narrate(root, names)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if keep:
+            print(f"  the servers' files and logs are in {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def _interrupted(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM ends the demo as Ctrl-C does: every daemon stopped, the temporary directory (node keys too) removed."""
+    raise KeyboardInterrupt
+
+
+def _narrate(root: Path, names: list[str]) -> int:
     backups = {i: (FIXTURES / name).read_text() for i, name in enumerate(names)}
     cluster = Cluster(root, [0, 1, 2], backups=backups, port_base=63500, heartbeat=0.5, missed=3, hold=3.0)
     started = time.monotonic()
@@ -100,8 +119,4 @@ def run_demo(keep: Path | None = None) -> int:
     finally:
         cluster.stop_all()
     _say(f"done in {time.monotonic() - started:.1f} s; every daemon stopped")
-    if keep:
-        print(f"  the servers' files and logs are in {root}")
-    else:
-        shutil.rmtree(root, ignore_errors=True)
     return 0

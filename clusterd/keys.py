@@ -56,22 +56,80 @@ def same_key(a: asyncssh.SSHKey, b: asyncssh.SSHKey) -> bool:
     return a.public_data == b.public_data
 
 
+def _host(address: str, port: int) -> str:
+    return address if port == 22 else f"[{address}]:{port}"
+
+
 def known_hosts_entry(address: str, port: int, key: asyncssh.SSHKey | str) -> str:
-    host = address if port == 22 else f"[{address}]:{port}"
     line = key if isinstance(key, str) else public_line(key)
-    return f"{host} {' '.join(line.split()[:2])}"
+    return f"{_host(address, port)} {' '.join(line.split()[:2])}"
+
+
+def recorded_host_keys(path: Path, address: str, port: int) -> list[tuple[int, asyncssh.SSHKey]]:
+    """The host keys the known-hosts file holds for ``address:port``, each with its line number."""
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return []
+    host = _host(address, port)
+    found = []
+    for number, line in enumerate(lines, 1):
+        fields = line.split()
+        if len(fields) >= 3 and host in fields[0].split(","):
+            try:
+                found.append((number, parse_public_key(" ".join(fields[1:3]))))
+            except ValueError:
+                continue
+    return found
+
+
+def _rewrite_known_hosts(path: Path, address: str, port: int, entry: str | None) -> None:
+    from confmerge import write_atomic
+
+    host = _host(address, port)
+    lines = path.read_text().splitlines() if path.exists() else []
+    kept = [line for line in lines if line.split()[:1] != [host]]
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    write_atomic(path, "\n".join([*kept, *([entry] if entry else [])]) + "\n")
 
 
 def add_known_host(path: Path, address: str, port: int, key: asyncssh.SSHKey | str) -> None:
     """Record ``key`` for ``address:port``, replacing an older entry for the same host and port."""
-    from confmerge import write_atomic
+    _rewrite_known_hosts(path, address, port, known_hosts_entry(address, port, key))
 
-    entry = known_hosts_entry(address, port, key)
-    host = entry.split()[0]
-    lines = path.read_text().splitlines() if path.exists() else []
-    kept = [line for line in lines if line.split()[:1] != [host]]
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    write_atomic(path, "\n".join([*kept, entry]) + "\n")
+
+def remove_known_host(path: Path, address: str, port: int) -> None:
+    if path.exists():
+        _rewrite_known_hosts(path, address, port, None)
+
+
+_TYPES = {"ssh-ed25519": "ED25519", "ssh-rsa": "RSA", "ssh-dss": "DSA"}
+
+
+def type_name(key: asyncssh.SSHKey) -> str:
+    """``ED25519``, ``RSA``, ``ECDSA``: as OpenSSH names a key type in its messages."""
+    algorithm = key.get_algorithm()
+    return _TYPES.get(algorithm, "ECDSA" if algorithm.startswith("ecdsa") else algorithm.upper())
+
+
+def host_key_changed(address: str, port: int, offered: asyncssh.SSHKey, path: Path,
+                     recorded: list[tuple[int, asyncssh.SSHKey]]) -> str:
+    """What OpenSSH's ``ssh`` says when a recorded host key changes, with the recorded key's fingerprint too."""
+    kind = type_name(offered)
+    line, old = recorded[0]
+    return "\n".join([
+        "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@",
+        "@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @",
+        "@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@@",
+        "IT IS POSSIBLE THAT SOMEONE IS DOING SOMETHING NASTY!",
+        "Someone could be eavesdropping on you right now (man-in-the-middle attack)!",
+        "It is also possible that a host key has just been changed.",
+        f"The fingerprint for the {kind} key sent by the remote host is",
+        f"{fingerprint(offered)}.",
+        f"Offending {type_name(old)} key in {path}:{line}",
+        f"  (recorded fingerprint {fingerprint(old)})",
+        f"Host key for {_host(address, port)} has changed and clusterd checks host keys strictly.",
+    ])
 
 
 async def server_host_key(address: str, port: int, timeout: float) -> asyncssh.SSHKey:

@@ -273,7 +273,10 @@ def write_backup(store: Store, backup: Path, old_text: str, new_text: str, apply
     The previous backup stays in the store either way, for the operator.
     """
     write_atomic(store.root / "previous.conf", old_text)
-    stamp = file_stamp(write_atomic(backup, new_text))
+    try:
+        stamp = file_stamp(write_atomic(backup, new_text))
+    except OSError as error:
+        raise SyncError(f"cannot write the live backup {backup}: {error.strerror or error}; it is unchanged") from None
     try:
         run_apply_command(apply_command, backup, generation)
     except SyncError:

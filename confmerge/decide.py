@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from collections import Counter
 from itertools import combinations
-from typing import Iterator, Sequence
+from typing import Iterator, Mapping, Sequence
 
 from .check import references
 from .cluster import cluster_content, ordered
+from .diagnostics import ConfError, Diagnostic
 from .diff import longest_increasing
 from .render import render
+from .resolve import BASE, Choice, ConflictKey
 from .result import Conflict, Unclassified, shown
 from .rules import has_cluster_inside, statement_class
 from .tree import Config, Identity, MergeClass, Node
@@ -77,8 +79,10 @@ def decide_adoption(server: Node | None, cluster: Node | None, inherited: MergeC
 class Decider:
     """The decisions of one merge; ``priority`` ranks the inputs for conflicts, ``conflicts`` lists them."""
 
-    def __init__(self, configs: Sequence[Config], primary: int, base: Config | None) -> None:
+    def __init__(self, configs: Sequence[Config], primary: int, base: Config | None,
+                 resolutions: Mapping[ConflictKey, Choice] | None = None) -> None:
         self.configs = list(configs)
+        self.resolutions = resolutions or {}
         self.count = len(configs)
         self.primary = primary
         self.base = base
@@ -178,7 +182,7 @@ class Decider:
                 pending.extend((t, str(target)) for t in _decided_references(kept, holder))
         if chosen:
             self.conflicts = [
-                Conflict(c.section, c.statement, c.values, chosen[c.section])
+                Conflict(c.section, c.statement, c.values, chosen[c.section], c.base)
                 if c.section in chosen and c.statement is None and c.chosen is None else c
                 for c in self.conflicts
             ]
@@ -200,10 +204,13 @@ class Decider:
                 return Decision(identity, False, reason="three-way")
             decider = self.primary if self.primary in voters else self.first(removers + modifiers)
             reason = "conflict"
-            chosen = nodes[decider]
-            self.conflicts.append(Conflict(section, statement, tuple(map(shown, nodes)), shown(chosen)))
+            choice = self.choice((section, statement), voters, old)
+            chosen = old if choice == BASE else nodes[decider if choice is None else choice]
+            self.conflicts.append(Conflict(section, statement, tuple(map(shown, nodes)), shown(chosen), shown(old)))
             if chosen is None:
                 return Decision(identity, False, reason=reason)
+            if choice == BASE:
+                return self.taken(identity, nodes, old, cls, section, where, reason)
         source = holders[0]
         first = _held(nodes, source)
         if not all(first.same_value(_held(nodes, i)) for i in holders[1:]):
@@ -213,13 +220,40 @@ class Decider:
                 if reason != "conflict":
                     reason = "three-way"
             else:
-                source = self.primary if self.primary in holders else changers[0]
+                choice = self.choice((section, statement), holders, old)
                 reason = "conflict"
-                self.conflicts.append(Conflict(section, statement, tuple(map(shown, nodes)), shown(nodes[source])))
+                if choice == BASE:
+                    assert old is not None  # self.choice refuses the base where it lacks the entry
+                    self.conflicts.append(Conflict(section, statement, tuple(map(shown, nodes)), shown(old), shown(old)))
+                    return self.taken(identity, nodes, old, cls, section, where, reason)
+                source = choice if choice is not None else self.primary if self.primary in holders else changers[0]
+                self.conflicts.append(Conflict(section, statement, tuple(map(shown, nodes)), shown(nodes[source]),
+                                               shown(old)))
         children = None
         if (old is not None and old.children) or any(_held(nodes, i).children for i in holders):
             children = self.decide(nodes, old, cls, section, where)
         return Decision(identity, True, nodes[source], self.configs[source], children, reason=reason)
+
+    def choice(self, key: ConflictKey, allowed: Sequence[int], old: Node | None) -> Choice | None:
+        """The operator's resolution of conflict ``key``, if any; one it cannot take is a :class:`ConfError`."""
+        choice = self.resolutions.get(key)
+        if choice is None:
+            return None
+        if choice == BASE:
+            if old is None:
+                raise _refused(key, "the base does not have this entry")
+            return choice
+        if choice not in allowed:
+            raise _refused(key, f"{self.configs[choice].file} has no state of this entry to take")
+        return choice
+
+    def taken(self, identity: Identity, nodes: list[Node | None], old: Node, cls: MergeClass, section: str,
+              where: tuple[str, ...], reason: str) -> Decision:
+        """The base's entry, chosen by the operator: its line, and its block decided as usual."""
+        assert self.base is not None
+        children = self.decide(nodes, old, cls, section, where) if old.children or any(
+            node is not None and node.children for node in nodes) else None
+        return Decision(identity, True, old, self.base, children, reason=reason)
 
     def rule_order(self, present: set[Identity]) -> tuple[list[Identity], str]:
         """The one rule order of every output, and the reason its moves get.
@@ -231,13 +265,32 @@ class Decider:
         orders = [[s.identity for s in config.root.entries if ordered(s) and s.identity in present]
                   for config in self.configs]
         reference, taken, changed = self.primary, False, set()
+        base_order = [s.identity for s in self.base.root.entries if ordered(s) and s.identity in present] \
+            if self.base is not None else []
+        chosen = {choice for (_, statement), choice in self.resolutions.items() if statement == "order"}
+        if len(chosen) > 1:
+            raise ConfError([Diagnostic("error", 0, 0, "rule-order conflicts take one rule order; "
+                                        "they are resolved to different ones", "<resolutions>")])
+        if chosen:
+            choice = chosen.pop()
+            if choice == BASE and self.base is None:
+                raise ConfError([Diagnostic("error", 0, 0, "a rule order taken from a base, without one",
+                                            "<resolutions>")])
+            order = _weave(base_order if choice == BASE else orders[choice], [orders[i] for i in self.priority])
+            self.order_conflicts(orders, order, set(range(self.count)), False, base_order)
+            return order, "conflict"
         if self.base is not None:
-            base_order = [s.identity for s in self.base.root.entries if ordered(s) and s.identity in present]
             reordered = [i for i in self.priority if not _consistent(orders[i], base_order)]
             changed = set(reordered)
             if reordered and all(_consistent(orders[a], orders[b]) for a, b in combinations(reordered, 2)):
                 reference, taken = reordered[0], True
         order = _weave(orders[reference], [orders[i] for i in self.priority if i != reference])
+        self.order_conflicts(orders, order, changed, taken, base_order)
+        return order, "three-way" if taken else "rule order"
+
+    def order_conflicts(self, orders: list[list[Identity]], order: list[Identity], changed: set[int], taken: bool,
+                        base_order: list[Identity]) -> None:
+        """A conflict for each rule some input has out of ``order`` (only the reordering inputs when ``taken``)."""
         rank = {identity: k for k, identity in enumerate(order)}
         misplaced: dict[Identity, None] = {}
         for i, own in enumerate(orders):
@@ -246,10 +299,16 @@ class Decider:
             keep = longest_increasing([rank[identity] for identity in own])
             misplaced.update((identity, None) for k, identity in enumerate(own) if k not in keep)
         places = [{identity: k for k, identity in enumerate(own)} for own in orders]
+        base_places = {identity: k for k, identity in enumerate(base_order)}
         for identity in sorted(misplaced, key=rank.__getitem__):
             values = tuple(_position(own, at, identity) if identity in at else None for own, at in zip(orders, places))
-            self.conflicts.append(Conflict(str(identity), "order", values, _position(order, rank, identity)))
-        return order, "three-way" if taken else "rule order"
+            base = _position(base_order, base_places, identity) if identity in base_places else None
+            self.conflicts.append(Conflict(str(identity), "order", values, _position(order, rank, identity), base))
+
+
+def _refused(key: ConflictKey, why: str) -> ConfError:
+    where = f"{key[0]} / {key[1]}" if key[1] else key[0]
+    return ConfError([Diagnostic("error", 0, 0, f"{where}: cannot take that choice: {why}", "<resolutions>")])
 
 
 def _by_priority(configs: Sequence[Config], numbers: list[int]) -> list[int]:

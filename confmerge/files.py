@@ -25,12 +25,17 @@ def read_text(path: Path) -> str:
         raise fail("permission denied") from None
     except OSError as error:
         raise fail(f"cannot read: {error.strerror or error}") from None
+    return decode_text(data, str(path))
+
+
+def decode_text(data: bytes, name: str) -> str:
+    """A backup's bytes as text (UTF-8), or a :class:`ConfError` at the first byte that is not."""
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:
         line = data.count(b"\n", 0, error.start) + 1
         column = error.start - (data.rfind(b"\n", 0, error.start) + 1) + 1
-        raise ConfError([Diagnostic("error", line, column, "not UTF-8 text (is this a BQN backup?)", str(path))]) from None
+        raise ConfError([Diagnostic("error", line, column, "not UTF-8 text (is this a BQN backup?)", name)]) from None
 
 
 def write_atomic(path: Path, text: str) -> os.stat_result:

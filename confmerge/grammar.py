@@ -16,6 +16,7 @@ The Lark file is the one definition of the syntax. Two readers use it:
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -139,6 +140,10 @@ def line_error(text: str, number: int) -> Diagnostic:
     tab = text.find("\t", 0, indent)
     if tab >= 0:
         return Diagnostic("error", number, tab + 1, "tab in indentation (indent with spaces)")
+    carriage = text.find("\r")
+    if carriage >= 0:
+        return Diagnostic("error", number, carriage + 1,
+                          f"{character(chr(13))} not before a line feed: a line ends with LF or CRLF")
     try:
         lark_parser().parse(text, start="line")
     except UnexpectedToken as error:
@@ -146,9 +151,30 @@ def line_error(text: str, number: int) -> Diagnostic:
     except UnexpectedInput as error:
         column = error.column if isinstance(error.column, int) and error.column > 0 else 1
         char = text[column - 1:column]
-        message = "unterminated quote" if char == '"' else f"unexpected character {char!r}"
+        if char == '"':
+            message = "unterminated quote"
+        elif char.isspace():
+            message = (f"white space {character(char)} outside quotes: only spaces (U+0020) indent and separate "
+                       "words; quote a word that holds other white space")
+        else:
+            message = f"unexpected character {character(char)}"
         return Diagnostic("error", number, column, message)
     return Diagnostic("error", number, 1, "line not understood")
+
+
+_CONTROL_NAMES = {
+    "\t": "CHARACTER TABULATION", "\n": "LINE FEED", "\x0b": "LINE TABULATION", "\x0c": "FORM FEED",
+    "\r": "CARRIAGE RETURN", "\x1c": "FILE SEPARATOR", "\x1d": "GROUP SEPARATOR", "\x1e": "RECORD SEPARATOR",
+    "\x1f": "UNIT SEPARATOR", "\x85": "NEXT LINE",
+}
+
+
+def character(char: str) -> str:
+    """A character as a message names it: ``'x'`` when it can be seen, else its code point and name."""
+    if char.isprintable() and not char.isspace():
+        return repr(char)
+    name = _CONTROL_NAMES.get(char) or unicodedata.name(char, "")
+    return f"U+{ord(char):04X}" + (f" ({name})" if name else "")
 
 
 Block = tuple[tuple[str, ...], tuple["Block", ...]]

@@ -15,16 +15,16 @@ its own. A statement whose class a rule sets overrides its section's class.
 
 from __future__ import annotations
 
-import gc
-from contextlib import contextmanager
-from typing import Iterator, Sequence
+from typing import Mapping, Sequence
 
 from .build import Output, lookup
+from .check import not_a_backup
 from .cluster import cluster_digest, cluster_part, ordered
 from .decide import Decider, decide_adoption, unclassified
 from .diagnostics import ConfError, Diagnostic
+from .resolve import Choice, ConflictKey
 from .result import Action, Conflict, Edit, MergeResult, Unclassified
-from .tree import Config, MergeClass
+from .tree import Config, MergeClass, collector_paused
 
 __all__ = [
     "Action", "Conflict", "Edit", "MergeResult", "Unclassified",
@@ -42,7 +42,7 @@ def adopt(server: Config, cluster: Config) -> Config:
     parsed, or a whole backup (only its cluster-wide content is read). Raises
     :class:`ConfError` if the result would not pass ``validate``.
     """
-    with _collector_paused():
+    with collector_paused():
         output = Output(server, {})
         output.apply(decide_adoption(server.root, cluster.root, MergeClass.UNCLASSIFIED, cluster), None, None, (), True)
         output.order([s.identity for s in cluster.root.entries if ordered(s)], "cluster")
@@ -51,7 +51,8 @@ def adopt(server: Config, cluster: Config) -> Config:
         return output.config
 
 
-def merge(configs: Sequence[Config], primary: int | None = None, base: Config | None = None) -> MergeResult:
+def merge(configs: Sequence[Config], primary: int | None = None, base: Config | None = None,
+          resolutions: Mapping[ConflictKey, Choice] | None = None) -> MergeResult:
     """Unify the cluster-wide content of ``configs``; one output per input, in input order.
 
     ``primary`` is an index into ``configs``; by default the input with the
@@ -61,6 +62,12 @@ def merge(configs: Sequence[Config], primary: int | None = None, base: Config | 
     configuration or any common ancestor), a change or removal since the base
     made on some inputs and not on others is taken; changes that disagree are
     conflicts, resolved by priority.
+
+    ``resolutions`` overrides that priority per conflict: a conflict's
+    ``(section, statement)`` mapped to the input (an index) whose state of the
+    entry every output takes, or :data:`~confmerge.resolve.BASE` for the
+    base's; a rule-order conflict takes that input's (or the base's) rule
+    order. A choice the conflict cannot take raises :class:`ConfError`.
     """
     if len(configs) < 2:
         raise ValueError("merge needs two configurations or more")
@@ -68,8 +75,8 @@ def merge(configs: Sequence[Config], primary: int | None = None, base: Config | 
         primary = choose_primary(configs)
     elif not 0 <= primary < len(configs):
         raise ValueError(f"primary {primary} is not an input index")
-    with _collector_paused():
-        decider = Decider(configs, primary, base)
+    with collector_paused():
+        decider = Decider(configs, primary, base, resolutions or {})
         decisions, order, reason = decider.decide_all()
         ranked = [configs[i] for i in decider.priority]
         positions: dict[int, dict[int, int]] = {}
@@ -94,11 +101,17 @@ def choose_primary(configs: Sequence[Config]) -> int:
     """The input with the lowest ``bqn-id`` (a backup without one has 0, as a new BQN does).
 
     Two inputs sharing the lowest id raise :class:`ConfError` at their
-    ``bqn-id`` lines: the guide's election cannot tell them apart.
+    ``bqn-id`` lines: the guide's election cannot tell them apart. A file with
+    nothing of a backup in it (``check.not_a_backup``: a server not configured
+    yet, or no backup at all) can gain the cluster's configuration but is never
+    the primary: an empty file must not win with the ``bqn-id`` it lacks.
     """
-    ids = [config.bqn_id or 0 for config in configs]
-    lowest = min(ids)
-    tied = [i for i, value in enumerate(ids) if value == lowest]
+    refused = {i: problem for i, config in enumerate(configs) if (problem := not_a_backup(config)) is not None}
+    if len(refused) == len(configs):
+        raise ConfError(list(refused.values()))
+    ids = {i: config.bqn_id or 0 for i, config in enumerate(configs) if i not in refused}
+    lowest = min(ids.values())
+    tied = [i for i, value in ids.items() if value == lowest]
     if len(tied) == 1:
         return tied[0]
     names = ", ".join(configs[i].file for i in tied)
@@ -113,14 +126,3 @@ def choose_primary(configs: Sequence[Config]) -> int:
         ))
     raise ConfError(problems)
 
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Copying trees allocates a node per line and frees none; the cyclic collector would rescan them in vain."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()

@@ -8,16 +8,20 @@ operator fixes a file in one pass.
 
 from __future__ import annotations
 
-import gc
 from collections import Counter
-from contextlib import contextmanager
 from typing import Hashable, Iterator, cast
 
 from .diagnostics import ConfError, Diagnostic, Severity
 from .grammar import BOM, RawLine, scan, word_columns
 from .rules import Rules, default_rules
 from .schema import ROOT, Field, Kind, Literal, Optional
-from .tree import Config, Identity, Node
+from .tree import Config, Identity, Node, collector_paused
+
+
+MAX_DEPTH = 32
+"""How deep statements may nest (a section is level 1). BQN writes three levels;
+the bound keeps every recursive walk over a tree (render, diff, merge, data) far
+from the interpreter's stack limit, whatever a file holds."""
 
 
 class _Mismatch(Exception):
@@ -131,26 +135,14 @@ class _Builder:
             elif node.kind is not None and node.kind.single:
                 self.report("error", raw, None, f"'{node.kind.keyword}' given twice in one block (first at line {first.line})")
             elif first.words == node.words:
-                self.report("warning", raw, None, f"'{node.text.strip()}' repeated (first at line {first.line}); it counts once")
+                self.report("warning", raw, None, f"'{node.text.strip(' ')}' repeated (first at line {first.line}); it counts once")
+            elif node.kind is not None and node.kind is first.kind and node.values == first.values:
+                self.report("warning", raw, None, f"'{node.text.strip(' ')}' is equal in normal form to line {first.line} "
+                                                  f"({node.identity}); it counts once: the first counts")
             else:
                 self.report("error", raw, None, f"'{node.identity}' given twice with different values (first at line {first.line})")
         parent.children.append(node)
 
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Building a tree allocates a node per line and frees none; the cyclic
-    collector would rescan the growing heap again and again (half the parse time
-    of a large backup). The tree holds no cycles, so reference counting alone
-    frees it, and freezing what was built keeps the next collection short."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        if enabled:
-            gc.enable()
 
 
 def parse(text: str, file: str = "<input>", rules: Rules | None = None) -> Config:
@@ -158,7 +150,7 @@ def parse(text: str, file: str = "<input>", rules: Rules | None = None) -> Confi
 
     Warnings (a repeated line, extra words kept as written) are on ``config.warnings``.
     """
-    with _collector_paused():
+    with collector_paused():
         return _parse(text, file, rules)
 
 
@@ -173,6 +165,7 @@ def _parse(text: str, file: str, rules: Rules | None) -> Config:
     leading: list[str] = []
     endings: Counter[str] = Counter()
     unit = 0
+    too_deep = False
     for raw in scan(body, errors):
         endings[raw.ending] += 1
         if raw.words is None:
@@ -180,6 +173,13 @@ def _parse(text: str, file: str, rules: Rules | None) -> Config:
             continue
         indent = raw.indent
         if previous is not None and indent > previous.indent:
+            if len(stack) == MAX_DEPTH:
+                if not too_deep:
+                    builder.report("error", raw, None, f"nested too deep: a statement is at most {MAX_DEPTH} levels "
+                                                       "deep (a section is level 1)")
+                too_deep = True
+                leading.clear()
+                continue
             stack.append((previous, indent))
             unit = unit or indent - previous.indent
         else:
@@ -195,6 +195,7 @@ def _parse(text: str, file: str, rules: Rules | None) -> Config:
         leading.clear()
         builder.add(parent, node, raw)
         previous = node
+        too_deep = False
     diagnostics = sorted(errors + builder.diagnostics, key=lambda d: (d.line, d.column))
     diagnostics = [d.at(file) for d in diagnostics]
     if any(d.severity == "error" for d in diagnostics):

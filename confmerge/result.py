@@ -29,13 +29,15 @@ class Conflict:
     that input lacks the entry); ``chosen`` is the line every output has
     (``None``: removed). The primary's value wins, else the next input by
     ``bqn-id``. A rule-order conflict has ``statement`` ``"order"`` and values
-    such as ``"after rule business"`` or ``"first"``.
+    such as ``"after rule business"`` or ``"first"``. ``base`` is the base's
+    line (or position) in a three-way merge, ``None`` where it has none.
     """
 
     section: str
     statement: str | None
     values: tuple[str | None, ...]
     chosen: str | None
+    base: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -97,6 +97,15 @@ class Kind:
             return (self.keyword, *values)
         return (self.keyword, *(values[self.fields.index(name)] for name in self.identity))
 
+    def position(self, name: str) -> int | None:
+        """Which word holds field ``name``: known when no optional group comes before it."""
+        for index, element in enumerate(self.elements):
+            if isinstance(element, Optional):
+                return None
+            if isinstance(element, Field) and element.name == name:
+                return index
+        return None
+
     def child(self, words: tuple[str, ...]) -> "Kind | None":
         """The child kind a statement with these words is, if the schema lists it."""
         return _lookup(self.by_keyword, words)
@@ -139,9 +148,11 @@ def _field_names(elements: tuple[Element, ...]):
 
 
 def _lookup(by_keyword: Mapping[str, Kind], words: tuple[str, ...]) -> Kind | None:
-    if not words:
+    """The kind whose keyword words are the first of ``words``: word by word, so the one quoted word
+    ``"policy rate"`` is not the two words ``policy rate`` (quoting a word that needs none changes nothing)."""
+    if not words or " " in words[0]:
         return None
-    if len(words) > 1:
+    if len(words) > 1 and " " not in words[1]:
         kind = by_keyword.get(f"{words[0]} {words[1]}")
         if kind is not None:
             return kind

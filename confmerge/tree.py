@@ -9,7 +9,9 @@ renders to its input byte for byte and an edit touches only its own lines.
 
 from __future__ import annotations
 
+import gc
 import re
+from contextlib import contextmanager
 from enum import StrEnum
 from typing import Hashable, Iterator, cast
 
@@ -43,6 +45,10 @@ class Identity(tuple):
         return self[0] == ""
 
     def __str__(self) -> str:
+        """As the line writes it: a generic node's words quoted where they must be, so that a
+        quoted ``"policy rate"`` never reads (or is classified) as the keywords ``policy rate``."""
+        if self.generic:
+            return " ".join(quote(part) for part in self[1:])
         return " ".join(show(part) for part in self if part != "")
 
     def __repr__(self) -> str:
@@ -152,8 +158,9 @@ class Node:
         left, right = self.children, other.children
         if not left and not right:
             return True
-        if len(left) == len(right) and all(x.identity == y.identity and x.same_tree(y) for x, y in zip(left, right)):
-            return True
+        entries = list(self.entries), list(other.entries)
+        if len(entries[0]) == len(entries[1]) and all(x.identity == y.identity for x, y in zip(*entries)):
+            return all(x.same_tree(y) for x, y in zip(*entries))  # one call per level: deep blocks stay linear
         left_index, right_index = self.index(), other.index()
         if left_index.keys() != right_index.keys():
             return False
@@ -185,6 +192,22 @@ LEADING_BLANKS = re.compile(r"\A(?:[ \t]*\r?\n)+")
 """The blank lines that open a node's ``leading`` text (its comments follow them)."""
 
 _QUOTE_NEEDED = re.compile(r'[\s"\\]|^$|^#')
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Building or copying a tree allocates a node per line and frees none; the cyclic
+    collector would rescan the growing heap again and again (half the parse time of a
+    large backup). Trees hold no cycles, so reference counting alone frees them. The
+    collector is left as it was found: a library call must not freeze a long-lived
+    caller's objects or keep its garbage."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def quote(word: str) -> str:
@@ -230,19 +253,22 @@ class Config:
 
     @property
     def metadata(self) -> dict[str, str]:
-        """The header: ``# key: value`` comment lines at the top of the file."""
+        """The header: ``# key: value`` comment lines at the top of the file.
+
+        Lines end at LF (or CRLF) only, as everywhere in the format: a line
+        separator or form feed in a comment is part of the comment."""
         head = self.sections[0].leading if self.sections else self.tail
         meta: dict[str, str] = {}
-        for line in head.splitlines():
-            stripped = line.strip()
+        for line in head.split("\n"):
+            stripped = line.removesuffix("\r").strip(" ")
             if not stripped:
                 continue
             if not stripped.startswith("#"):
                 break
             key, colon, value = stripped[1:].partition(":")
-            key = key.strip()
+            key = key.strip(" ")
             if colon and key and " " not in key:
-                meta[key] = value.strip()
+                meta[key] = value.strip(" ")
         return meta
 
     @property

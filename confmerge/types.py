@@ -20,8 +20,8 @@ _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _DAY_INDEX = {day: i for i, day in enumerate(_DAYS)}
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _HOST = re.compile(r"(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62})(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,62}))*\.?")
-_CLOCK = re.compile(r"(\d\d):(\d\d)")
-_RATE = re.compile(r"(\d+)([kMG])")
+_CLOCK = re.compile(r"([0-9][0-9]):([0-9][0-9])")
+_RATE = re.compile(r"([0-9]+)([kMG])")
 _RATE_UNITS = {"k": 1, "M": 1000, "G": 1000_000}
 _BOOLS = {
     "yes": True, "true": True, "on": True, "enable": True, "enabled": True,
@@ -65,14 +65,35 @@ class TimeRange:
         return f"{self.start // 60:02d}:{self.start % 60:02d}-{self.end // 60:02d}:{self.end % 60:02d}"
 
 
-def _integer(word: str, low: int, high: int | None, what: str) -> int:
+INT_MAX = 2**32 - 1
+"""The largest ``int`` the format accepts: what a 32-bit unsigned counter holds."""
+RATE_MAX_KBPS = 1000_000_000
+"""The largest rate the format accepts, 1000G (1 Tbps): beyond any link a BQN shapes."""
+
+
+def _digits(word: str, high: int) -> int | None:
+    """``word`` as a number if it is ASCII digits, capped at ``high + 1`` without reading more digits than
+    ``high`` has (a 5,000-digit word is a number too large, not an interpreter's conversion limit)."""
     if not word.isdigit() or not word.isascii():
-        raise ValueError(f"expected {what}, got '{word}'")
-    value = int(word)
-    if value < low or (high is not None and value > high):
-        bound = f"{low}..{high}" if high is not None else f"at least {low}"
-        raise ValueError(f"{what} must be {bound}, got {value}")
+        return None
+    significant = word.lstrip("0")
+    if len(significant) > len(str(high)):
+        return high + 1
+    return int(significant or "0")
+
+
+def _integer(word: str, low: int, high: int, what: str, bound: str | None = None) -> int:
+    value = _digits(word, high)
+    if value is None:
+        raise ValueError(f"expected {what}, got '{_shown(word)}'")
+    if value < low or value > high:
+        raise ValueError(f"{what} must be {bound or f'{low}..{high}'}, got {_shown(word)}")
     return value
+
+
+def _shown(word: str, limit: int = 40) -> str:
+    """A word quoted in a message, cut short when it is long."""
+    return word if len(word) <= limit else f"{word[:limit // 2]}...{word[-8:]} ({len(word)} characters)"
 
 
 @lru_cache(maxsize=4096)
@@ -92,7 +113,7 @@ def parse_mtu(word: str) -> int:
 
 @lru_cache(maxsize=4096)
 def parse_int(word: str) -> int:
-    return _integer(word, 0, None, "a non-negative integer")
+    return _integer(word, 0, INT_MAX, "a non-negative integer", f"at most {INT_MAX}")
 
 
 def parse_bool(word: str) -> bool:
@@ -113,7 +134,7 @@ def parse_address(word: str) -> str:
 @lru_cache(maxsize=65536)
 def parse_prefix(word: str) -> str:
     address, slash, length = word.partition("/")
-    if not slash or not length.isdigit():
+    if not slash or not length.isdigit() or not length.isascii():
         raise ValueError(f"expected a prefix ADDRESS/LENGTH, got '{word}'")
     try:
         return ipaddress.ip_network(word, strict=False).with_prefixlen
@@ -125,7 +146,7 @@ def parse_prefix(word: str) -> str:
 def parse_interface_address(word: str) -> str:
     """An address on a subnet (``192.168.0.121/24``): unlike a prefix, the host part is kept."""
     address, slash, length = word.partition("/")
-    if not slash or not length.isdigit():
+    if not slash or not length.isdigit() or not length.isascii():
         raise ValueError(f"expected ADDRESS/LENGTH, got '{word}'")
     try:
         return ipaddress.ip_interface(word).with_prefixlen
@@ -139,8 +160,13 @@ def parse_rate(word: str) -> Rate:
         return Rate(0)
     match = _RATE.fullmatch(word)
     if not match:
-        raise ValueError(f"expected a rate such as 100M, 512k or 1G, got '{word}'")
-    return Rate(int(match[1]) * _RATE_UNITS[match[2]])
+        raise ValueError(f"expected a rate such as 100M, 512k or 1G, got '{_shown(word)}'")
+    factor = _RATE_UNITS[match[2]]
+    count = _digits(match[1], RATE_MAX_KBPS // factor)
+    assert count is not None, "the pattern admits ASCII digits only"
+    if count * factor > RATE_MAX_KBPS:
+        raise ValueError(f"a rate must be at most {Rate(RATE_MAX_KBPS)}, got {_shown(word)}")
+    return Rate(count * factor)
 
 
 def _day(word: str, whole: str) -> int:

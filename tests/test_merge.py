@@ -126,7 +126,7 @@ def test_three_way_changes_that_disagree_conflict_and_the_primary_wins():
     inputs = backups("policy rate p\n  downlink 10M\n", "policy rate p\n  downlink 20M\n", "policy rate p\n  downlink 30M\n")
     result = merge(inputs, base=base)
     assert result.conflicts == (Conflict("policy rate p", "downlink", ("downlink 10M", "downlink 20M", "downlink 30M"),
-                                         "downlink 10M"),)
+                                         "downlink 10M", "downlink 10M"),)
     result = merge(inputs, primary=2, base=base)
     assert all("downlink 30M" in text for text in texts(result))
 
@@ -136,7 +136,7 @@ def test_three_way_removal_against_a_change_is_a_conflict_the_primary_decides():
     inputs = backups("policy rate legacy\n  downlink 10M\n", "", "policy rate legacy\n  downlink 20M\n")
     kept = merge(inputs, base=base)
     assert kept.conflicts[0] == Conflict("policy rate legacy", None, ("policy rate legacy", None, "policy rate legacy"),
-                                         "policy rate legacy")
+                                         "policy rate legacy", "policy rate legacy")
     assert all("policy rate legacy\n  downlink 20M\n" in text for text in texts(kept))
     removed = merge(inputs, primary=1, base=base)
     assert all("legacy" not in text for text in texts(removed))
@@ -341,3 +341,15 @@ def test_a_carried_reference_comes_from_the_input_the_referencing_entry_came_fro
     assert Edit(Action.ADDED, "subscriber-group g", None, "subscriber-group g", reason="referenced by rule r") in result.added[0]
     assert render(result.outputs[1]).count("subscriber-group g\n") == 2  # its own group, and the rule's reference
     assert "range 10.1.0.0/16" in render(result.outputs[1]) and "range 10.2.0.0/16" not in render(result.outputs[1])
+
+
+def test_a_file_with_nothing_of_a_backup_is_never_chosen_as_the_primary():
+    """Issue 12, item 8, through the library: an empty file has no bqn-id, which would count as 0."""
+    from confmerge import ConfError, merge, parse
+    real = parse((FIXTURES / "bqn1-v1.conf").read_text(), "bqn1-v1.conf")
+    for text in ("", "# notes\nbuy milk\n"):
+        assert merge([parse(text, "empty.conf"), real]).primary == 1
+        with pytest.raises(ConfError) as raised:
+            merge([parse(text, "empty.conf"), parse("", "other.conf")])
+        assert [d.file for d in raised.value.diagnostics] == ["empty.conf", "other.conf"]
+        assert "not a BQN backup" in raised.value.diagnostics[0].message

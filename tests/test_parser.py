@@ -140,3 +140,109 @@ def test_a_repeated_line_warns_and_counts_once():
 def test_an_indented_first_statement_is_an_error():
     with pytest.raises(ConfError, match="no statement above it"):
         parse("  hostname a\n")
+
+
+# Unicode white space (format notes, "White space and line breaks")
+
+UNICODE_SPACES = [chr(c) for c in range(0x110000) if chr(c).isspace() and chr(c) not in " \n"]
+
+
+@pytest.mark.parametrize("space", UNICODE_SPACES, ids=lambda c: f"U+{ord(c):04X}")
+def test_white_space_other_than_the_ascii_space_is_an_error_between_words(space):
+    with pytest.raises(ConfError) as caught:
+        parse(f"hostname a\nntp\n  server 10.0.0.1{space}prefer\n", "u.conf")
+    [error] = caught.value.errors
+    assert (error.line, error.column) == (3, 18)
+    assert f"U+{ord(space):04X}" in error.message
+
+
+@pytest.mark.parametrize("space", [s for s in UNICODE_SPACES if s != "\r"], ids=lambda c: f"U+{ord(c):04X}")
+def test_a_line_made_only_of_unicode_white_space_is_an_error_not_a_crash(space):
+    with pytest.raises(ConfError) as caught:
+        parse(f"hostname a\n{space}\n", "u.conf")
+    [error] = caught.value.errors
+    assert (error.line, error.column) == (2, 1)
+
+
+@pytest.mark.parametrize("space", [s for s in UNICODE_SPACES if s != "\r"], ids=lambda c: f"U+{ord(c):04X}")
+def test_unicode_white_space_is_kept_inside_quotes_and_comments(space):
+    text = f'# note{space}here\ninterface en0\n  description "a{space}b"\n'
+    config = parse(text)
+    description = config.section("interface", "en0").children[0]
+    assert description.value("text") == f"a{space}b"
+    assert config.sections[0].leading == f"# note{space}here\n"
+
+
+def test_a_carriage_return_not_before_a_line_feed_is_an_error():
+    for text in ("hostname a\rb\n", 'interface en0\n  description "a\rb"\n', "# a\rb\nhostname a\n"):
+        with pytest.raises(ConfError, match="U\\+000D"):
+            parse(text)
+
+
+def test_the_header_is_read_line_by_line_at_line_feeds_only():
+    config = parse("# saved: a\u2028b\x85c\n# hostname: h\nhostname h\n")
+    assert config.metadata == {"saved": "a\u2028b\x85c", "hostname": "h"}
+
+
+# Depth, numbers
+
+
+def test_nesting_deeper_than_the_format_allows_is_one_error_not_a_crash():
+    from confmerge.parser import MAX_DEPTH
+
+    lines = ["snmp"] + [" " * depth + f"level{depth}" for depth in range(1, 1000)] + ["hostname a"]
+    with pytest.raises(ConfError) as caught:
+        parse("\n".join(lines) + "\n", "deep.conf")
+    [error] = caught.value.errors
+    assert (error.line, error.column) == (MAX_DEPTH + 1, MAX_DEPTH + 1)
+    assert f"at most {MAX_DEPTH} levels" in error.message
+
+
+def test_nesting_at_the_limit_is_accepted():
+    from confmerge.parser import MAX_DEPTH
+
+    lines = ["snmp"] + [" " * depth + f"level{depth}" for depth in range(1, MAX_DEPTH)]
+    config = parse("\n".join(lines) + "\n")
+    assert len(list(config.sections[0].walk())) == MAX_DEPTH - 1
+
+
+@pytest.mark.parametrize(("text", "bound"), [
+    ("policy rate p\n  downlink {}M\n", "1000G"),
+    ("routing\n  static 0.0.0.0/0 via 10.0.0.1 metric {}\n", "4294967295"),
+    ("bqn-id {}\n", "255"),
+    ("rest-api\n  port {}\n", "65535"),
+    ("interface e\n  mtu {}\n", "9216"),
+])
+def test_a_huge_number_is_refused_with_the_formats_bound(text, bound):
+    with pytest.raises(ConfError) as caught:
+        parse(text.format("9" * 5000), "huge.conf")
+    [error] = caught.value.errors
+    assert bound in error.message
+    for python in ("int_max_str_digits", "Exceeds the limit", "integer string conversion"):
+        assert python not in error.message
+    assert len(error.message) < 200
+
+
+# Normal forms and keywords
+
+
+def test_entries_equal_in_normal_form_are_a_repeat_not_a_conflict():
+    config = parse("ntp\n  server 2001:db8::1\n  server 2001:DB8::0:1\n", "n.conf")
+    [warning] = config.warnings
+    assert (warning.severity, warning.line, warning.column) == ("warning", 3, 3)
+    assert "equal in normal form to line 2 (server 2001:db8::1)" in warning.message
+    assert "the first counts" in warning.message
+    assert len(list(config.section("ntp").entries)) == 1
+
+
+def test_a_quoted_first_word_is_a_word_not_two_keywords():
+    config = parse('"policy rate" plan\n  downlink 10M\n"hostname x" a\n')
+    assert config.warnings == ()
+    for section, words in zip(config.sections, [("policy rate", "plan"), ("hostname x", "a")]):
+        assert section.generic and section.words == words
+    assert config.section("policy rate", "plan") is None and config.section("", "policy rate", "plan") is not None
+
+
+def test_quoting_a_keyword_that_needs_no_quotes_changes_nothing():
+    config = parse('"policy" rate p\n  "downlink" 10M\n')
+    assert config.section("policy rate", "p").get(Identity(("downlink",))).value("rate") == Rate(10_000)

@@ -63,3 +63,16 @@ def test_a_section_pattern_never_decides_a_statement():
     rules = load_rules('classes:\n  "policy *": cluster\n', "site.yaml")
     assert rules.rule_for("policy rate plan-100M").pattern == "policy *"
     assert rules.rule_for("policy rate plan-100M / downlink") is None
+
+
+def test_a_quoted_first_word_is_unclassified_not_the_listed_section_it_spells(tmp_path: Path):
+    """Issue 18, item 4: ``"policy rate" plan`` is a generic section, kept and reported, not a rate policy."""
+    from confmerge import merge, parse
+    text = 'hostname bqn0\nbqn-id 0\n"policy rate" plan\n  downlink 10M\npolicy rate plan\n  downlink 20M\n'
+    config = parse(text)
+    default_rules().classify(config)
+    generic, listed = config.sections[2], config.sections[3]
+    assert str(generic.identity) == '"policy rate" plan' and generic.merge_class.value == "unclassified"
+    assert str(listed.identity) == "policy rate plan" and listed.merge_class.value == "cluster"
+    result = merge([config, parse(text.replace("bqn0", "bqn1").replace("bqn-id 0", "bqn-id 1"))])
+    assert [u.section for u in result.unclassified] == ['"policy rate" plan'] * 2

@@ -84,3 +84,35 @@ def test_enum():
     assert speed("10G") == "10G"
     with pytest.raises(ValueError, match="auto|10G"):
         speed("7G")
+
+
+@pytest.mark.parametrize(("parse", "largest", "message"), [
+    (types.parse_int, "4294967295", "at most 4294967295"),
+    (types.parse_rate, "1000G", "at most 1000G"),
+    (types.parse_rate, "1000000M", "at most 1000G"),
+    (types.parse_rate, "1000000000k", "at most 1000G"),
+    (types.parse_id, "255", "0..255"),
+    (types.parse_port, "65535", "1..65535"),
+])
+def test_numbers_are_bounded_by_the_format_with_the_largest_value_named(parse, largest, message):
+    parse(largest)
+    digits, unit = (largest[:-1], largest[-1]) if largest[-1] in "kMG" else (largest, "")
+    for word in (str(int(digits) + 1) + unit, "9" * 5000 + unit, "0" * 5000 + "1" + "0" * 5000 + unit):
+        with pytest.raises(ValueError, match=message):
+            parse(word)
+
+
+def test_leading_zeros_do_not_count_against_the_bound():
+    assert types.parse_int("0" * 5000 + "7") == 7
+    assert types.parse_rate("0" * 5000 + "7M") == Rate(7000)
+
+
+@pytest.mark.parametrize(("parse", "word"), [
+    (types.parse_int, "\u0661\u0662"),
+    (types.parse_rate, "\u0661\u0662M"),
+    (types.parse_timerange, "\u0661\u0668:00-23:00"),
+    (types.parse_prefix, "10.0.0.0/\u0661\u0666"),
+])
+def test_digits_are_ascii_digits(parse, word):
+    with pytest.raises(ValueError):
+        parse(word)

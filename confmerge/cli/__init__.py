@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Callable, Iterator, NoReturn, Sequence
 
 from .. import __version__
-from ..check import validate
+from ..check import not_a_backup, validate
 from ..diagnostics import ConfError, Diagnostic
 from ..files import read_text
 from ..parser import parse
@@ -49,8 +49,10 @@ def command(name: str, help: str, arguments: Callable[[argparse.ArgumentParser],
 
 
 def load(path: Path, rules: Rules | None = None) -> Config:
-    """Read and parse one backup; its warnings go to stderr."""
+    """Read and parse one backup; its warnings go to stderr. A file with nothing of a backup is refused."""
     config = parse(read_text(path), str(path), rules)
+    if (refused := not_a_backup(config)) is not None:
+        raise ConfError([*config.warnings, refused])
     for warning in config.warnings:
         print(warning, file=sys.stderr)
     return config

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import re
 import sys
 from pathlib import Path
@@ -18,10 +19,11 @@ from typing import Any
 
 from ..data import dump, report_data
 from ..diagnostics import ConfError, Diagnostic
-from ..files import write_all
+from ..files import read_text, write_all
 from ..merge import merge
 from ..present import merge_conflicts, merge_dry_run, merge_summary
 from ..render import render
+from ..resolve import Choice, ConflictKey, resolutions_from_data, unmatched
 from . import EXIT_DIFFERENT, EXIT_OK, EXIT_TROUBLE, command, load_checked, load_rules, rules_option
 
 REPORT = "merge-report.json"
@@ -36,6 +38,8 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
                         help="the input whose values win conflicts (default: the lowest bqn-id)")
     parser.add_argument("--base", type=Path, metavar="FILE",
                         help="the last unified configuration or a common ancestor: merge three-way")
+    parser.add_argument("--resolve", type=Path, metavar="FILE",
+                        help="resolve conflicts as this resolutions file says (JSON, as the web GUI saves it)")
     rules_option(parser)
     parser.add_argument("--strict", action="store_true", help="on any conflict, write nothing and exit 1")
     parser.add_argument("--dry-run", action="store_true", help="write nothing; print what each output would gain or lose")
@@ -58,8 +62,12 @@ def run(args: argparse.Namespace) -> int:
     inputs, base = loaded[:len(args.files)], (loaded[-1] if args.base is not None else None)
     primary = _primary_index(args.files, args.primary)
     outputs = _output_paths(args.files, args.base, args.output)
-    result = merge(inputs, primary, base)
     names = [str(path) for path in args.files]
+    resolutions = read_resolutions(args.resolve, names, base is not None) if args.resolve is not None else {}
+    result = merge(inputs, primary, base, resolutions)
+    if stale := unmatched(resolutions, result.conflicts):
+        raise _refuse(args.resolve, "resolves no conflict of this merge: " + ", ".join(
+            f"{section} / {statement}" if statement else section for section, statement in stale))
     if args.strict and result.conflicts:
         sys.stderr.write(merge_conflicts(result, names))
         print(f"confmerge merge: {len(result.conflicts)} conflict(s) under --strict; nothing written", file=sys.stderr)
@@ -75,6 +83,15 @@ def run(args: argparse.Namespace) -> int:
     write_all(files)
     sys.stdout.write(merge_summary(result, names, [str(path) for path in outputs], str(report_path)))
     return EXIT_OK
+
+
+def read_resolutions(path: Path, names: list[str], has_base: bool) -> dict[ConflictKey, Choice]:
+    text = read_text(path)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfError([Diagnostic("error", error.lineno, error.colno, f"not JSON: {error.msg}", str(path))]) from None
+    return resolutions_from_data(data, names, has_base, str(path))
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import select
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 
 def test_the_demo_unifies_distributes_an_edit_fails_over_and_stops(tmp_path):
@@ -35,3 +41,36 @@ def running_with(text: str) -> list[int]:
             except OSError:
                 continue
     return found
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupted_demo_stops_its_daemons_and_removes_its_directory(signum):
+    """The demo's temporary directory holds three node keys: interrupted, it must go with every daemon."""
+    demo = subprocess.Popen([sys.executable, "-m", "clusterd", "demo"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+    try:
+        root = None
+        deadline = time.monotonic() + 60
+        lines = []
+        while time.monotonic() < deadline and root is None:
+            ready, _, _ = select.select([demo.stdout], [], [], 1)
+            if ready:
+                line = demo.stdout.readline()
+                lines.append(line)
+                if found := re.search(r"files in (\S+)/server2$", line.rstrip()):
+                    root = Path(found.group(1))
+        assert root is not None, "".join(lines)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not running_with(str(root / "server2")):
+            time.sleep(0.05)
+        assert running_with(str(root / "server2")), "the daemons started"
+        assert list(root.glob("server*/state/node_key")), "node keys are in the directory"
+        demo.send_signal(signum)
+        out, _ = demo.communicate(timeout=60)
+        assert demo.returncode == 130, "".join(lines) + out
+        assert not root.exists(), f"{root} left behind:\n{''.join(lines)}{out}"
+        assert not running_with(str(root)), "no daemon left running"
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait(timeout=10)

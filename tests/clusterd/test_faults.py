@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import sys
 import threading
 
@@ -18,7 +19,7 @@ sys.path.insert(0, str(FIXTURES.parent / "bench"))
 from generate import backup as big_backup  # noqa: E402
 
 
-class CorruptFirstCopy(asyncssh.SFTPServer):
+class CorruptFirstCopy(sshserver.TransferArea):
     """A real SFTP server that flips one byte of the first file written to it, then behaves."""
 
     corrupted = 0
@@ -52,8 +53,9 @@ def test_a_corrupted_copy_is_not_applied_and_is_sent_again(cluster_factory):
     try:
         host_key = cluster.host_keys[1]
         trusted = [keys.parse_public_key(keys.public_line(cluster.node_keys[0]))]
-        server = background.run(sshserver.start(cluster.address(1), cluster.ssh_port(1), host_key,
-                                                lambda: trusted, sftp_factory=CorruptFirstCopy))
+        server = background.run(sshserver.start(cluster.address(1), cluster.ssh_port(1), host_key, lambda: trusted,
+                                                cluster.dir(1) / "state" / "sync" / "inbox", getpass.getuser(),
+                                                sftp_factory=CorruptFirstCopy))
         cluster.start_all()
         cluster.wait("complete", lambda: cluster.complete() or None, 25)
         assert CorruptFirstCopy.corrupted == 1
