@@ -155,7 +155,14 @@ def block_removal(count: int) -> tuple[str, str, str]:
     return full, _HEAD.format(1) + _group(range(0), 0), full.replace("bqn0", "base").replace("bqn-id 0", "bqn-id 9")
 
 
-SHAPES = {"interleaved": interleaved, "reversed": reversed_rules, "block-top": block_top, "block-removal": block_removal}
+def new_sections(count: int) -> tuple[str, str, None]:
+    """``count`` sections (policies and the rules that name them) that only the second input has: one long run
+    of new sections, each placed after the one before it (the weave of the top level was quadratic in it)."""
+    return (_HEAD.format(0), _HEAD.format(1) + "".join(_policy_and_rule(k) for k in range(count // 2)), None)
+
+
+SHAPES = {"interleaved": interleaved, "reversed": reversed_rules, "block-top": block_top, "block-removal": block_removal,
+          "new-sections": new_sections}
 """Each shape: entries -> (first input, second input, base or None)."""
 
 

@@ -249,6 +249,10 @@ class Core:
     def lost(self, peer_id: int) -> None:
         self.settle(self.membership.lost(peer_id, time.monotonic()))
 
+    def running(self) -> None:
+        """The tick starts: the clock for pause detection counts from now (a long first read of the backup is no pause)."""
+        self._awake_at = time.monotonic()
+
     def awake(self) -> bool:
         """Note that the process is running; False the first time after it was paused past the detection time.
 

@@ -107,7 +107,9 @@ class Primary:
                 else:
                     await self._merge(link, theirs, text, term)
             self._failed_heads.pop(head_id, None)
-        except (LinkDown, SyncError, ValueError) as error:
+        except (LinkDown, SyncError, ValueError, OSError) as error:
+            if isinstance(error, OSError):
+                core.faults.failed("recording a peer's generation", error)
             _, failures, reason = self._failed_heads.get(head_id, (0.0, 0, ""))
             retry = min(0.5 * 2 ** (failures + 1), core.config.timing.drift)
             self._failed_heads[head_id] = (time.monotonic() + retry, failures + 1, str(error))

@@ -118,8 +118,9 @@ def report_data(result: MergeResult, names: Sequence[str], outputs: Sequence[str
     }
 
 
-def dump(data: Any, fmt: str, stream: TextIO = sys.stdout) -> None:
-    """Print ``data`` as ``json`` or ``yaml`` (block style, keys in order): the same data, exactly.
+def dump(data: Any, fmt: str, stream: TextIO | None = None) -> None:
+    """Print ``data`` as ``json`` or ``yaml`` (block style, keys in order) to ``stream`` (default: the
+    ``sys.stdout`` of the moment): the same data, exactly.
 
     A string with a line break or a character YAML does not print as is (NEL,
     the C0 and C1 controls) is written double-quoted with escapes, the one
@@ -127,6 +128,7 @@ def dump(data: Any, fmt: str, stream: TextIO = sys.stdout) -> None:
     Unicode line separators too, so neither format puts a raw control
     character on a terminal.
     """
+    stream = sys.stdout if stream is None else stream
     if fmt == "json":
         text = json.dumps(data, indent=2, ensure_ascii=False)
         stream.write(_JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n")

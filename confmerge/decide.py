@@ -370,19 +370,34 @@ def _consistent(a: Sequence[Identity], b: Sequence[Identity]) -> bool:
 def _weave(reference: list[Identity], others: list[list[Identity]]) -> list[Identity]:
     """``reference``, with each entry it lacks placed after the latest of the entries that precede it where it comes from.
 
-    Positions are tuples that sort in the woven order: a reference entry is
-    ``(k,)``, the n-th entry placed right after position ``p`` is ``p + (n,)``,
-    and an entry with nothing before it goes first, ``(-1, n)``.
+    An entry placed after another goes after everything placed after that one
+    before it; the order is the preorder of that tree. Keys are tuples that sort
+    in it and stay short: a run of new entries one input places one after the
+    other is one chain of that tree, keyed ``run + (0, i)`` (a reference entry is
+    the run ``(k,)`` of one, index 0), and the m-th later entry placed after the
+    i-th of a run comes after the whole run, and after what follows its later
+    members: ``run + (1, -i, m)`` starts a run of its own.
     """
-    key: dict[Identity, tuple[int, ...]] = {identity: (k,) for k, identity in enumerate(reference)}
+    start: tuple[int, ...] = (-1, 0, 0)
+    key: dict[Identity, tuple[int, ...]] = {identity: (k, 0, 0) for k, identity in enumerate(reference)}
+    runs: dict[tuple[int, ...], tuple[tuple[int, ...], int]] = {position: (position[:1], 0) for position in key.values()}
+    runs[start] = ((-1,), 0)
     followers: dict[tuple[int, ...], int] = {}
     for order in others:
-        latest: tuple[int, ...] = (-1,)
+        latest = start
+        made: tuple[int, ...] | None = None
         for identity in order:
             position = key.get(identity)
             if position is None:
-                count = followers[latest] = followers.get(latest, 0) + 1
-                position = key[identity] = (*latest, count)
+                if made is not None and made == latest:
+                    run, index = runs[latest][0], runs[latest][1] + 1
+                else:
+                    anchor, at = runs[latest]
+                    count = followers[latest] = followers.get(latest, 0) + 1
+                    run, index = (*anchor, 1, -at, count), 1
+                position = key[identity] = (*run, 0, index)
+                runs[position] = (run, index)
+                made = position
             if position > latest:
                 latest = position
     return sorted(key, key=key.__getitem__)

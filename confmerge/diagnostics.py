@@ -8,8 +8,10 @@ from typing import Iterable, Literal
 
 Severity = Literal["error", "warning"]
 
-# C0 but tab and newline, DEL, C1, and the bidirectional overrides that reorder what a terminal shows.
-_CONTROLS = r"\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+# C0 but tab and newline, DEL, C1, the bidirectional overrides that reorder what a terminal shows, the
+# invisible ones (zero-width space, joiners, word joiner, BOM) and the Unicode line and paragraph separators.
+_CONTROLS = (r"\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff"
+             r"\u2028\u2029")
 _UNPRINTABLE = re.compile(f"[{_CONTROLS}]")
 _UNPRINTABLE_IN_A_LINE = re.compile(f"[{_CONTROLS}\\t\\n]")
 

@@ -131,6 +131,7 @@ def load_rules(text: str, file: str) -> Rules:
     """Read a rules file: a ``classes`` mapping of pattern to class."""
     from ruamel.yaml import YAML
     from ruamel.yaml.error import MarkedYAMLError
+    from ruamel.yaml.reader import ReaderError
 
     try:
         data = YAML(typ="rt").load(text)
@@ -138,6 +139,14 @@ def load_rules(text: str, file: str) -> Rules:
         mark = error.problem_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         raise ConfError([Diagnostic("error", line, column, f"not valid YAML: {error.problem}", file)]) from None
+    except ReaderError as error:  # a character YAML does not allow: a position in the text, not a mark
+        line = text.count("\n", 0, error.position) + 1
+        column = error.position - text.rfind("\n", 0, error.position)
+        character = f"U+{error.character:04X}" if isinstance(error.character, int) else repr(error.character)
+        raise ConfError([Diagnostic("error", line, column, f"not valid YAML: the character {character} is not allowed",
+                                    file)]) from None
+    except RecursionError:
+        raise ConfError([Diagnostic("error", 1, 1, "nested too deep for a rules file", file)]) from None
     if not isinstance(data, dict) or not isinstance(data.get("classes"), dict):
         raise ConfError([Diagnostic("error", 1, 1, "a rules file is a mapping with a 'classes' mapping of pattern: class", file)])
     classes = data["classes"]

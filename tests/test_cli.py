@@ -46,6 +46,31 @@ def test_head_never_makes_differing_files_look_equal(fmt: str):
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("command", [["diff", "--format", "json"], ["diff"], ["parse"], ["parse", "--format", "yaml"],
+                                     ["rules"]])
+def test_a_pipe_closed_mid_write_is_trouble_also_unbuffered(command: list[str], tmp_path: Path):
+    """Under ``PYTHONUNBUFFERED`` a write cut short by the reader leaving was dropped without an error:
+    ``diff --format json A B | head -1`` exited 1, and ``parse`` 0, with most of the output lost."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from generate import pair  # type: ignore[import-not-found]
+    old, new = tmp_path / "a.conf", tmp_path / "b.conf"
+    for path, text in zip((old, new), pair(8000, 0.5)):
+        path.write_text(text)
+    files = [str(old), str(new)] if command[0] == "diff" else [str(old)]
+    read, write = os.pipe()
+    child = subprocess.Popen([sys.executable, "-m", "confmerge", *command, *files], stdout=write,
+                             stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    os.close(write)
+    try:
+        assert os.read(read, 100)  # the output has begun, and is far larger than a pipe holds
+    finally:
+        os.close(read)
+    assert child.stderr is not None
+    errors = child.stderr.read()
+    assert child.wait(timeout=60) == 2, errors
+    assert errors == ""
+
+
 # -- Ctrl-C while the program is still starting
 
 
@@ -118,6 +143,19 @@ def test_a_typo_in_an_option_names_the_option_not_a_file(capsys):
     assert err.splitlines()[0].startswith("usage: confmerge diff ")
     assert err.splitlines()[-1] == "confmerge diff: error: unrecognized option: --scpoe (did you mean --scope?)"
     assert str(B) not in err
+
+
+@pytest.mark.parametrize("main, argv, last", [
+    (clusterd_main, ["diff", "--scop", "all"], "clusterd diff: error: unrecognized option: --scop"),
+    (confmerge_main, ["diff", "--scpoe", "cluster", str(A)],
+     "confmerge diff: error: unrecognized option: --scpoe (did you mean --scope?)"),
+    (confmerge_main, ["merge", "--primay", str(A), str(A)],
+     "confmerge merge: error: unrecognized option: --primay (did you mean --primary?)"),
+])
+def test_a_typo_is_named_even_when_the_word_after_it_fails_as_an_argument(main, argv: list[str], last: str, capsys):
+    """The word after an unknown option went to an argument, and argparse complained about that word
+    ("argument peer: invalid int value: 'all'") or a missing one, never naming the typo."""
+    assert _refused(main, argv, capsys).splitlines()[-1] == last
 
 
 def test_a_missing_input_has_no_made_up_position():

@@ -58,6 +58,10 @@ def test_the_shapes_merge_to_what_they_promise():
     first, second, _ = SHAPES["block-top"](8)
     group = merge([parse(first, "a"), parse(second, "b")], 0).outputs[0].section("subscriber-group", "g")
     assert group is not None and [c.keyword for c in group.children] == ["member"] * 9 + ["range"] * 8 + ["policy"]
+    first, second, _ = SHAPES["new-sections"](8)
+    result = merge([parse(first, "a"), parse(second, "b")], 0)
+    assert [str(s.identity) for s in result.outputs[0].sections][3:] == [
+        *(f"policy rate q{k}" for k in range(4)), *(f"rule s{k}" for k in range(4))]
     first, second, base = SHAPES["block-removal"](8)
     assert base is not None
     result = merge([parse(first, "a"), parse(second, "b")], 0, parse(base, "base"))

@@ -32,6 +32,7 @@ def _no_raw_controls(text: str) -> bool:
 @pytest.mark.parametrize(("text", "shown"), [
     ("a\x1b[2Jb", "a\\x1b[2Jb"), ("\x00\x07\x08\x0b\x0c\r\x7f", "\\x00\\x07\\x08\\x0b\\x0c\\x0d\\x7f"),
     ("\x85\x9b", "\\x85\\x9b"), ("\u202eevil\u2066", "\\u202eevil\\u2066"),
+    ("bqn\u200b0\u200d\u2060\ufeff", "bqn\\u200b0\\u200d\\u2060\\ufeff"), ("a\u2028b\u2029", "a\\u2028b\\u2029"),
     ("é ü\u00a0€ 😀 中", "é ü\u00a0€ 😀 中"), ("two\nlines\tand a tab", "two\nlines\tand a tab"),
 ])
 def test_printable_escapes_control_characters_as_git_and_ls_do(text: str, shown: str):

@@ -107,3 +107,17 @@ def test_confmerge_merge_resolve_refuses_a_file_that_does_not_fit_and_writes_not
     (tmp_path / "broken.json").write_text('{"schema":\n  }')
     broken = run_confmerge("merge", *NAMES, "-o", tmp_path / "out", "--resolve", tmp_path / "broken.json", cwd=THREE)
     assert broken.returncode == 2 and f"{tmp_path / 'broken.json'}:2:3: error: not JSON" in broken.stderr
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[" * 100_000 + "]" * 100_000, "not a resolutions file: nested too deep"),
+    ('{"schema": "confmerge.resolutions/1", "resolutions": ' + "1" * 5000 + "}", "not a resolutions file: a number too long"),
+], ids=["deep", "long-number"])
+def test_confmerge_merge_resolve_refuses_json_python_cannot_read_with_a_diagnostic(
+        tmp_path: Path, text: str, message: str) -> None:
+    """Deep nesting (the JSON decoder recurses) and a number of more than 4,300 digits were tracebacks."""
+    choices = tmp_path / "choices.json"
+    choices.write_text(text)
+    done = run_confmerge("merge", *NAMES, "-o", tmp_path / "out", "--resolve", choices, cwd=THREE)
+    assert (done.returncode, done.stderr) == (2, f"{choices}: error: {message}\n")
+    assert not (tmp_path / "out").exists()

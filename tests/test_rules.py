@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from confmerge.rules import default_rules, load_rules, rules_with
 
 from .conftest import FIXTURES, run_confmerge
@@ -57,6 +59,22 @@ def test_a_bad_rules_file_is_reported_at_its_line(tmp_path: Path):
     result = run_confmerge("rules", "--rules", path)
     assert result.returncode == 2
     assert result.stderr.startswith(f"{path}:2:3: error: class of 'ntp' must be one of cluster, server, unclassified")
+
+
+@pytest.mark.parametrize("text, where, message", [
+    ('classes:\n  "\x1b[2Jsnmp": cluster\n', "2:4", "not valid YAML: the character U+001B is not allowed"),
+    ("classes:\n  ntp: cluster\x7f\n", "2:15", "not valid YAML: the character U+007F is not allowed"),
+    ("classes: " + "{a: " * 5000 + "1" + "}" * 5000 + "\n", "1:1", "nested too deep for a rules file"),
+    ("[" * 100_000 + "]" * 100_000, "1:1", "nested too deep for a rules file"),
+], ids=["escape", "delete", "deep-mapping", "deep-list"])
+def test_a_rules_file_yaml_cannot_read_is_a_diagnostic_not_a_traceback(tmp_path: Path, text: str, where: str,
+                                                                        message: str):
+    """A control character (YAML's reader refuses it, with a position and no mark) and deep nesting
+    (the YAML composer recurses) were tracebacks."""
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    result = run_confmerge("rules", "--rules", path)
+    assert (result.returncode, result.stderr) == (2, f"{path}:{where}: error: {message}\n")
 
 
 def test_a_section_pattern_never_decides_a_statement():

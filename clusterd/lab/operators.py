@@ -30,6 +30,9 @@ from confmerge import write_atomic
 SHARED = 2
 """Shared policies every operator changes."""
 
+KEPT = 30
+"""Own policies and routes an operator keeps at most (it removes one instead of adding): a backup of steady size."""
+
 _POLICY = re.compile(r"^policy rate (lab-\S+)\n((?:[ \t]+\S.*\n)*)", re.M)
 _DOWNLINK = re.compile(r"^[ \t]+downlink (\d+)([kMG]?)\s*$", re.M)
 _LAB_ROUTE = re.compile(r"^\s+static 10\.2\d\d\.")
@@ -190,22 +193,23 @@ class Operator:
         """The next edit, as a change to whatever text the backup holds when it is made."""
         roll = self.random.random()
         if roll < 0.15:
-            if self.routes and self.random.random() < 0.3:
+            if len(self.routes) >= KEPT or (self.routes and self.random.random() < 0.3):
                 self.routes.remove(self.random.choice(self.routes))
             else:
                 self.routes.append(f"10.{200 + self.server % 50}.{self.count % 250}.0/24 via 192.168.0.1")
             routes = list(self.routes)
             return (lambda text: with_routes(text, routes)), set()
+        value: int | None = self.record.value()
         if roll < 0.35:
             key = f"lab-shared-{self.random.randrange(SHARED)}"
-        elif roll < 0.55 or not self.own:
+        elif (roll < 0.55 or not self.own) and len(self.own) < KEPT:
             key = f"lab-s{self.server}-{self.count}"
             self.own.append(key)
         else:
             key = self.random.choice(self.own)
-        value = None if roll > 0.95 and key in self.own else self.record.value()
-        if value is None:
-            self.own.remove(key)
+            if roll > 0.95 or len(self.own) >= KEPT and roll < 0.55:
+                value = None
+                self.own.remove(key)
         return (lambda text: with_policy(text, key, value)), {key}
 
     def edit_once(self) -> None:

@@ -20,9 +20,10 @@ FAULTS = ("kill", "pause", "term", "isolate", "cut", "one-way", "three-way", "di
 
 
 def make_lab(root: Path, ids: list[int], **options: object) -> Lab:
-    """A lab for operators: unified backups with the shared policies; every state directory a small disk."""
+    """A lab for operators: unified backups with the shared policies; every state directory a small disk (8 MiB)."""
     options.setdefault("backups", {i: seeded(unified_backup(i)) for i in ids})
     options.setdefault("small_disk", set(ids))
+    options.setdefault("disk_size", "8m")
     return Lab(root, ids, **options)  # type: ignore[arg-type]
 
 

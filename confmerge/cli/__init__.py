@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import difflib
 import importlib
+import io
 import os
 import pkgutil
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,17 +118,28 @@ def run_program(build: Callable[[], argparse.ArgumentParser], argv: Sequence[str
     :func:`guarded`. Options are never abbreviated (``--scop`` is not ``--scope``), and an unknown option is
     named with its subcommand's usage."""
     def start(_: argparse.Namespace) -> int:
+        _buffer_stdout()
         parser = build()
         parsers = list(_parsers(parser))
         for each in parsers:
             each.allow_abbrev = False
         words = list(sys.argv[1:] if argv is None else argv)
-        _check_leading_options(parser, words)
+        _check_options(parser, words)
         args, extra = parser.parse_known_args(words)
         if extra:
             _unrecognized(parsers, args, extra)
         return (run or args.run)(args)
     return guarded(start, argparse.Namespace())
+
+
+def _buffer_stdout() -> None:
+    """Give an unbuffered stdout (``python -u``, ``PYTHONUNBUFFERED``) a buffered layer again: unbuffered, the
+    text layer hands each write to the file once and drops what a write cut short by a closed pipe left
+    unwritten, without an error; a buffered layer writes the rest, and so meets the closed pipe."""
+    stream = sys.stdout
+    if isinstance(stream, io.TextIOWrapper) and isinstance(stream.buffer, io.RawIOBase):
+        sys.stdout = io.TextIOWrapper(io.BufferedWriter(stream.buffer), encoding=stream.encoding,
+                                      errors=stream.errors, line_buffering=True)
 
 
 def _parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
@@ -137,17 +150,35 @@ def _parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParse
                 yield from _parsers(child)
 
 
-def _check_leading_options(parser: argparse.ArgumentParser, words: list[str]) -> None:
-    """An unknown option before the subcommand is named as such (argparse would take its value for the
-    subcommand and say that ``x`` is no command)."""
-    takes_value = {option: action.nargs != 0 for action in parser._actions for option in action.option_strings}
+def _check_options(parser: argparse.ArgumentParser, words: list[str]) -> None:
+    """An unknown option is named as such, before argparse reads the words: it would take the word after it
+    for an argument (a subcommand, a peer number) and complain about that word instead (``clusterd diff
+    --scop all``: "invalid int value: 'all'"). Options before the subcommand are the program's, after it the
+    subcommand's."""
+    subcommands = next((action.choices for action in parser._actions
+                        if isinstance(action, argparse._SubParsersAction)), {})
+    current = parser
+    takes_value = _takes_value(current)
     index = 0
-    while index < len(words) and words[index].startswith("-") and words[index] != "--":
+    while index < len(words) and words[index] != "--":
         word = words[index]
-        option = word[:2] if not word.startswith("--") and word[:2] in takes_value else word.split("=", 1)[0]
-        if option not in takes_value:
-            _unrecognized([parser], argparse.Namespace(), [option])
-        index += 2 if takes_value[option] and word == option else 1
+        if current is parser and word in subcommands:
+            current = subcommands[word]
+            takes_value = _takes_value(current)
+        elif word.startswith("-") and word != "-" and not _NUMBER.fullmatch(word):
+            option = word[:2] if not word.startswith("--") and word[:2] in takes_value else word.split("=", 1)[0]
+            if option not in takes_value:
+                _unrecognized([current], argparse.Namespace(), [option])
+            if takes_value[option] and word == option:
+                index += 1
+        index += 1
+
+
+_NUMBER = re.compile(r"-\d+(\.\d*)?")
+
+
+def _takes_value(parser: argparse.ArgumentParser) -> dict[str, bool]:
+    return {option: action.nargs != 0 for action in parser._actions for option in action.option_strings}
 
 
 def _unrecognized(parsers: list[argparse.ArgumentParser], args: argparse.Namespace, extra: list[str]) -> NoReturn:

@@ -91,6 +91,10 @@ def read_resolutions(path: Path, names: list[str], has_base: bool) -> dict[Confl
         data = json.loads(text)
     except json.JSONDecodeError as error:
         raise ConfError([Diagnostic("error", error.lineno, error.colno, f"not JSON: {error.msg}", str(path))]) from None
+    except RecursionError:
+        raise _refuse(path, "not a resolutions file: nested too deep") from None
+    except ValueError:  # a number longer than the interpreter converts; a resolutions file holds none
+        raise _refuse(path, "not a resolutions file: a number too long") from None
     return resolutions_from_data(data, names, has_base, str(path))
 
 

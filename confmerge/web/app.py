@@ -11,6 +11,7 @@ import json
 import logging
 from importlib import resources
 from typing import Any, Awaitable, Callable, TypeVar
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -22,7 +23,7 @@ from .auth import SESSIONS, Sessions, authenticate, clear_session, set_session
 from .drafts import REPORT, RESOLUTIONS, Draft, Drafts
 from .errors import Problem
 from .openapi import openapi
-from .uploads import Limits, Upload, check, diagnostic_data, files, form, load
+from .uploads import BODY_SECONDS, Limits, Upload, check, diagnostic_data, files, form, load, posted, read_body
 
 log = logging.getLogger("confmerge.web")
 DRAFTS = web.AppKey("drafts", Drafts)
@@ -35,16 +36,32 @@ routes = web.RouteTableDef()
 
 
 def create_app(token: str, *, secure: bool = True, limits: Limits = Limits(), rules: Rules | None = None,
-               draft_lifetime: float = 3600.0) -> web.Application:
-    """The whole server for ``token``; ``secure``: served over HTTPS (the session cookie is then Secure)."""
+               draft_lifetime: float = 3600.0, body_seconds: float = 120.0) -> web.Application:
+    """The whole server for ``token``; ``secure``: served over HTTPS (the session cookie is then Secure).
+
+    ``body_seconds`` bounds the time a request body may take to arrive (408 past it), so a slow sender holds nothing.
+    """
     app = web.Application(middlewares=[problems, authenticate], client_max_size=limits.total_bytes)
     app[SESSIONS] = Sessions(token)
     app[DRAFTS] = Drafts(rules, draft_lifetime)
     app[DRAFT_LOCK] = asyncio.Lock()
     app[LIMITS] = limits
     app[SECURE] = secure
+    app[BODY_SECONDS] = body_seconds
     app.add_routes(routes)
+    app.on_response_prepare.append(_guard)
     return app
+
+
+POLICY = ("default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+          "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+GUARD = {"Content-Security-Policy": POLICY, "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY",
+         "Referrer-Policy": "same-origin", "Cache-Control": "no-store"}
+
+
+async def _guard(request: web.Request, response: web.StreamResponse) -> None:
+    """On every answer, errors and redirects too: no script but ours, no framing, no sniffing, nothing cached."""
+    response.headers.update(GUARD)
 
 
 def wants_html(request: web.Request) -> bool:
@@ -96,7 +113,7 @@ async def login_page(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/login")
 async def login(request: web.Request) -> web.StreamResponse:
-    data = await request.post()
+    data = await posted(request)
     token = data.get("token")
     return _log_in(request, token if isinstance(token, str) else "")
 
@@ -106,7 +123,9 @@ def _log_in(request: web.Request, token: str, follow: str = "/") -> web.StreamRe
     if not sessions.valid_token(token):
         return web.Response(status=401, text=views.login("That token is not valid."), content_type="text/html")
     key, _ = sessions.open()
-    local = follow.startswith("/") and not follow.startswith("//") and "\\" not in follow
+    # A browser drops tabs and newlines from a URL, so "/\t/host" would become "//host": nothing but visible ASCII.
+    local = (follow.startswith("/") and not follow.startswith("//") and "\\" not in follow
+             and all("!" <= ch <= "~" for ch in follow))
     response = web.HTTPSeeOther(follow if local else "/")
     set_session(response, key, request.app[SECURE])
     return response
@@ -283,7 +302,9 @@ def _confirmed(request: web.Request) -> Draft:
 
 
 def _download(data: bytes, name: str, content_type: str) -> web.Response:
-    response = web.Response(body=data, headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    plain = "".join(ch if " " <= ch <= "~" and ch not in '"\\' else "_" for ch in name)
+    disposition = f'attachment; filename="{plain}"' + ("" if plain == name else f"; filename*=UTF-8''{quote(name)}")
+    response = web.Response(body=data, headers={"Content-Disposition": disposition})
     response.content_type, _, charset = content_type.partition("; charset=")
     if charset:
         response.charset = charset
@@ -292,7 +313,7 @@ def _download(data: bytes, name: str, content_type: str) -> web.Response:
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
     try:
-        body = json.loads(await request.read() or b"{}")
+        body = json.loads(await read_body(request) or b"{}")
     except (ValueError, UnicodeDecodeError):
         raise Problem(400, "the body is not JSON") from None
     if not isinstance(body, dict):

@@ -20,6 +20,7 @@ from typing import Awaitable, Callable
 from aiohttp import web
 
 from .errors import Problem
+from .uploads import posted
 
 COOKIE = "confmerge_session"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -27,9 +28,13 @@ PUBLIC = frozenset({"/login"})
 
 
 def token_from_file(path: Path) -> str:
-    """The token in ``path``; if there is no such file, a new random one written there with mode 0600."""
+    """The token in ``path``; if there is no such file, a new random one written there with mode 0600.
+
+    As ssh does with a key, a token file that others could read or change (not ours, or any group or other
+    permission) is refused: anyone who can read it holds the server.
+    """
     try:
-        token = path.read_text(encoding="utf-8").strip()
+        fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         token = secrets.token_urlsafe(32)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -37,9 +42,20 @@ def token_from_file(path: Path) -> str:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(token + "\n")
         return token
+    with os.fdopen(fd, "r", encoding="utf-8") as handle:
+        found = os.fstat(handle.fileno())
+        if found.st_uid != os.geteuid() or found.st_mode & 0o077:
+            raise ValueError(f"{path}: others can read or change the token (mode {found.st_mode & 0o777:04o}, "
+                             f"owner uid {found.st_uid}); chmod 600 it, as its owner")
+        token = handle.read().strip()
     if len(token) < 16:
         raise ValueError(f"{path}: the token is shorter than 16 characters")
     return token
+
+
+def same(given: str, expected: str) -> bool:
+    """A constant-time comparison that takes any text a client sends (a header's undecodable bytes too)."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
 
 
 @dataclass
@@ -57,7 +73,7 @@ class Sessions:
     sessions: dict[str, Session] = field(default_factory=dict)
 
     def valid_token(self, given: str) -> bool:
-        return hmac.compare_digest(given.encode(), self.token.encode())
+        return same(given, self.token)
 
     def open(self) -> tuple[str, Session]:
         now = time.monotonic()
@@ -115,9 +131,9 @@ async def require_csrf(request: web.Request, session: Session) -> None:
         raise Problem(403, "cross-origin request refused")
     given = request.headers.get("X-CSRF-Token")
     if given is None and request.content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
-        value = (await request.post()).get("csrf")
+        value = (await posted(request)).get("csrf")
         given = value if isinstance(value, str) else None
-    if given is None or not hmac.compare_digest(given.encode(), session.csrf.encode()):
+    if given is None or not same(given, session.csrf):
         raise Problem(403, "missing or wrong CSRF token (reload the page)")
 
 

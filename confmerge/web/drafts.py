@@ -198,7 +198,8 @@ class Drafts:
     def create(self, inputs: Sequence[Upload], primary: str | None, base: Upload | None) -> Draft:
         self.expire()
         if len(self.drafts) >= self.capacity:
-            raise Problem(429, f"{self.capacity} merges are open; confirm or let one expire first")
+            raise Problem(429, f"{self.capacity} merges are open (confirmed ones too); one is forgotten "
+                               f"{round(self.lifetime / 60)} minutes after its last use")
         if len(inputs) < 2:
             raise Problem(400, "a merge needs two backups or more")
         names = [u.name for u in inputs]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import re
+import asyncio
+import unicodedata
 from dataclasses import dataclass
 from pathlib import PureWindowsPath
 from typing import Any, Sequence
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from multidict import MultiDictProxy
 
 from ..check import validate
@@ -18,7 +20,7 @@ from ..rules import Rules
 from ..tree import Config
 from .errors import Problem
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
+BODY_SECONDS = web.AppKey("body seconds", float)
 
 
 @dataclass(frozen=True)
@@ -37,20 +39,44 @@ class Upload:
 
 
 def safe_name(filename: str | None, fallback: str) -> str:
-    """The file's own name without any directory, in characters that are safe in a path and a header."""
+    """The file's own name without any directory, its spaces and letters kept (``--resolve`` names the files so).
+
+    Only what could mislead or break a path or a header goes: control and format characters (a right-to-left
+    override too), quotes, and leading dots.
+    """
     name = PureWindowsPath(filename or "").name.strip()
-    name = _UNSAFE.sub("_", name)[:100].lstrip(".")
-    return name or fallback
+    name = "".join("_" if ch == '"' or unicodedata.category(ch).startswith("C") else ch for ch in name)
+    return name[:100].lstrip(".").strip() or fallback
 
 
 async def form(request: web.Request) -> MultiDictProxy[Any]:
-    """The request's form; a body over the total limit is 413 (aiohttp's client_max_size)."""
+    """The request's multipart form (see :func:`posted`); anything else is 415."""
     if request.content_type != "multipart/form-data":
         raise Problem(415, "send the backups as multipart/form-data")
+    return await posted(request)
+
+
+async def posted(request: web.Request) -> MultiDictProxy[Any]:
+    """The request's form: 413 over the total limit (aiohttp's client_max_size), 400 if malformed, 408 if too slow."""
     try:
-        return await request.post()
+        async with asyncio.timeout(request.app[BODY_SECONDS]):
+            return await request.post()
     except web.HTTPRequestEntityTooLarge:
         raise Problem(413, f"the upload is larger than {request.app._client_max_size} bytes in all") from None
+    except (ValueError, HttpProcessingError) as error:
+        raise Problem(400, "the form is malformed (its boundary or a part's headers, such as a file name "
+                      "with control characters)") from None
+    except TimeoutError:
+        raise Problem(408, f"the request body took longer than {request.app[BODY_SECONDS]:g} seconds") from None
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The request's body, bounded in time as :func:`posted` is."""
+    try:
+        async with asyncio.timeout(request.app[BODY_SECONDS]):
+            return await request.read()
+    except TimeoutError:
+        raise Problem(408, f"the request body took longer than {request.app[BODY_SECONDS]:g} seconds") from None
 
 
 def files(data: MultiDictProxy[Any], field: str, limits: Limits, required: bool = True) -> list[Upload]:

@@ -12,6 +12,7 @@ import re
 from importlib import resources
 from itertools import groupby
 from typing import Any, Iterable, Sequence
+from urllib.parse import quote
 
 from ..diff import CLASS_ORDER, Change, Diff, Op
 from ..present import diff_summary
@@ -288,7 +289,7 @@ def merge(draft: dict[str, Any], bqn_ids: Sequence[int | None], csrf: str,
     done = ""
     if draft["confirmed"]:
         base_url = f'/api/v1/merges/{e(draft["id"])}'
-        links = "".join(f'<li><a href="{base_url}/outputs/{e(o["file"])}" download="{e(o["file"])}" '
+        links = "".join(f'<li><a href="{base_url}/outputs/{e(quote(o["file"]))}" download="{e(o["file"])}" '
                         f'class="download">{e(o["file"])}</a></li>' for o in draft["outputs"])
         links += (f'<li><a href="{base_url}/report" download="merge-report.json" class="download">merge-report.json</a></li>'
                   f'<li><a href="{base_url}/resolutions" download="resolutions.json" class="download">resolutions.json</a></li>'

@@ -183,7 +183,7 @@ def test_after_a_crash_mid_swap_the_displaced_operator_file_is_kept_and_named(se
 def test_an_entry_the_operator_changed_meanwhile_keeps_the_operators_value_and_is_a_conflict(tmp_path):
     backup = tmp_path / "bqn.conf"
     backup.write_text(V2[1])
-    store = Store(tmp_path / "state")
+    store = History(tmp_path / "state")
     live = snapshot(backup)
     backup.write_text(V2[1].replace("  downlink 100M\n", "  downlink 300M\n"))
     generation, text = generation_of(V2[0].replace("  downlink 100M\n", "  downlink 150M\n"))

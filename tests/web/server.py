@@ -137,3 +137,18 @@ def multipart(files: dict[str, list[tuple[str, bytes]]], fields: dict[str, str])
                     f'Content-Type: application/octet-stream\r\n\r\n').encode() + content + b"\r\n"
     out += f"--{boundary}--\r\n".encode()
     return bytes(out), f"multipart/form-data; boundary={boundary}"
+
+
+def raw(server: Server, data: bytes, timeout: float = 30) -> bytes:
+    """Send ``data`` as it is (a request no well-behaved client would make) and return the whole answer."""
+    import socket
+    parts = urlsplit(server.url)
+    sock: socket.socket = socket.create_connection((parts.hostname, parts.port), timeout=timeout)
+    if parts.scheme == "https":
+        sock = ssl.create_default_context(cafile=str(server.cert)).wrap_socket(sock, server_hostname=parts.hostname)
+    with sock:
+        sock.sendall(data)
+        out = b""
+        while chunk := sock.recv(65536):
+            out += chunk
+    return out

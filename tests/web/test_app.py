@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import re
@@ -13,7 +14,7 @@ from confmerge.web.openapi import openapi
 
 from ..conftest import FIXTURES, run_confmerge
 from .conftest import read
-from .server import Client
+from .server import Client, Server, raw
 
 THREE = FIXTURES / "merge" / "three-servers"
 GUIDE = [FIXTURES / "bqn0-v1.conf", FIXTURES / "bqn1-v1.conf"]
@@ -161,7 +162,30 @@ def test_a_merge_takes_a_primary_by_name_and_a_base(client: Client) -> None:
 def test_an_uploaded_name_keeps_only_its_file_name(client: Client) -> None:
     response = client.request("POST", "/api/v1/check", files={"file": [("../../etc/bqn0 v1.conf", GUIDE[0].read_bytes()),
                                                                       ("/tmp/x/bqn1.conf", GUIDE[1].read_bytes())]})
-    assert [f["file"] for f in response.json()["files"]] == ["bqn0_v1.conf", "bqn1.conf"]
+    assert [f["file"] for f in response.json()["files"]] == ["bqn0 v1.conf", "bqn1.conf"]
+    odd = client.request("POST", "/api/v1/check", files={"file": [("x\u202egnoc.exe", b"hostname a\n"),
+                                                                  ('a"b.conf', b"hostname a\n"), ("...", b"hostname a\n")]})
+    assert [f["file"] for f in odd.json()["files"]] == ["x_gnoc.exe", "a_b.conf", "file-3.conf"]
+
+
+def test_names_with_spaces_and_letters_give_what_confmerge_merge_resolve_writes(client: Client, tmp_path: Path) -> None:
+    names = ["bqn0 v1.conf", "bqn1 – réseau.conf", "bqn2#v1.conf"]
+    for name, source in zip(names, sorted(THREE.glob("*.conf"))):
+        (tmp_path / name).write_bytes(source.read_bytes())
+    draft = client.request("POST", "/api/v1/merges", files={"backups": [read(tmp_path / n) for n in names]}).json()
+    assert draft["inputs"] == names
+    base = f"/api/v1/merges/{draft['id']}"
+    client.request("PATCH", f"{base}/conflicts/1", body={"take": names[2]})
+    client.request("POST", f"{base}/confirm")
+    (tmp_path / "resolutions.json").write_bytes(client.request("GET", f"{base}/resolutions").body)
+    cli = run_confmerge("merge", *names, "-o", tmp_path / "out", "--resolve", tmp_path / "resolutions.json", cwd=tmp_path)
+    assert cli.returncode == 0, cli.stderr
+    from urllib.parse import quote
+    for output in (o["file"] for o in draft["outputs"]):
+        response = client.request("GET", f"{base}/outputs/{quote(output)}")
+        assert response.status == 200 and response.body == (tmp_path / "out" / output).read_bytes()
+        disposition = response.headers["Content-Disposition"]
+        assert disposition.isascii() and (output in disposition or f"filename*=UTF-8''{quote(output)}" in disposition)
 
 
 def test_the_server_keeps_answering_while_it_compares_large_backups(client: Client, server) -> None:  # type: ignore[no-untyped-def]
@@ -181,3 +205,38 @@ def test_the_server_keeps_answering_while_it_compares_large_backups(client: Clie
         answered += 1 if worker.is_alive() else 0
     worker.join(timeout=120)
     assert done == [200] and answered == 3
+
+
+def test_a_malformed_form_is_400_never_an_internal_error(client: Client, server: Server) -> None:
+    auth = f"Authorization: Bearer {server.token}\r\nConnection: close\r\n".encode()
+    for content_type, body in [(b"multipart/form-data", b"hello"),
+                               (b"multipart/form-data; boundary=abc", b"--abc\r\nnonsense\r\n\r\n")]:
+        answer = raw(server, b"POST /api/v1/check HTTP/1.1\r\nHost: x\r\n" + auth + b"Content-Type: " + content_type +
+                     b"\r\nContent-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        assert answer.startswith(b"HTTP/1.1 400 ") and b"malformed" in answer, answer
+    for name in ("a\x00b.conf", "a\x01\x1bb.conf"):
+        response = client.request("POST", "/api/v1/check", files={"file": [(name, GUIDE[0].read_bytes())]})
+        assert response.status == 400 and "malformed" in response.json()["error"]
+
+
+def test_a_request_body_that_arrives_too_slowly_is_408_and_the_connection_closed() -> None:
+    from aiohttp import web
+
+    async def scenario() -> bytes:
+        runner = web.AppRunner(create_app("t" * 32, secure=False, body_seconds=1.0))
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        try:
+            port = runner.addresses[0][1]
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"POST /api/v1/check HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + b"t" * 32 +
+                         b"\r\nContent-Type: multipart/form-data; boundary=abc\r\nContent-Length: 1000\r\n\r\n--abc\r\n")
+            await writer.drain()
+            answer = await asyncio.wait_for(reader.read(), 30)  # the server answers, then closes
+            writer.close()
+            return answer
+        finally:
+            await runner.cleanup()
+    answer = asyncio.run(scenario())
+    assert answer.startswith(b"HTTP/1.1 408 ") and b"longer than 1 seconds" in answer

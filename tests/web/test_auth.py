@@ -17,7 +17,7 @@ from confmerge.web.tls import fingerprint
 
 from ..conftest import FIXTURES, run_confmerge
 from .conftest import read
-from .server import Client, Server, start
+from .server import Client, Server, raw, start
 
 
 def every_route() -> list[tuple[str, str]]:
@@ -116,6 +116,7 @@ def test_the_token_file_is_read_or_made_0600(tmp_path: Path) -> None:
     assert running.process.returncode == 0  # SIGTERM ends it cleanly
     given = tmp_path / "given"
     given.write_text("a-token-an-operator-chose-0123456789\n")
+    given.chmod(0o600)
     running = start(tmp_path / "state", "--token-file", str(given))
     try:
         assert running.token == "a-token-an-operator-chose-0123456789"
@@ -175,3 +176,72 @@ def test_the_defaults_loopback_8443_and_the_limits() -> None:
     args = build_parser().parse_args(["serve"])
     assert (args.listen, args.insecure_http) == ("127.0.0.1:8443", False)
     assert (args.max_upload_mb, args.max_files, args.draft_minutes) == (16, 16, 60)
+
+
+def test_every_answer_carries_the_security_headers(anonymous: Client, client: Client) -> None:
+    answers = [anonymous.request("GET", "/login"), anonymous.request("GET", "/"), client.request("GET", "/"),
+               client.request("GET", "/static/app.js"), client.request("GET", "/api/v1/merges/nope"),
+               anonymous.request("GET", f"/login?token={client.server.token}")]
+    for response in answers:
+        policy = response.headers["Content-Security-Policy"]
+        assert "script-src 'self';" in policy and "frame-ancestors 'none'" in policy and "default-src 'none'" in policy
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["X-Frame-Options"] == "DENY"
+        assert response.headers["Cache-Control"] == "no-store"
+        assert response.headers["Referrer-Policy"] == "same-origin"
+
+
+def test_a_token_that_is_not_utf8_is_refused_not_an_error(anonymous: Client, server: Server) -> None:
+    answer = raw(server, b"GET /api/v1/openapi.json HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\r\n"
+                         b"Connection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 401 ") and b"the token is not valid" in answer
+    anonymous.request("POST", "/login", form={"token": server.token})
+    cookie = "; ".join(f"{k}={v}" for k, v in anonymous.cookies.items()).encode()
+    answer = raw(server, b"POST /api/v1/merges/x/confirm HTTP/1.1\r\nHost: x\r\nCookie: " + cookie +
+                 b"\r\nX-CSRF-Token: \xff\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 403 ") and b"CSRF" in answer
+
+
+@pytest.mark.parametrize("follow", ["//evil.example", "/\t/evil.example", "/\n/evil.example", "/\\evil.example",
+                                    "https://evil.example", " //evil.example"])
+def test_the_login_url_leads_only_to_a_page_of_this_server(server: Server, follow: str) -> None:
+    from urllib.parse import quote
+    response = Client(server, bearer=False).request("GET", f"/login?token={server.token}&next={quote(follow)}")
+    assert response.status == 303 and response.headers["Location"] == "/"
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o620])
+def test_a_token_file_others_can_read_or_change_is_refused(tmp_path: Path, mode: int) -> None:
+    given = tmp_path / "token"
+    given.write_text("a-token-an-operator-chose-0123456789\n")
+    given.chmod(mode)
+    link = tmp_path / "link"
+    link.symlink_to(given)
+    for path in (given, link):
+        result = run_confmerge("serve", "--listen", "127.0.0.1:0", "--token-file", path, "--state-dir",
+                               tmp_path / "state", timeout=30)
+        assert result.returncode == 2 and "others can read or change the token" in result.stderr
+        assert "chmod 600" in result.stderr and "Traceback" not in result.stderr
+        assert not (tmp_path / "state").exists()
+
+
+def test_a_token_file_owned_by_another_user_is_refused(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("making a file of another user needs root")
+    given = tmp_path / "token"
+    given.write_text("a-token-an-operator-chose-0123456789\n")
+    given.chmod(0o600)
+    os.chown(given, 65534, 65534)
+    result = run_confmerge("serve", "--listen", "127.0.0.1:0", "--token-file", given, "--state-dir",
+                           tmp_path / "state", timeout=30)
+    assert result.returncode == 2 and "owner uid 65534" in result.stderr
+
+
+def test_after_log_out_the_old_cookie_is_refused(anonymous: Client, server: Server) -> None:
+    anonymous.request("POST", "/login", form={"token": server.token})
+    kept = dict(anonymous.cookies)
+    csrf = re.search(r'name="csrf-token" content="([^"]+)"', anonymous.request("GET", "/").text).group(1)  # type: ignore[union-attr]
+    assert anonymous.request("POST", "/logout", form={"csrf": csrf}).status == 303
+    replayed = Client(server, bearer=False, cookies=kept)  # a copy of the cookie the browser threw away
+    assert replayed.request("GET", "/").status == 401
+    assert replayed.request("POST", "/api/v1/merges", headers={"X-CSRF-Token": csrf}).status == 401

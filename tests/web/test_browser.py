@@ -138,6 +138,8 @@ def test_resolve_a_three_server_merge_with_the_keyboard_and_download_what_confme
     shot(page, "merge-resolved", full=True)
     page.click("#confirm")
     expect(page.locator(".badge.ok", has_text="confirmed")).to_be_visible()
+    chosen = page.locator("#k1 button.opt.on")
+    assert chosen.evaluate("b => getComputedStyle(b).opacity") == "1"  # what was chosen stays legible once final
     page.locator("details.preview summary").first.click()
     expect(page.locator("details.preview").first).to_contain_text("+timezone UTC")
     shot(page, "merge-confirmed", full=True)

@@ -42,3 +42,12 @@ def test_drafts_are_bounded_and_a_confirmed_one_is_final() -> None:
     with pytest.raises(Problem) as twice:
         Drafts().create([GUIDE[0], GUIDE[0]], None, None)
     assert twice.value.status == 400 and "two backups are named" in twice.value.message
+
+
+def test_a_full_server_says_truly_what_frees_a_place() -> None:
+    drafts = Drafts(capacity=1, lifetime=600)
+    drafts.create(GUIDE, None, None).confirm()
+    with pytest.raises(Problem) as full:
+        drafts.create(GUIDE, None, None)  # confirming frees nothing: the confirmed draft serves its downloads
+    assert full.value.status == 429 and "confirm or" not in full.value.message
+    assert "forgotten 10 minutes after its last use" in full.value.message
