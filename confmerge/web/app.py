@@ -314,8 +314,8 @@ def _download(data: bytes, name: str, content_type: str) -> web.Response:
 async def _json_body(request: web.Request) -> dict[str, Any]:
     try:
         body = json.loads(await read_body(request) or b"{}")
-    except (ValueError, UnicodeDecodeError):
-        raise Problem(400, "the body is not JSON") from None
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise Problem(400, "the body is not JSON this server reads (nested too deep, or a number too long?)") from None
     if not isinstance(body, dict):
         raise Problem(400, "the body is not a JSON object")
     return body

@@ -89,7 +89,7 @@ class Client:
 
     def request(self, method: str, path: str, *, files: dict[str, list[tuple[str, bytes]]] | None = None,
                 fields: dict[str, str] | None = None, body: Any = None, headers: dict[str, str] | None = None,
-                form: dict[str, str] | None = None) -> Response:
+                form: dict[str, str] | None = None, raw: bytes | None = None) -> Response:
         parts = urlsplit(self.server.url)
         if parts.scheme == "https":
             context = ssl.create_default_context(cafile=str(self.server.cert))
@@ -110,6 +110,8 @@ class Client:
             data, sent["Content-Type"] = urlencode(form).encode(), "application/x-www-form-urlencoded"
         elif body is not None:
             data, sent["Content-Type"] = json.dumps(body).encode(), "application/json"
+        elif raw is not None:
+            data, sent["Content-Type"] = raw, "application/json"
         try:
             connection.request(method, path, body=data, headers=sent)
             reply = connection.getresponse()

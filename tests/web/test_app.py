@@ -240,3 +240,10 @@ def test_a_request_body_that_arrives_too_slowly_is_408_and_the_connection_closed
             await runner.cleanup()
     answer = asyncio.run(scenario())
     assert answer.startswith(b"HTTP/1.1 408 ") and b"longer than 1 seconds" in answer
+
+
+def test_a_json_body_nested_too_deep_or_with_a_huge_number_is_400_not_an_error(client: Client) -> None:
+    base = f"/api/v1/merges/{merge_of_three(client)['id']}"
+    for raw in (b"[" * 100_000 + b"]" * 100_000, b'{"take": ' + b"9" * 5_000 + b"}"):
+        response = client.request("PATCH", f"{base}/conflicts/1", raw=raw)
+        assert response.status == 400, response.status
