@@ -75,7 +75,7 @@ def test_a_secondary_killed_mid_sync_converges_when_it_returns(cluster_factory):
     cluster.start(0)
     cluster.wait("server 0 up first, so that its configuration is the cluster's", lambda: cluster.status(0), 20)
     cluster.start(1)
-    cluster.wait("the copy arriving", lambda: inbox.is_dir() and any(inbox.iterdir()) or None, 30, every=0.002)
+    cluster.wait("the copy arriving", lambda: inbox.is_dir() and any(inbox.iterdir()) or None, 90, every=0.002)
     cluster.kill(1)
     assert "applied generation" not in cluster.log(1), "killed before the generation was applied"
     text = cluster.backup(1).read_text()
