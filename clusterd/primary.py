@@ -95,11 +95,12 @@ class Primary:
             if not isinstance(text, str):
                 raise SyncError("no text in the reply")
             lineage = reply.body.get("lineage")
-            core.history.learn(lineage if isinstance(lineage, list) else [])
-            core.history.add(theirs, text)
             async with core.backup_lock:
                 await core.refresh_live(force=True)
                 core.record_edit()
+                # after recording, whose pruning would drop a peer's head numbered far below this server's
+                core.history.learn(lineage if isinstance(lineage, list) else [])
+                core.history.add(theirs, text)
                 if core.history.covers(theirs.id) or not self._still_primary(term):
                     return
                 if core.history.contains(core.head.id, theirs.id):

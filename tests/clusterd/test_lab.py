@@ -3,10 +3,9 @@
 Root and iproute2 only (CI runs as root); elsewhere every test here skips
 with the reason. A scenario the daemon does not pass yet is a strict xfail
 naming the defect: it turns into a failure the day the fix lands, and the
-mark is then removed. The two that judge edits under load (defect 3 with no
-fault, and the soak) pass most runs but have lost an edit now and then: they
-are marked as flaky failures of open issue 10, run every time, and report
-XPASS when they hold.
+mark is then removed. The soak, which judges edits under load and faults,
+passes most runs but has lost an edit now and then: it is marked as a flaky
+failure of open issue 10, runs every time, and reports XPASS when it holds.
 """
 
 from __future__ import annotations
@@ -240,7 +239,6 @@ def test_defect_8_a_three_way_partition_has_no_two_primaries_in_one_epoch_and_lo
     assert [(value(lab, i, "lab-side-1"), value(lab, i, "lab-side-2")) for i in lab.ids] == [(111_001, 111_002)] * 3
 
 
-@pytest.mark.xfail(strict=False, reason="issue 10 is open: under load a soak has lost an acknowledged edit now and then (bench/faults.py: 4 of 691 in 4 min); the mark goes when bench/faults.py loses none in 30 min")
 def test_defect_3_operators_editing_every_server_with_no_fault_lose_nothing(lab_factory):
     """With no fault at all, every edit (acknowledged or not) ends up in the cluster, superseded or a conflict."""
     lab = running_lab(lab_factory, [0, 1, 2])
