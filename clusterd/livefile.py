@@ -221,8 +221,10 @@ def _exchange_works(path: Path) -> bool:
         return True
 
 
-def _exchange(a: Path, b: Path) -> None:
-    assert _renameat2 is not None
+def swap_paths(a: Path, b: Path) -> None:
+    """Exchange two paths in one step (``renameat2(RENAME_EXCHANGE)``); OSError where the system cannot."""
+    if _renameat2 is None:
+        raise OSError(errno.ENOSYS, "renameat2 is not available here", str(b))
     if _renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) != 0:
         number = ctypes.get_errno()
         raise OSError(number, os.strerror(number), str(b))
@@ -239,7 +241,7 @@ def _exchange_checked(temp: Path, path: Path, current: Seen) -> bool:
         return False
     ours = os.stat(temp).st_ino
     try:
-        _exchange(temp, path)
+        swap_paths(temp, path)
     except OSError as error:
         if error.errno not in _UNSUPPORTED:
             raise
@@ -252,9 +254,9 @@ def _exchange_checked(temp: Path, path: Path, current: Seen) -> bool:
             sync_directory(path.parent)
             if _identity(os.fstat(displaced.fileno()))[2:4] == current.identity[2:4]:
                 return True
-    _exchange(temp, path)  # the operator's file back where it was
+    swap_paths(temp, path)  # the operator's file back where it was
     if os.stat(temp).st_ino != ours:  # and a newer one had replaced ours meanwhile: that one is the newest
-        _exchange(temp, path)
+        swap_paths(temp, path)
     return False
 
 

@@ -15,8 +15,6 @@ so a value seen anywhere names the edit that made it.
 
 from __future__ import annotations
 
-import ctypes
-import os
 import random
 import re
 import threading
@@ -26,6 +24,8 @@ from pathlib import Path
 from typing import Callable
 
 from confmerge import write_atomic
+
+from ..livefile import swap_paths
 
 SHARED = 2
 """Shared policies every operator changes."""
@@ -37,9 +37,6 @@ _POLICY = re.compile(r"^policy rate (lab-\S+)\n((?:[ \t]+\S.*\n)*)", re.M)
 _DOWNLINK = re.compile(r"^[ \t]+downlink (\d+)([kMG]?)\s*$", re.M)
 _LAB_ROUTE = re.compile(r"^\s+static 10\.2\d\d\.")
 _UNIT = {"": 1, "k": 1, "M": 1000, "G": 1000_000}
-_libc = ctypes.CDLL(None, use_errno=True)
-_AT_FDCWD = -100
-_RENAME_EXCHANGE = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,9 +119,7 @@ def exchange(path: Path, text: str) -> str:
     temp = path.with_name(f".{path.name}.lab-{threading.get_ident()}")
     write_atomic(temp, text)
     try:
-        if _libc.renameat2(_AT_FDCWD, bytes(temp), _AT_FDCWD, bytes(path), _RENAME_EXCHANGE) != 0:
-            error = ctypes.get_errno()
-            raise OSError(error, os.strerror(error), str(path))
+        swap_paths(temp, path)
         return temp.read_text()
     finally:
         temp.unlink(missing_ok=True)
