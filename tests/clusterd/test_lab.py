@@ -3,7 +3,7 @@
 Root and iproute2 only (CI runs as root); elsewhere every test here skips
 with the reason. A scenario the daemon does not pass yet is a strict xfail
 naming the defect: it turns into a failure the day the fix lands, and the
-mark is then removed. The soak, which judges edits under load and faults,
+mark is then removed. The soak, which judges edits under mixed faults,
 passes most runs but has lost an edit now and then: it is marked as a flaky
 failure of open issue 10, runs every time, and reports XPASS when it holds.
 """
@@ -280,7 +280,7 @@ def test_defect_7_a_secondary_paused_or_stopped_with_sigterm_starts_no_election(
 # -- the soak -----------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=False, reason="issue 10 is open: under load a soak has lost an acknowledged edit now and then (bench/faults.py: 4 of 691 in 4 min); the mark goes when bench/faults.py loses none in 30 min")
+@pytest.mark.xfail(strict=False, reason="issue 10 is open: the mixed-fault soak has lost an acknowledged edit in some runs (bench/faults.py: 4 of 691 in 4 min, before the fix of the pruned peer head); the mark goes when bench/faults.py loses none in 30 min")
 @pytest.mark.timeout(10 * 60)
 def test_a_seeded_random_soak_loses_nothing_acknowledged(lab_factory, request):
     """--soak-seconds or CLUSTERD_SOAK_SECONDS (default 60), CLUSTERD_SOAK_SEED (default 10): length and schedule."""
