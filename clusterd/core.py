@@ -24,9 +24,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
-from confmerge import ConfError, Conflict, write_atomic
+from confmerge import Config, ConfError, Conflict, write_atomic
 
-from . import apply
+from . import apply, describe
 from .config import ClusterConfig
 from .faults import StateFaults
 from .history import NONE, Generation, History
@@ -123,9 +123,17 @@ class Core:
         self.nudge()
         return True
 
-    def make_generation(self, parents: list[Generation], text: str, digest: str, epoch: int | None = None) -> Generation:
-        return Generation.make([p for p in parents if p is not NONE and p.id], self.config.id,
-                               self.membership.epoch if epoch is None else epoch, round(time.time(), 3), text, digest)
+    def make_generation(self, parents: list[Generation], text: str, digest: str, epoch: int | None = None,
+                        tree: Config | None = None, **notes: Any) -> Generation:
+        """A generation made here; its summary is what changed from the first parent (``tree``: ``text`` parsed, or more)."""
+        parents = [p for p in parents if p is not NONE and p.id]
+        if tree is not None:
+            describe.remember(text, tree)
+        if "summary" not in notes:
+            before = self.history.text(parents[0].id) if parents else None
+            notes["summary"] = describe.summarize(before, tree or text) if before is not None or not parents else ""
+        return Generation.make(parents, self.config.id, self.membership.epoch if epoch is None else epoch,
+                               round(time.time(), 3), text, digest, **notes)
 
     def record_edit(self, force: bool = False) -> Generation | None:
         """A change to the live backup's cluster-wide content becomes a generation on the head; None if none.
@@ -140,7 +148,7 @@ class Core:
             return None
         if self.head is NONE and self.role() is not Role.PRIMARY:
             return None
-        generation = self.make_generation([self.head], live.cluster, live.digest)
+        generation = self.make_generation([self.head], live.cluster, live.digest, tree=live.config, how="edit")
         if not self.hold(generation, live.cluster):
             return None
         if self.membership.primary == self.config.id:

@@ -164,7 +164,8 @@ class Primary:
             check(merged_live)
         except ConfError as error:
             raise SyncError(f"merged with this server's backup it would not be valid: {error.diagnostics[0]}") from None
-        merged = core.make_generation([ours, theirs], merged_live.cluster, merged_live.digest, term)
+        merged = core.make_generation([ours, theirs], merged_live.cluster, merged_live.digest, term,
+                                      tree=merged_live.config, how="merge")
         written = None
         if outcome.changed:
             core.applying = True
