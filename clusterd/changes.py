@@ -364,7 +364,8 @@ class Changes:
             deadline = round(time.time() + confirm_minutes * 60, 3) if confirm_minutes is not None else 0.0
             generation = await self._make(cluster_part(config), cluster_digest(config), config, how="load",
                                           deadline=deadline, on=on)
-        core.events.add(f"generation {generation.number} ({generation.short}): {name} loaded on server {on}"
+        core.events.add(f"generation {generation.number} (epoch {generation.epoch}, {generation.short}): {name} "
+                        f"loaded on server {on}"
                         + (f", provisional: returned at {when(deadline)} UTC unless confirmed" if deadline else ""))
         return replace(result, generation=generation)
 
@@ -391,7 +392,8 @@ class Changes:
                                              if waiting.edits else ""))
         message = (f"the load of generation {waiting.load.number} is confirmed (generation {generation.number}); "
                    "it stays")
-        core.events.add(f"{message}, confirmed on server {on}")
+        core.events.add(f"generation {generation.number} (epoch {generation.epoch}, {generation.short}): {message}, "
+                        f"confirmed on server {on}")
         return Made(generation, core.config.id, message)
 
     async def rollback(self, steps: int | None = None, to: str | None = None, on: int | None = None) -> Made:
@@ -422,7 +424,8 @@ class Changes:
         message = (f"rolled back to generation {target.number}'s configuration as generation {generation.number}"
                    + (f"; the provisional load of generation {waiting.load.number} is returned with it"
                       if waiting is not None and returning else ""))
-        core.events.add(f"{message} (asked on server {on})")
+        core.events.add(f"generation {generation.number} (epoch {generation.epoch}, {generation.short}): {message} "
+                        f"(asked on server {on})")
         return Made(generation, core.config.id, message)
 
     # -- the deadline ------------------------------------------------------
@@ -435,7 +438,9 @@ class Changes:
         waiting = self.pending()
         if waiting is None or time.time() < waiting.deadline:
             return
-        if any(p.up and p.head and not core.history.covers(p.head) for p in core.membership.peers.values()):
+        failing = self.primary._failed_heads  # a head that cannot be taken in does not hold the deadline up
+        if any(p.up and p.head and not core.history.covers(p.head) and p.head not in failing
+               for p in core.membership.peers.values()):
             return  # an edit made on top somewhere: taken in first, so that it is returned and reported with the load
         self._expiring = True
         self.spawn(self._expire(waiting))
@@ -461,9 +466,10 @@ class Changes:
                 generation = await self._make(text, before.digest, None, how="expiry", of=before.id,
                                               ends=waiting.load.id, returned=[g.id for g in returned],
                                               summary=summary)
-            core.events.add(f"the load of generation {waiting.load.number} was not confirmed by "
-                            f"{when(waiting.deadline)} UTC: back to generation {before.number}'s configuration as "
-                            f"generation {generation.number}; returned with it: generation {listed}")
+            core.events.add(f"generation {generation.number} (epoch {generation.epoch}, {generation.short}): the "
+                            f"load of generation {waiting.load.number} was not confirmed by {when(waiting.deadline)} "
+                            f"UTC: back to generation {before.number}'s configuration; returned with it: generation "
+                            f"{listed}")
             self._expiry_problem = ""
         except ChangeError as error:
             self._expiry_retry = time.monotonic() + core.config.timing.drift

@@ -11,7 +11,11 @@ import time
 
 from confmerge import cluster_part, parse
 
+import pytest
+
+from clusterd.changes import ChangeError, back, entries, pending, resolve
 from clusterd.cli import main
+from clusterd.history import Generation, History
 
 from .test_consistency import unified
 from .test_sync import V2, sections
@@ -49,6 +53,61 @@ def everywhere(cluster, ids, texts: dict[int, str]):
         len(ids) < len(cluster.ids) or cluster.complete()) or None
 
 
+def made(history: History, parents: list[Generation], text: str, author: int = 0, **notes) -> Generation:
+    generation = Generation.make(parents, author, 1, 1000.0 + len(history.known()), text, f"digest of {text}", **notes)
+    history.add(generation, text)
+    return generation
+
+
+def test_the_pending_load_is_the_newest_unsettled_one_with_what_was_made_on_top(tmp_path):
+    h = History(tmp_path)
+    root = made(h, [], "root\n")
+    load = made(h, [root], "load\n", how="load", deadline=2000.0, on=2)
+    edit = made(h, [load], "edit\n", author=1, how="edit")
+    side = made(h, [root], "side\n", author=2, how="edit")
+    merged = made(h, [edit, side], "merged\n", how="merge")
+    waiting = pending(h, merged.id)
+    assert waiting is not None and waiting.load == load and waiting.before == root
+    assert waiting.edits == (merged, edit), "the side branch was not made on top of the load"
+    assert waiting.as_data(now=1990.0)["left"] == 10.0
+    assert pending(h, side.id) is None
+    confirmed = made(h, [merged], "merged\n", how="confirm", ends=load.id)
+    assert pending(h, confirmed.id) is None
+    assert pending(h, made(h, [merged], "root\n", how="rollback", of=root.id, ends=load.id).id) is None
+    undone = made(h, [merged], "edit\n", how="rollback", of=edit.id)
+    assert pending(h, undone.id).load == load, "a rollback to a generation made on top leaves the load provisional"
+    entries_ = {e.generation.id: e for e in entries(h, confirmed.id)}
+    assert entries_[load.id].state == "confirmed" and entries_[load.id].how.startswith("load on server 2, to confirm by")
+    assert entries_[merged.id].how == "merge on heal of server 2's generation 2"
+
+
+def test_a_generation_is_named_by_number_or_id_prefix_and_plainly_refused_otherwise(tmp_path):
+    h = History(tmp_path)
+    root = made(h, [], "root\n")
+    left = made(h, [root], "left\n", author=1)
+    right = made(h, [root], "right\n", author=2)
+    head = made(h, [left, right], "merged\n")
+    assert resolve(h, head.id, "1") == root and resolve(h, head.id, head.id[:8]) == head
+    with pytest.raises(ChangeError, match="'2' is ambiguous: .*edit on server 1.*edit on server 2"):
+        resolve(h, head.id, "2")
+    with pytest.raises(ChangeError, match="no generation 9: the newest is 3"):
+        resolve(h, head.id, "9")
+    with pytest.raises(ChangeError, match="no generation with an id starting 'ffff'"):
+        resolve(h, head.id, "ffff" if not head.id.startswith("ffff") else "eeee")
+    with pytest.raises(ChangeError, match="neither a generation number nor an id prefix"):
+        resolve(h, head.id, "latest")
+    assert back(h, head, 1) == left and back(h, head, 2) == root
+    with pytest.raises(ChangeError, match="goes back 2 generation"):
+        back(h, head, 3)
+    linear = History(tmp_path / "linear")
+    first = made(linear, [], "first\n")
+    second = made(linear, [first], "second\n")
+    third = made(linear, [second], "third\n")
+    (linear.directory / f"{second.id}.json").unlink()
+    with pytest.raises(ChangeError, match="generation 2 is no longer kept here"):
+        resolve(History(linear.root.parent), third.id, "2")
+
+
 def test_a_provisional_load_expires_by_itself_with_the_edits_on_top_and_a_confirmed_one_stays(
         cluster_factory, tmp_path, capsys):
     cluster = unified(cluster_factory)
@@ -67,6 +126,7 @@ def test_a_provisional_load_expires_by_itself_with_the_edits_on_top_and_a_confir
     code, out, _ = clusterd(cluster, 2, capsys, "load", str(loaded), "--dry-run")
     assert code == 0 and "downlink 5M -> downlink 7M" in out and "policy rate gold" in out, out
     assert "dry run: nothing loaded" in out and history(cluster, 0, capsys) == start
+    assert all(cluster_text(cluster, i) == before[i] for i in ids)
 
     # provisional, asked on a secondary; an edit made on another secondary on top of it
     code, out, _ = clusterd(cluster, 2, capsys, "load", str(loaded), "--confirm", "0.12")
@@ -76,6 +136,8 @@ def test_a_provisional_load_expires_by_itself_with_the_edits_on_top_and_a_confir
     assert status["pending"] is not None and 0 < status["pending"]["left"] <= 7.2, status["pending"]
     code, out, _ = clusterd(cluster, 1, capsys, "status")
     assert "provisional: the load of generation" in out and "unless confirmed (clusterd confirm)" in out, out
+    code, _, err = clusterd(cluster, 0, capsys, "load", str(loaded))
+    assert code == 2 and "is still provisional" in err, err
     cluster.edit(1, "  server 1.1.1.1\n", "  server 1.1.1.1\n  server 9.9.9.9\n")
     cluster.wait("the edit on the primary", lambda: "server 9.9.9.9" in cluster.backup(0).read_text(), 10)
     cluster.wait("every server back", lambda: everywhere(cluster, ids, before), 30)
@@ -95,6 +157,8 @@ def test_a_provisional_load_expires_by_itself_with_the_edits_on_top_and_a_confir
     assert code == 0
     cluster.wait("the second load everywhere", lambda: all("downlink 7M" in cluster.backup(i).read_text()
                                                            for i in ids), 10)
+    cluster.edit(2, "  server 1.1.1.1\n", "  server 1.1.1.1\n  server 9.9.9.9\n")
+    cluster.wait("the edit on the primary", lambda: "server 9.9.9.9" in cluster.backup(0).read_text(), 10)
     code, out, _ = clusterd(cluster, 1, capsys, "confirm")
     assert code == 0 and "is confirmed" in out, out
     code, _, err = clusterd(cluster, 2, capsys, "confirm")
@@ -102,24 +166,32 @@ def test_a_provisional_load_expires_by_itself_with_the_edits_on_top_and_a_confir
     deadline = next(e for e in history(cluster, 2, capsys) if e["made"] == "load")["deadline"]
     time.sleep(max(0.0, deadline - time.time()) + 1.0)
     cluster.wait("complete", lambda: cluster.complete() or None, 10)
-    assert all("downlink 7M" in cluster.backup(i).read_text() for i in ids)
+    assert all("downlink 7M" in cluster_text(cluster, i) and "9.9.9.9" in cluster_text(cluster, i) for i in ids)
     entries = history(cluster, 2, capsys)
-    assert [e["made"] for e in entries[:2]] == ["confirm", "load"] and entries[1]["state"] == "confirmed"
+    assert [e["made"] for e in entries[:3]] == ["confirm", "edit", "load"] and entries[2]["state"] == "confirmed"
 
     # show, diff and the text history name the same generations
-    code, out, _ = clusterd(cluster, 1, capsys, "show", str(entries[1]["number"]))
+    code, out, _ = clusterd(cluster, 1, capsys, "show", str(entries[2]["number"]))
     assert code == 0 and out == cluster_part(parse(LOADED, "loaded")), "the generation's text: the file's cluster part"
     code, out, _ = clusterd(cluster, 1, capsys, "diff", str(start[0]["number"]), entries[0]["id"][:10],
                             "--format", "json")
     data = json.loads(out)
     assert code == 1 and data["scope"] == "cluster"
-    assert {(c["section"], c["op"]) for c in data["changes"]} == {("policy rate sw-updates-peak", "changed"),
-                                                                   ("policy rate gold", "added")}
+    assert {(c["section"], c["op"]) for c in data["changes"]} == {
+        ("policy rate sw-updates-peak", "changed"), ("policy rate gold", "added"), ("dns", "added")}
     code, out, _ = clusterd(cluster, 0, capsys, "history")
-    assert re.search(rf"\n +{entries[1]['number']} .* load on server 0, to confirm by .*\[confirmed\]: "
+    assert re.search(rf"\n +{entries[2]['number']} .* load on server 0, to confirm by .*\[confirmed\]: "
                      r"added policy rate gold; changed policy rate sw-updates-peak", out), out
     code, _, err = clusterd(cluster, 0, capsys, "show", "999")
     assert code == 2 and "no generation 999" in err
+
+    # rollback --to: a new generation with the old text, on every server
+    code, out, _ = clusterd(cluster, 2, capsys, "rollback", "--to", str(start[0]["number"]))
+    assert code == 0, out
+    cluster.wait("every server rolled back", lambda: everywhere(cluster, ids, before), 20)
+    newest = history(cluster, 1, capsys)[0]
+    assert newest["made"] == "rollback" and newest["of"] == start[0]["id"] and newest["on"] == 2
+    assert [e["id"] for e in history(cluster, 1, capsys)[1:4]] == [e["id"] for e in entries[:3]]
 
 
 def test_the_deadline_outlives_the_primary_and_a_rollback_returns_a_merge(cluster_factory, tmp_path, capsys):
