@@ -96,9 +96,21 @@ def test_a_generation_is_named_by_number_or_id_prefix_and_plainly_refused_otherw
         resolve(h, head.id, "ffff" if not head.id.startswith("ffff") else "eeee")
     with pytest.raises(ChangeError, match="neither a generation number nor an id prefix"):
         resolve(h, head.id, "latest")
+    with pytest.raises(ChangeError, match="no generation with an id starting '1234567'"):
+        resolve(h, head.id, "1234567")
     assert back(h, head, 1) == left and back(h, head, 2) == root
     with pytest.raises(ChangeError, match="goes back 2 generation"):
         back(h, head, 3)
+    twins: dict[str, Generation] = {}
+    for n in range(100_000):  # two ids with one 4-digit prefix: about 320 tries on average
+        twin = Generation.make([head], 1, 1, float(n), "twin\n", "d")
+        if twin.id[:4] in twins:
+            break
+        twins[twin.id[:4]] = twin
+    h.add(twin, "twin\n")
+    h.add(twins[twin.id[:4]], "twin\n")
+    with pytest.raises(ChangeError, match=f"'{twin.id[:4]}' is ambiguous"):
+        resolve(h, head.id, twin.id[:4])
     linear = History(tmp_path / "linear")
     first = made(linear, [], "first\n")
     second = made(linear, [first], "second\n")
@@ -193,6 +205,20 @@ def test_a_provisional_load_expires_by_itself_with_the_edits_on_top_and_a_confir
     assert newest["made"] == "rollback" and newest["of"] == start[0]["id"] and newest["on"] == 2
     assert [e["id"] for e in history(cluster, 1, capsys)[1:4]] == [e["id"] for e in entries[:3]]
 
+    # a secondary asks the primary for a text it does not keep
+    (cluster.dir(1) / "state" / "sync" / "history" / f"{entries[2]['id']}.conf").unlink()
+    code, out, _ = clusterd(cluster, 1, capsys, "show", entries[2]["id"][:8])
+    assert code == 0 and out == cluster_part(parse(LOADED, "loaded"))
+
+    # a rollback to before a provisional load returns the load with it
+    code, out, _ = clusterd(cluster, 1, capsys, "load", str(loaded), "--confirm", "10")
+    assert code == 0 and cluster.wait("pending on server 2", lambda: (cluster.status(2) or {}).get("pending"), 10)
+    code, out, _ = clusterd(cluster, 0, capsys, "rollback", "1")
+    assert code == 0 and "is returned with it" in out, out
+    cluster.wait("every server back again", lambda: everywhere(cluster, ids, before), 20)
+    newest, load, *_ = history(cluster, 2, capsys)
+    assert newest["ends"] == load["id"] and load["state"] == "returned" and cluster.status(2)["pending"] is None
+
 
 def test_the_deadline_outlives_the_primary_and_a_rollback_returns_a_merge(cluster_factory, tmp_path, capsys):
     cluster = unified(cluster_factory)
@@ -201,12 +227,16 @@ def test_the_deadline_outlives_the_primary_and_a_rollback_returns_a_merge(cluste
     own_before = {i: own(cluster, i) for i in ids}
     loaded = tmp_path / "loaded.conf"
     loaded.write_text(LOADED)
-    code, out, _ = clusterd(cluster, 1, capsys, "load", str(loaded), "--confirm", "0.1")
+    code, out, _ = clusterd(cluster, 1, capsys, "load", str(loaded), "--confirm", "0.15")
     assert code == 0, out
     cluster.wait("the load everywhere", lambda: all("downlink 7M" in cluster.backup(i).read_text() for i in ids), 10)
     cluster.kill(0)
     cluster.wait("server 1 primary", lambda: cluster.agreed_primary() == 1 or None, 10)
     assert cluster.status(1)["pending"]["left"] > 0, "the new primary knows the deadline"
+    cluster.kill(2)
+    cluster.start(2)
+    restarted = cluster.wait("server 2 answers again", lambda: cluster.status(2), 10)
+    assert restarted["pending"]["left"] > 0, "a restarted server reads the deadline from its history"
     cluster.wait("the survivors back", lambda: everywhere(cluster, (1, 2), before), 20)
     newest = history(cluster, 2, capsys)[0]
     assert newest["made"] == "expiry" and newest["author"] == 1
