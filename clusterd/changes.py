@@ -342,8 +342,7 @@ class Changes:
         async with core.backup_lock:
             live = await self._current()
             head_text = core.head_text()
-            current = describe.tree(head_text) if head_text is not None else parse("", "nothing")
-            found = await asyncio.to_thread(_cluster_diff, current, config,
+            found = await asyncio.to_thread(_cluster_diff, describe.tree(head_text or "", "cluster"), config,
                                             f"cluster (generation {core.head.number}, {core.head.short})", name)
             result = Loaded(diff_data(found), diff_text(found), None, core.config.id)
             if dry_run:
@@ -461,8 +460,8 @@ class Changes:
                 returned = [*waiting.edits, waiting.load]
                 head_text = core.head_text()
                 listed = ", ".join(f"{g.number} ({how(g, core.history)})" for g in returned)
-                summary = (describe.summarize(head_text, text) if head_text is not None else "") + \
-                    f"; returned: generation {listed}"
+                summary = await asyncio.to_thread(describe.summarize, head_text, text)
+                summary += f"; returned: generation {listed}"
                 generation = await self._make(text, before.digest, None, how="expiry", of=before.id,
                                               ends=waiting.load.id, returned=[g.id for g in returned],
                                               summary=summary)
@@ -552,6 +551,8 @@ class Changes:
     async def _make(self, text: str, digest: str, tree: Config | None, **notes: Any) -> Generation:
         """A generation on the head with ``text``, adopted into this server's backup and held; sent on at once."""
         core = self.core
+        if "summary" not in notes:
+            notes["summary"] = await asyncio.to_thread(describe.summarize, core.head_text(), tree or text)
         generation = core.make_generation([core.head], text, digest, tree=tree, **notes)
         core.applying = True
         try:

@@ -92,6 +92,8 @@ class Core:
         self.applying = apply.pending(self.history) is not None
         """True while a generation is being applied, from the start if an apply was interrupted (:meth:`recover`)."""
         self.apply_error: str | None = None
+        self._edit_summary: tuple[str, str, str] = ("", "", "")
+        """(head id, digest of the backup, what its edit changed from the head): made in a thread, used when recorded."""
         self._awake_at = now
         self.revalidating = False
         self.closed = False
@@ -148,7 +150,10 @@ class Core:
             return None
         if self.head is NONE and self.role() is not Role.PRIMARY:
             return None
-        generation = self.make_generation([self.head], live.cluster, live.digest, tree=live.config, how="edit")
+        known = self._edit_summary
+        summary: dict[str, Any] = {"summary": known[2]} if known[:2] == (self.head.id, live.digest) else {}
+        generation = self.make_generation([self.head], live.cluster, live.digest, tree=live.config, how="edit",
+                                          **summary)
         if not self.hold(generation, live.cluster):
             return None
         if self.membership.primary == self.config.id:
@@ -201,6 +206,14 @@ class Core:
             if self.live is None or live.digest != self.live.digest:
                 self.nudge()
             self.live, self.live_error = live, None
+            await self._summarize_edit(live)
+
+    async def _summarize_edit(self, live: Snapshot) -> None:
+        """What an edit in the backup changed from the head, worked out in a thread (parsing can take seconds)."""
+        head, text = self.head, self.head_text()
+        if live.digest != head.digest and text is not None and live.config is not None:
+            summary = await asyncio.to_thread(describe.summarize, text, live.config)
+            self._edit_summary = (head.id, live.digest, summary)
 
     def _live_problem(self, text: str) -> None:
         if text != self.live_error:

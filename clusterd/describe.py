@@ -9,6 +9,7 @@ parsed once, when it is made, and again only if the daemon restarted.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections import OrderedDict
 
 from confmerge import Config, ConfError, Op, Scope, diff, parse
@@ -17,34 +18,43 @@ SHOWN = 3
 """Section names shown per kind; more are counted."""
 
 _trees: OrderedDict[str, Config] = OrderedDict()
+_lock = threading.Lock()
+"""The daemon summarizes in threads (a big backup takes seconds to parse): the cache is shared."""
+CACHED = 3
 
 
 def tree(text: str, name: str = "generation") -> Config:
     """``text`` parsed, from a small cache keyed by its hash (the same text is parsed once)."""
     key = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    found = _trees.get(key)
-    if found is None:
-        found = parse(text, name)
-        _trees[key] = found
-        while len(_trees) > 4:
-            _trees.popitem(last=False)
-    else:
-        _trees.move_to_end(key)
+    with _lock:
+        found = _trees.get(key)
+        if found is not None:
+            _trees.move_to_end(key)
+            return found
+    found = parse(text, name)
+    _keep(key, found)
     return found
 
 
 def remember(text: str, config: Config) -> None:
     """A tree the caller already parsed from ``text`` (its cluster-wide part, or more): no second parse."""
-    _trees[hashlib.sha256(text.encode("utf-8")).hexdigest()] = config
-    while len(_trees) > 4:
-        _trees.popitem(last=False)
+    _keep(hashlib.sha256(text.encode("utf-8")).hexdigest(), config)
+
+
+def _keep(key: str, config: Config) -> None:
+    with _lock:
+        _trees[key] = config
+        _trees.move_to_end(key)
+        while len(_trees) > CACHED:
+            _trees.popitem(last=False)
 
 
 def summarize(before: str | None, after: str | Config) -> str:
     """``added policy rate gold; removed rule old; changed ntp, dns``; ``no cluster-wide change``.
 
     ``before`` None: the first generation (every section counts as added).
-    Never raises: a text that does not parse is said so, and the generation is made anyway.
+    Never raises: a text that does not parse is said so, and the generation is made anyway. Parsing and
+    diffing a big backup take seconds: the daemon calls this in a thread.
     """
     try:
         new = after if isinstance(after, Config) else tree(after)
