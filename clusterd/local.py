@@ -33,7 +33,7 @@ def free_base(count: int, span: int = 300, prefer: int | None = None) -> int:
             for i in range(count):
                 for port in (base + i, base + span + i):
                     with socket.socket() as s:
-                        s.bind((f"127.0.0.{i + 1}", port))
+                        s.bind((Cluster.address(i), port))
             return base
         except OSError:
             continue
@@ -91,10 +91,8 @@ class Cluster:
                 f"ssh:\n  serve: {'true' if (i in serve if isinstance(serve, set) else serve) else 'false'}\n"
                 f"timing:\n  heartbeat: {heartbeat}\n  missed: {missed}\n  hold: {hold}\n  drift: {drift}\n"
                 + (f"peers:\n{peers}\n" if peers else "peers: []\n"))
-            for j in ids:
-                if j != i:
-                    keys.add_known_host(self.dir(i) / "state" / "known_hosts", self.address(j), self.ssh_port(j),
-                                        self.host_keys[j])
+            (self.dir(i) / "state" / "known_hosts").write_text("".join(f"{line}\n" for line in (
+                keys.known_hosts_entry(self.address(j), self.ssh_port(j), self.host_keys[j]) for j in ids if j != i)))
 
     def dir(self, i: int) -> Path:
         return self.root / f"server{i}"
@@ -107,7 +105,8 @@ class Cluster:
 
     @staticmethod
     def address(i: int) -> str:
-        return f"127.0.0.{i + 1}"
+        """127.0.0.1 for server 0 on to 127.0.1.0 for server 255 (all of 127.0.0.0/8 is loopback)."""
+        return f"127.0.{(i + 1) // 256}.{(i + 1) % 256}"
 
     def ssh_port(self, i: int) -> int:
         return self.base + 300 + i

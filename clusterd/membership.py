@@ -19,6 +19,15 @@ The rules (``docs/clusterd.md`` has the reasoning):
   from its start, or from the moment it found it had been paused
   (:meth:`Membership.returned`).
 
+Past :data:`NEIGHBOURS` × 2 + 1 servers the links are sparse (:func:`topology`):
+a secondary keeps heartbeats with the primary (every interval) and with its
+neighbours in id order (every :data:`SLOW` intervals, and at once when its
+view changes), and knows everyone else from the primary, whose heartbeat
+lists who is up (its ``sees``: the *announcement*). The rules above hold over
+that view: the witnesses that a primary is alive are the neighbours, and
+the lowest id up is the lowest of the announcement (less the servers this
+one saw go down) and its own links.
+
 Time is passed in (``now``, monotonic seconds), so tests drive it directly.
 """
 
@@ -34,6 +43,36 @@ from .protocol import Heartbeat
 
 IDS = 256
 """BQN ids are 0-255."""
+
+NEIGHBOURS = 2
+"""Neighbours on each side in id order that a server keeps heartbeats with; up to 2 × this + 1 servers, all are."""
+
+SLOW = 4
+"""A neighbour's heartbeats come every SLOW intervals (and at once on a change of view); it is down after missed × SLOW."""
+
+
+def neighbours(me: int, ids: list[int]) -> set[int]:
+    """The :data:`NEIGHBOURS` ids before and after ``me`` in the ring of the cluster's ids (all of them in a small cluster)."""
+    ring = sorted(set(ids) | {me})
+    if len(ring) <= 2 * NEIGHBOURS + 1:
+        return set(ring) - {me}
+    at = ring.index(me)
+    return {ring[(at + k) % len(ring)] for k in range(-NEIGHBOURS, NEIGHBOURS + 1)} - {me}
+
+
+def topology(me: int, ids: list[int], primary: int | None) -> tuple[set[int], set[int]]:
+    """Whom this server keeps heartbeats with: (every interval, every :data:`SLOW` intervals).
+
+    Symmetric when the servers agree on the primary: the primary with every
+    server, each server with its neighbours. In a small cluster, everyone
+    with everyone at the full rate (the mesh).
+    """
+    peers = set(ids) - {me}
+    near = neighbours(me, list(peers))
+    if near == peers or primary == me:
+        return peers, set()
+    fast = {primary} & peers if primary is not None else set()
+    return fast, near - fast
 
 
 def claim_epoch(current: int, me: int) -> int:
@@ -67,6 +106,8 @@ class PeerView:
     digest: str = ""
     state: str = ""
     inbox: str = ""
+    behind: frozenset[int] = frozenset()
+    """From a primary of a sparse cluster: the servers not in sync with it."""
 
 
 @dataclass(slots=True)
@@ -85,11 +126,39 @@ class Membership:
     log: list[str] = field(default_factory=list)
     refused: set[tuple[int, int]] = field(default_factory=set)
     """Stale claims already logged (a server's heartbeats repeat its claim until it learns the epoch)."""
+    slow: set[int] = field(default_factory=set)
+    """Peers whose heartbeats come every :data:`SLOW` intervals (the neighbours of a sparse cluster)."""
+    announced: frozenset[int] = frozenset()
+    """Who is up as the primary last said it (its ``sees``); what a sparse cluster's members know of each other."""
+    linked: set[int] = field(default_factory=set)
+    """The peers this server keeps heartbeats with (:func:`topology`; all of them in a small cluster)."""
+    orphaned: float | None = None
+    """Since when no primary is alive in this server's view (None while one is)."""
+
+    @property
+    def sparse(self) -> bool:
+        return neighbours(self.me, list(self.peers)) != set(self.peers)
 
     @classmethod
     def start(cls, me: int, peer_ids: list[int], detection: float, hold: float, now: float,
               epoch: int = 0) -> "Membership":
-        return cls(me, {p: PeerView(p) for p in peer_ids}, detection, hold, now, epoch)
+        membership = cls(me, {p: PeerView(p) for p in peer_ids}, detection, hold, now, epoch)
+        membership.relink()
+        return membership
+
+    def relink(self) -> tuple[set[int], set[int]]:
+        """Recompute whom to keep heartbeats with (:func:`topology`) after the primary changed; (fast, slow).
+
+        A peer this server stops linking to is no longer known to be up or
+        down (the primary's announcement speaks for it); nothing is logged.
+        """
+        fast, slow = topology(self.me, list(self.peers), self.primary)
+        linked = fast | slow
+        for peer in self.peers.values():
+            if peer.id not in linked and peer.id in self.linked:
+                peer.up, peer.last = False, -math.inf
+        self.linked, self.slow = linked, slow
+        return fast, slow
 
     # -- observations -------------------------------------------------
 
@@ -107,7 +176,10 @@ class Membership:
         peer.sees = frozenset(i for i in message.sees if isinstance(i, int))
         peer.uptime, peer.head, peer.generation = float(message.uptime), message.head, message.generation
         peer.digest, peer.state, peer.inbox = message.digest, message.state, message.inbox
+        peer.behind = frozenset(i for i in message.behind if isinstance(i, int))
         claim = message.primary
+        if claim == message.id and message.epoch >= self.epoch:
+            self.announced = peer.sees
         if message.epoch > self.epoch:
             if self.primary == self.me and claim != self.me:
                 self.log.append(f"server {claim} is primary in epoch {message.epoch}; this server steps down"
@@ -140,7 +212,7 @@ class Membership:
         """Mark down every peer silent for longer than the detection time."""
         changed = False
         for peer in self.peers.values():
-            if peer.up and now - peer.last > self.detection:
+            if peer.up and now - peer.last > self.detection * (SLOW if peer.id in self.slow else 1):
                 changed |= self.lost(peer.id, now, f"no heartbeat for {now - peer.last:.1f} s")
         return changed
 
@@ -161,7 +233,7 @@ class Membership:
         return max(2 * self.detection, 3.0)
 
     def discovering(self, now: float) -> bool:
-        heard = all(p.last > -math.inf for p in self.peers.values())
+        heard = all(p.last > -math.inf for p in self.peers.values() if not self.sparse or p.id in self.linked)
         return not heard and now - self.started < self.discovery
 
     def role(self, now: float) -> Role:
@@ -179,6 +251,20 @@ class Membership:
             return True
         return any(self.primary in p.sees for p in self.peers.values() if p.up)
 
+    def others_up(self, now: float) -> set[int]:
+        """In a sparse cluster, the servers this one does not link to that the primary last announced as up.
+
+        Less the primary it lost and any server it saw go down itself. When no
+        primary is alive for 3 × the detection time the announcement is
+        stale (the servers below this one may have failed with the primary),
+        and only this server's own links count.
+        """
+        if not self.sparse or (self.orphaned is not None and now - self.orphaned > 3 * self.detection):
+            return set()
+        gone = {p.id for p in self.peers.values() if p.id in self.linked and not p.up and p.last > -math.inf}
+        lost = {self.primary} if self.primary is not None and not self.primary_alive() else set()
+        return set(self.announced) - gone - lost - {self.me}
+
     def caught_up(self) -> bool:
         """This server's head descends from the head of every up peer."""
         return all(self.covers(p.head) for p in self.peers.values() if p.up)
@@ -192,10 +278,12 @@ class Membership:
         """Claim the primary role if the rules give it to this server; the new epoch, or None."""
         if self.primary == self.me or self.discovering(now):
             return None
-        if self.primary_alive():
+        alive = self.primary_alive()
+        self.orphaned = None if alive else (now if self.orphaned is None else self.orphaned)
+        if alive:
             retake = (
                 self.me < (self.primary if self.primary is not None else math.inf)
-                and min(self.up) == self.me
+                and min(self.up | self.others_up(now)) == self.me
                 and now - self.started >= self.hold
                 and self.caught_up()
             )
@@ -204,7 +292,7 @@ class Membership:
             self.log.append(f"server {self.me} has been back {now - self.started:.1f} s and is caught up; "
                             f"taking the primary role back from server {self.primary}")
         else:
-            holders = {p.id for p in self.peers.values() if p.up and p.head}
+            holders = {p.id for p in self.peers.values() if p.up and p.head} | self.others_up(now)
             candidates = ({self.me} if self.head else set()) | holders or {self.me} | self.up
             if min(candidates) != self.me:
                 return None

@@ -41,6 +41,8 @@ class Heartbeat:
     """Of the cluster-wide content of the live backup, in normal form."""
     state: str
     inbox: str
+    behind: list[int] = field(default_factory=list)
+    """From a primary: the servers up that do not hold its head in sync (what a sparse cluster's members know of the others)."""
 
 
 @dataclass(frozen=True, slots=True)
