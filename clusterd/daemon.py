@@ -169,9 +169,9 @@ class Daemon:
             self.heartbeats.now()
 
     def relink(self) -> None:
-        fast, slow = self.core.membership.relink()
+        shape = self.core.membership.relink()
         for peer_id, link in self.links.items():
-            link.want(peer_id in fast or peer_id in slow, slow=peer_id in slow)
+            link.want(peer_id in shape.linked, slow=peer_id in shape.send_slow)
 
     def _awake(self) -> bool:
         """False right after a pause: a revalidation starts, and nothing heard before counts until it ends."""

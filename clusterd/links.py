@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import random
 import time
 from dataclasses import replace
 from typing import Callable, Protocol
@@ -26,6 +27,7 @@ from typing import Callable, Protocol
 import asyncssh
 
 from . import keys
+from .transfer import CIPHERS
 from .config import ClusterConfig, Peer
 from .membership import SLOW
 from .protocol import BadMessage, Heartbeat, OversizedFrame, Reply, Request, encode, read_frame
@@ -35,9 +37,6 @@ log = logging.getLogger("clusterd")
 REQUEST_TIMEOUT = 150.0
 DEMAND = 60.0
 """Seconds a link the topology does not want stays up after a request over it."""
-CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com", "aes128-ctr",
-           "aes256-ctr")
-"""AES-GCM first: one call per packet into the C library, where asyncssh's ChaCha20-Poly1305 makes three."""
 
 
 class LinkDown(Exception):
@@ -150,8 +149,9 @@ class PeerLink:
                     client_keys=[owner.key], known_hosts=([keys.parse_public_key(peer.key)], [], []),
                     agent_path=None, config=None, password=None, kbdint_auth=False, gss_host=None,
                     connect_timeout=max(owner.config.timing.detection, 1.0),
-                    keepalive_interval=max(owner.config.timing.detection, 1.0), keepalive_count_max=2,
-                    encryption_algs=CIPHERS,
+                    keepalive_interval=max(owner.config.timing.detection, 1.0) * (SLOW if self.slow else 1),
+                    keepalive_count_max=2,
+                    encryption_algs=CIPHERS, local_addr=(owner.config.address, 0),
                 )
             except asyncssh.HostKeyNotVerifiable:
                 self._problem(f"the key on {peer.address}:{owner.config.port_of(peer)} is not the one recorded "
@@ -165,7 +165,7 @@ class PeerLink:
                 continue
             except (OSError, asyncssh.Error, TimeoutError) as error:
                 self._problem(f"cannot connect to {peer.address}:{owner.config.port_of(peer)} ({reason(error)})")
-                await asyncio.sleep(owner.config.timing.heartbeat)
+                await asyncio.sleep(owner.config.timing.heartbeat * random.uniform(1.0, 2.0))
                 continue
             try:
                 async with connection:

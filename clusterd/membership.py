@@ -60,19 +60,33 @@ def neighbours(me: int, ids: list[int]) -> set[int]:
     return {ring[(at + k) % len(ring)] for k in range(-NEIGHBOURS, NEIGHBOURS + 1)} - {me}
 
 
-def topology(me: int, ids: list[int], primary: int | None) -> tuple[set[int], set[int]]:
-    """Whom this server keeps heartbeats with: (every interval, every :data:`SLOW` intervals).
+@dataclass(frozen=True, slots=True)
+class Topology:
+    """Whom this server keeps links with, and the heartbeat rate each way (:func:`topology`)."""
 
-    Symmetric when the servers agree on the primary: the primary with every
-    server, each server with its neighbours. In a small cluster, everyone
-    with everyone at the full rate (the mesh).
+    linked: frozenset[int]
+    send_slow: frozenset[int]
+    """Peers this server sends heartbeats to every :data:`SLOW` intervals (the rest: every interval)."""
+    expect_slow: frozenset[int]
+    """Peers whose heartbeats come every :data:`SLOW` intervals: down after missed × SLOW of silence."""
+
+
+def topology(me: int, ids: list[int], primary: int | None) -> Topology:
+    """Symmetric when the servers agree on the primary: the primary with every server, each server with its neighbours.
+
+    In a small cluster, everyone with everyone at the full rate (the mesh).
+    In a large one only the primary's heartbeats come every interval (a
+    hung primary is found within the detection time); a secondary's come
+    every :data:`SLOW` intervals, and at once when its view changes.
     """
     peers = set(ids) - {me}
     near = neighbours(me, list(peers))
-    if near == peers or primary == me:
-        return peers, set()
-    fast = {primary} & peers if primary is not None else set()
-    return fast, near - fast
+    if near == peers:
+        return Topology(frozenset(peers), frozenset(), frozenset())
+    if primary == me:
+        return Topology(frozenset(peers), frozenset(), frozenset(peers))
+    linked = near | ({primary} & peers if primary is not None else set())
+    return Topology(frozenset(linked), frozenset(linked), frozenset(linked) - {primary})
 
 
 def claim_epoch(current: int, me: int) -> int:
@@ -126,18 +140,16 @@ class Membership:
     log: list[str] = field(default_factory=list)
     refused: set[tuple[int, int]] = field(default_factory=set)
     """Stale claims already logged (a server's heartbeats repeat its claim until it learns the epoch)."""
-    slow: set[int] = field(default_factory=set)
-    """Peers whose heartbeats come every :data:`SLOW` intervals (the neighbours of a sparse cluster)."""
+    slow: frozenset[int] = frozenset()
+    """Peers whose heartbeats come every :data:`SLOW` intervals (in a sparse cluster)."""
+    sparse: bool = False
+    """The links are sparse (:func:`topology`): more servers than a server's neighbours."""
     announced: frozenset[int] = frozenset()
     """Who is up as the primary last said it (its ``sees``); what a sparse cluster's members know of each other."""
-    linked: set[int] = field(default_factory=set)
+    linked: frozenset[int] = frozenset()
     """The peers this server keeps heartbeats with (:func:`topology`; all of them in a small cluster)."""
     orphaned: float | None = None
     """Since when no primary is alive in this server's view (None while one is)."""
-
-    @property
-    def sparse(self) -> bool:
-        return neighbours(self.me, list(self.peers)) != set(self.peers)
 
     @classmethod
     def start(cls, me: int, peer_ids: list[int], detection: float, hold: float, now: float,
@@ -146,19 +158,19 @@ class Membership:
         membership.relink()
         return membership
 
-    def relink(self) -> tuple[set[int], set[int]]:
-        """Recompute whom to keep heartbeats with (:func:`topology`) after the primary changed; (fast, slow).
+    def relink(self) -> Topology:
+        """Recompute whom to keep heartbeats with (:func:`topology`) after the primary changed.
 
         A peer this server stops linking to is no longer known to be up or
         down (the primary's announcement speaks for it); nothing is logged.
         """
-        fast, slow = topology(self.me, list(self.peers), self.primary)
-        linked = fast | slow
+        shape = topology(self.me, list(self.peers), self.primary)
         for peer in self.peers.values():
-            if peer.id not in linked and peer.id in self.linked:
+            if peer.id not in shape.linked and peer.id in self.linked:
                 peer.up, peer.last = False, -math.inf
-        self.linked, self.slow = linked, slow
-        return fast, slow
+        self.linked, self.slow = shape.linked, shape.expect_slow
+        self.sparse = shape.linked != frozenset(self.peers) or bool(shape.expect_slow)
+        return shape
 
     # -- observations -------------------------------------------------
 
@@ -265,6 +277,20 @@ class Membership:
         lost = {self.primary} if self.primary is not None and not self.primary_alive() else set()
         return set(self.announced) - gone - lost - {self.me}
 
+    def patience(self, now: float) -> float:
+        """How long a server of a sparse cluster with no fresh announcement waits before it claims.
+
+        It cannot hear every server, so a cold start, or the loss of the
+        primary with the servers below this one, would have every local
+        lowest id claim at once. Each lower id not seen to go down here adds
+        a detection time, as VRRP's priorities skew its timers: server 0 claims
+        at once, and a higher one only if no lower one has claimed by then.
+        """
+        if not self.sparse or self.others_up(now):
+            return 0.0
+        gone = {p.id for p in self.peers.values() if p.id in self.linked and not p.up and p.last > -math.inf}
+        return self.detection * sum(1 for i in self.peers if i < self.me and i not in gone)
+
     def caught_up(self) -> bool:
         """This server's head descends from the head of every up peer."""
         return all(self.covers(p.head) for p in self.peers.values() if p.up)
@@ -280,6 +306,7 @@ class Membership:
             return None
         alive = self.primary_alive()
         self.orphaned = None if alive else (now if self.orphaned is None else self.orphaned)
+        orphaned = now if self.orphaned is None else self.orphaned
         if alive:
             retake = (
                 self.me < (self.primary if self.primary is not None else math.inf)
@@ -294,7 +321,7 @@ class Membership:
         else:
             holders = {p.id for p in self.peers.values() if p.up and p.head} | self.others_up(now)
             candidates = ({self.me} if self.head else set()) | holders or {self.me} | self.up
-            if min(candidates) != self.me:
+            if min(candidates) != self.me or now - orphaned < self.patience(now):
                 return None
             if self.primary is not None:
                 self.log.append(f"primary {self.primary} is down; server {self.me} is the lowest id up")

@@ -199,9 +199,7 @@ class Primary:
 
     def _distribute(self, now: float) -> None:
         core = self.core
-        head, text = core.head, core.head_text()
-        if text is None:
-            return
+        head, text = core.head, None
         for peer in core.config.peers:
             view = core.membership.peers.get(peer.id)
             if view is None or not view.up or not view.inbox or peer.id not in self.links:
@@ -213,6 +211,9 @@ class Primary:
                 continue
             if view.head and not core.history.covers(view.head):
                 continue
+            text = text if text is not None else core.head_text()
+            if text is None:
+                return
             push.running = True
             self.spawn(self._push(peer, head, text, view.inbox))
 
@@ -220,7 +221,8 @@ class Primary:
         core = self.core
         push = self.pushes[peer.id]
         config = core.config
-        target = transfer.Target(peer.address, peer.ssh_port, config.ssh.user, config.identity, config.known_hosts)
+        target = transfer.Target(peer.address, peer.ssh_port, config.ssh.user, config.identity, config.known_hosts,
+                                 config.address)
         name = transfer.file_name(generation.id)
         started = time.monotonic()
         try:
