@@ -171,7 +171,7 @@ class Daemon:
     def relink(self) -> None:
         shape = self.core.membership.relink()
         for peer_id, link in self.links.items():
-            link.want(peer_id in shape.linked, slow=peer_id in shape.send_slow)
+            link.want(peer_id in shape.linked, slow=peer_id in shape.send_slow, patient=self.core.membership.sparse)
 
     def _awake(self) -> bool:
         """False right after a pause: a revalidation starts, and nothing heard before counts until it ends."""
@@ -297,6 +297,7 @@ class Daemon:
         for peer_id in set(self.links) - {p.id for p in fresh.peers}:
             self.links.pop(peer_id).stop()
             core.membership.peers.pop(peer_id, None)
+            core.membership.alive.discard(peer_id)
         self.relink()
         self._revoke()
         core.events.add(f"reload: {len(fresh.peers)} peer(s)")

@@ -66,6 +66,8 @@ class PeerLink:
         self.peer = peer
         self.wanted = wanted
         self.slow = False
+        self.patient = False
+        """SSH keepalives every missed × SLOW intervals, not every detection time (a sparse cluster)."""
         """Heartbeats every :data:`~clusterd.membership.SLOW` intervals (a neighbour), not every one."""
         self.demand_until = 0.0
         self._changed = asyncio.Event()
@@ -81,9 +83,9 @@ class PeerLink:
     def stop(self) -> None:
         self._task.cancel()
 
-    def want(self, wanted: bool, slow: bool = False) -> None:
-        """Keep the link up (at a fast or slow heartbeat) or let it go."""
-        self.slow = slow
+    def want(self, wanted: bool, slow: bool = False, patient: bool = False) -> None:
+        """Keep the link up (at a fast or slow heartbeat) or let it go; ``patient``: SSH keepalives SLOW times rarer."""
+        self.slow, self.patient = slow, patient
         if wanted != self.wanted:
             self.wanted = wanted
             self._changed.set()
@@ -149,7 +151,7 @@ class PeerLink:
                     client_keys=[owner.key], known_hosts=([keys.parse_public_key(peer.key)], [], []),
                     agent_path=None, config=None, password=None, kbdint_auth=False, gss_host=None,
                     connect_timeout=max(owner.config.timing.detection, 1.0),
-                    keepalive_interval=max(owner.config.timing.detection, 1.0) * (SLOW if self.slow else 1),
+                    keepalive_interval=max(owner.config.timing.detection, 1.0) * (SLOW if self.patient else 1),
                     keepalive_count_max=2,
                     encryption_algs=CIPHERS, local_addr=(owner.config.address, 0),
                 )

@@ -146,6 +146,10 @@ class Membership:
     """The links are sparse (:func:`topology`): more servers than a server's neighbours."""
     announced: frozenset[int] = frozenset()
     """Who is up as the primary last said it (its ``sees``); what a sparse cluster's members know of each other."""
+    discovered: bool = False
+    """Discovery is over (it happens once, at the start)."""
+    alive: set[int] = field(default_factory=set)
+    """The peers that are up (kept with each change, so that a tick costs what the links do, not the cluster's size)."""
     linked: frozenset[int] = frozenset()
     """The peers this server keeps heartbeats with (:func:`topology`; all of them in a small cluster)."""
     orphaned: float | None = None
@@ -168,6 +172,7 @@ class Membership:
         for peer in self.peers.values():
             if peer.id not in shape.linked and peer.id in self.linked:
                 peer.up, peer.last = False, -math.inf
+                self.alive.discard(peer.id)
         self.linked, self.slow = shape.linked, shape.expect_slow
         self.sparse = shape.linked != frozenset(self.peers) or bool(shape.expect_slow)
         return shape
@@ -182,6 +187,7 @@ class Membership:
         changed = not peer.up
         if not peer.up:
             peer.up, peer.since = True, now
+            self.alive.add(peer.id)
             self.log.append(f"server {peer.id} is up")
         peer.last = now
         peer.epoch, peer.primary = message.epoch, message.primary
@@ -217,14 +223,15 @@ class Membership:
         if peer is None or not peer.up:
             return False
         peer.up = False
+        self.alive.discard(peer_id)
         self.log.append(f"server {peer_id} is down ({why})")
         return True
 
     def expire(self, now: float) -> bool:
         """Mark down every peer silent for longer than the detection time."""
         changed = False
-        for peer in self.peers.values():
-            if peer.up and now - peer.last > self.detection * (SLOW if peer.id in self.slow else 1):
+        for peer in [self.peers[i] for i in self.alive]:
+            if now - peer.last > self.detection * (SLOW if peer.id in self.slow else 1):
                 changed |= self.lost(peer.id, now, f"no heartbeat for {now - peer.last:.1f} s")
         return changed
 
@@ -232,7 +239,7 @@ class Membership:
 
     @property
     def up(self) -> set[int]:
-        return {self.me} | {p.id for p in self.peers.values() if p.up}
+        return {self.me} | self.alive
 
     @property
     def discovery(self) -> float:
@@ -245,8 +252,12 @@ class Membership:
         return max(2 * self.detection, 3.0)
 
     def discovering(self, now: float) -> bool:
-        heard = all(p.last > -math.inf for p in self.peers.values() if not self.sparse or p.id in self.linked)
-        return not heard and now - self.started < self.discovery
+        if self.discovered:
+            return False
+        listened = self.linked if self.sparse else self.peers
+        heard = all(self.peers[i].last > -math.inf for i in listened if i in self.peers)
+        self.discovered = heard or now - self.started >= self.discovery
+        return not self.discovered
 
     def role(self, now: float) -> Role:
         if self.primary == self.me:
@@ -261,7 +272,7 @@ class Membership:
             return False
         if self.primary in self.up:
             return True
-        return any(self.primary in p.sees for p in self.peers.values() if p.up)
+        return any(self.primary in self.peers[i].sees for i in self.alive)
 
     def others_up(self, now: float) -> set[int]:
         """In a sparse cluster, the servers this one does not link to that the primary last announced as up.
@@ -273,7 +284,7 @@ class Membership:
         """
         if not self.sparse or (self.orphaned is not None and now - self.orphaned > 3 * self.detection):
             return set()
-        gone = {p.id for p in self.peers.values() if p.id in self.linked and not p.up and p.last > -math.inf}
+        gone = self.gone()
         lost = {self.primary} if self.primary is not None and not self.primary_alive() else set()
         return set(self.announced) - gone - lost - {self.me}
 
@@ -288,12 +299,16 @@ class Membership:
         """
         if not self.sparse or self.others_up(now):
             return 0.0
-        gone = {p.id for p in self.peers.values() if p.id in self.linked and not p.up and p.last > -math.inf}
+        gone = self.gone()
         return self.detection * sum(1 for i in self.peers if i < self.me and i not in gone)
+
+    def gone(self) -> set[int]:
+        """Peers this server links to and saw go down."""
+        return {i for i in self.linked if i in self.peers and not self.peers[i].up and self.peers[i].last > -math.inf}
 
     def caught_up(self) -> bool:
         """This server's head descends from the head of every up peer."""
-        return all(self.covers(p.head) for p in self.peers.values() if p.up)
+        return all(self.covers(self.peers[i].head) for i in self.alive)
 
     def returned(self, now: float, away: float) -> None:
         """This process was paused for ``away`` seconds: the hold counts again from now."""
@@ -319,7 +334,7 @@ class Membership:
             self.log.append(f"server {self.me} has been back {now - self.started:.1f} s and is caught up; "
                             f"taking the primary role back from server {self.primary}")
         else:
-            holders = {p.id for p in self.peers.values() if p.up and p.head} | self.others_up(now)
+            holders = {i for i in self.alive if self.peers[i].head} | self.others_up(now)
             candidates = ({self.me} if self.head else set()) | holders or {self.me} | self.up
             if min(candidates) != self.me or now - orphaned < self.patience(now):
                 return None

@@ -45,6 +45,12 @@ class PushState:
     retry_at: float = 0.0
     error: str | None = None
     sent_bytes: int = 0
+    whole: bool = False
+    """Send the whole text next time (a delta failed)."""
+
+
+PUSHES = 32
+"""Generations sent at once: the rest wait for a free place (a 256-server cluster is not 255 SSH sessions at a time)."""
 
 
 class Primary:
@@ -200,7 +206,10 @@ class Primary:
     def _distribute(self, now: float) -> None:
         core = self.core
         head, text = core.head, None
+        running = sum(push.running for push in self.pushes.values())
         for peer in core.config.peers:
+            if running >= PUSHES:
+                return
             view = core.membership.peers.get(peer.id)
             if view is None or not view.up or not view.inbox or peer.id not in self.links:
                 continue
@@ -215,9 +224,11 @@ class Primary:
             if text is None:
                 return
             push.running = True
-            self.spawn(self._push(peer, head, text, view.inbox))
+            running += 1
+            self.spawn(self._push(peer, head, text, view.inbox, view.head))
 
-    async def _push(self, peer: Peer, generation: Generation, text: str, inbox: str) -> None:
+    async def _push(self, peer: Peer, generation: Generation, text: str, inbox: str, held: str = "") -> None:
+        """Send the generation: as a delta from the one the peer holds when this server keeps its text, else the file."""
         core = self.core
         push = self.pushes[peer.id]
         config = core.config
@@ -225,16 +236,24 @@ class Primary:
                                  config.address)
         name = transfer.file_name(generation.id)
         started = time.monotonic()
+        base = core.history.text(held) if held and not push.whole else None
+        script = await asyncio.to_thread(transfer.delta, base, text) if base is not None else None
         try:
-            push.sent_bytes = await transfer.push(target, inbox, name, text.encode("utf-8"))
+            if script is None:
+                push.sent_bytes = await transfer.push(target, inbox, name, text.encode("utf-8"))
+            else:
+                push.sent_bytes = sum(len(line) for _, _, lines in script for line in lines)
             copied = time.monotonic()
             link = self.links.get(peer.id)
             if link is None:
                 raise LinkDown(f"server {peer.id} is no longer a peer")
             reply = await link.request(Apply(rid=0, epoch=core.membership.epoch, generation=generation.as_data(),
-                                             lineage=core.history.lineage(generation.id), name=name))
+                                             lineage=core.history.lineage(generation.id), name=name,
+                                             base=held if script is not None else "", delta=script or []))
             if not reply.ok:
+                push.whole = script is not None
                 raise SyncError(reply.error or "refused")
+            push.whole = False
             if (reply.body.get("head"), reply.body.get("digest")) != (generation.id, generation.digest):
                 raise SyncError(f"server {peer.id} confirmed generation {str(reply.body.get('head'))[:12]} and digest "
                                 f"{str(reply.body.get('digest'))[:12]}, not {generation.short}")
@@ -245,7 +264,8 @@ class Primary:
             done = time.monotonic()
             core.events.add(f"server {peer.id} applied generation {generation.number} ({generation.short})"
                             + ("" if reply.body.get("written") else " (its backup already held it)")
-                            + f" in {done - started:.2f} s (copy {copied - started:.2f} s, {push.sent_bytes} bytes)")
+                            + f" in {done - started:.2f} s ({'delta' if script is not None else 'copy'} "
+                            f"{copied - started:.2f} s, {push.sent_bytes} bytes)")
         except (transfer.TransferError, SyncError, LinkDown) as error:
             push.failures += 1
             push.retry_at = time.monotonic() + min(0.5 * 2 ** push.failures, config.timing.drift)
