@@ -4,8 +4,11 @@ Per size, on this one machine (every daemon shares its cores): the time from
 start to *complete* (as the primary's status says), idle CPU and resident
 memory per daemon, failover when the primary is killed (kill -9) and when
 it hangs (SIGSTOP), and the time for a new generation of a 10,000-line backup
-(``bench/generate.py``) to be applied on every secondary. The load average
-is printed with each measurement: the machine is shared.
+(``bench/generate.py``) to be applied on every secondary. Memory is the
+resident set (RSS, shared libraries counted whole in every process) and the
+proportional set (PSS, shared pages divided among the processes that map
+them: what each daemon adds). The load average is printed with each
+measurement: the machine is shared.
 
     python bench/scale.py [--sizes 16 64 256] [--lines 10000] [--idle 10]
 """
@@ -37,11 +40,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+def memory_mb(pid: int) -> tuple[float, float]:
+    """Resident and proportional set size (shared pages divided among the processes that map them), in MB."""
+    sizes = {}
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] in ("Rss:", "Pss:"):
+            sizes[parts[0]] = int(parts[1]) / 1024
+    return sizes.get("Rss:", 0.0), sizes.get("Pss:", 0.0)
 
 
 def load() -> str:
@@ -102,10 +108,12 @@ def one_size(count: int, text: str, idle: float) -> dict[str, str]:
             row["idle cluster"] = f"{sum(used.values()) / span:.2f} CPU-s/s ({load()})"
             row["idle per daemon"] = (f"median {statistics.median(per):.1f} ms/s, primary {used[0] / span * 1000:.1f}, "
                                       f"max {per[-1]:.1f}")
-            rss = sorted(rss_mb(pid) for pid in pids.values())
+            memory = [memory_mb(pid) for pid in pids.values()]
+            rss, pss = sorted(m[0] for m in memory), sorted(m[1] for m in memory)
             row["RSS per daemon"] = f"median {statistics.median(rss):.0f} MB, max {rss[-1]:.0f} MB"
-            print(f"  {count}: idle {row['idle cluster']}, {row['idle per daemon']}; RSS {row['RSS per daemon']}",
-                  flush=True)
+            row["PSS per daemon"] = f"median {statistics.median(pss):.0f} MB, max {pss[-1]:.0f} MB"
+            print(f"  {count}: idle {row['idle cluster']}, {row['idle per daemon']}; RSS {row['RSS per daemon']}, "
+                  f"PSS {row['PSS per daemon']}", flush=True)
 
             generation = cluster.status(0)["generation"]["number"]
             changed = text.replace("  uplink 1M\n", "  uplink 2M\n", 1)
@@ -113,7 +121,7 @@ def one_size(count: int, text: str, idle: float) -> dict[str, str]:
             from confmerge import write_atomic
 
             started = time.monotonic()
-            write_atomic(cluster.backup(0), changed.replace("bqn-id 0", "bqn-id 0"))
+            write_atomic(cluster.backup(0), changed)
             cluster.wait("every server holding the new generation", lambda: everyone_holds(cluster, 0, generation),
                          300, every=0.1)
             row["generation everywhere"] = f"{time.monotonic() - started:.2f} s ({load()})"
