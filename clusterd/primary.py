@@ -61,6 +61,7 @@ class Primary:
         self.spawn = spawn
         self.pushes: dict[int, PushState] = {}
         self.reconciling = False
+        self._deltas: dict[tuple[str, str], list[Any] | None] = {}
         self._failed_heads: dict[str, tuple[float, int, str]] = {}
         """A head that could not be taken in: when to try again, how often it failed, and why (logged once)."""
 
@@ -236,8 +237,7 @@ class Primary:
                                  config.address)
         name = transfer.file_name(generation.id)
         started = time.monotonic()
-        base = core.history.text(held) if held and not push.whole else None
-        script = await asyncio.to_thread(transfer.delta, base, text) if base is not None else None
+        script = None if push.whole or not held else await self._delta(held, generation.id, text)
         try:
             if script is None:
                 push.sent_bytes = await transfer.push(target, inbox, name, text.encode("utf-8"))
@@ -275,6 +275,17 @@ class Primary:
             push.error = reason
         finally:
             push.running = False
+
+    async def _delta(self, held: str, wanted: str, text: str) -> list[Any] | None:
+        """The delta from a kept generation to the head, made once for every secondary that holds the same one."""
+        key = (held, wanted)
+        if key not in self._deltas:
+            base = self.core.history.text(held)
+            script = await asyncio.to_thread(transfer.delta, base, text) if base is not None else None
+            if len(self._deltas) >= 8:
+                self._deltas.clear()
+            self._deltas[key] = script
+        return self._deltas[key]
 
     def retry_all(self) -> None:
         for push in self.pushes.values():
