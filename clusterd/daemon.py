@@ -230,6 +230,9 @@ class Daemon:
                         log.warning("server %d sent a heartbeat as server %d; dropped", peer_id, message.id)
                     elif awake:
                         self.core.observe(message)
+                        link = self.links.get(peer_id)
+                        if link is not None and link.wanted:
+                            link.poke()
                 elif isinstance(message, (Apply, Head, Text, Fetch, Probe)):
                     self.spawn(self._answer(message, peer_id, process.stdout))
                 else:

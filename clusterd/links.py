@@ -131,8 +131,24 @@ class PeerLink:
             log.warning("link to server %d: %s", self.peer.id, text)
         self.problem = text
 
+    def poke(self) -> None:
+        """The peer was heard (on the link it opened): a link waiting to reconnect tries now."""
+        if not self.connected:
+            self._changed.set()
+
+    async def _rest(self, seconds: float) -> None:
+        """Wait before connecting again: ``seconds``, or until poked (the peer is back) or wanted otherwise."""
+        self._changed.clear()
+        try:
+            async with asyncio.timeout(seconds):
+                await self._changed.wait()
+        except TimeoutError:
+            pass
+
     async def _run(self) -> None:
         owner = self.owner
+        failures = 0  # in a row: the wait doubles (jittered, up to 8 intervals), so that a large cluster's
+        # links to a server that is starting or swamped do not storm it; its own heartbeat pokes them
         while True:
             peer = self.peer
             if not self.active():
@@ -167,8 +183,10 @@ class PeerLink:
                 continue
             except (OSError, asyncssh.Error, TimeoutError) as error:
                 self._problem(f"cannot connect to {peer.address}:{owner.config.port_of(peer)} ({reason(error)})")
-                await asyncio.sleep(owner.config.timing.heartbeat * random.uniform(1.0, 2.0))
+                failures += 1
+                await self._rest(owner.config.timing.heartbeat * random.uniform(1.0, 2.0) * 2 ** min(failures - 1, 2))
                 continue
+            failures = 0
             try:
                 async with connection:
                     process = await connection.create_process(encoding=None)
