@@ -123,6 +123,8 @@ class PeerLink:
                 return await future
         except TimeoutError:
             raise LinkDown(f"server {self.peer.id} did not answer in {timeout:.0f} s") from None
+        except (ConnectionError, asyncssh.Error) as error:
+            raise LinkDown(f"the channel to server {self.peer.id} closed: {error}") from None
         finally:
             self._waiting.pop(rid, None)
 
