@@ -13,8 +13,9 @@ from .core import Core
 from .links import LinkDown, PeerLink
 from .membership import Role
 from .primary import Primary
-from .protocol import MAX_FRAME, BadMessage, Diff, Fetch, Message, Reload, Status, Sync, read_frame
+from .protocol import MAX_FRAME, BadMessage, Diff, Fetch, Message, Reload, Status, Sync, Update, read_frame
 from .status import status
+from .updates import Updates
 
 
 READ_TIMEOUT = 10.0
@@ -23,7 +24,8 @@ READ_TIMEOUT = 10.0
 
 class Admin:
     def __init__(self, core: Core, primary: Primary, links: dict[int, PeerLink],
-                 reload: Callable[[], dict[str, Any]]) -> None:
+                 reload: Callable[[], dict[str, Any]], updates: Updates | None = None) -> None:
+        self.updates = updates
         self.core = core
         self.primary = primary
         self.links = links
@@ -65,8 +67,12 @@ class Admin:
 
     async def answer(self, request: Message) -> dict[str, Any]:
         if isinstance(request, Status):
-            return {"ok": True, "status": status(self.core, self.primary.pushes,
-                                                {i: link.problem for i, link in self.links.items()})}
+            data = status(self.core, self.primary.pushes, {i: link.problem for i, link in self.links.items()})
+            if self.updates is not None:
+                data["update"] = self.updates.status()
+            return {"ok": True, "status": data}
+        if isinstance(request, Update) and self.updates is not None:
+            return await self.updates.local(request)
         if isinstance(request, Reload):
             return self.reload()
         if isinstance(request, Sync):

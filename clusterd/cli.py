@@ -441,6 +441,134 @@ def demo(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------
+# Software updates (clusterd.updates, clusterd.package)
+
+
+UPDATE_ACTIONS = ("status", "resume", "abort")
+
+
+def _update_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("package", metavar="PACKAGE|status|resume|abort",
+                   help="a package file (its PACKAGE.manifest beside it), or what to do with the roll-out under way")
+    p.add_argument("--parallel", type=int, default=1, help="servers installing at once (default 1; the primary "
+                   "always goes alone, last)")
+    p.add_argument("--dry-run", action="store_true", help="check the package and show the order; change nothing")
+    p.add_argument("--detach", action="store_true", help="start the roll-out and return (it goes on without the CLI)")
+    p.add_argument("--json", action="store_true", help="machine-readable output (status)")
+
+
+@command("update", "install a software package on every server, one at a time, the primary last", _update_arguments)
+def update(args: argparse.Namespace) -> int:
+    config = _config(args)
+    if args.package in UPDATE_ACTIONS:
+        reply = ask(config, {"type": "update", "action": args.package})
+        if not reply.get("ok"):
+            raise Trouble(str(reply.get("error")))
+        if args.package == "status":
+            if args.json:
+                json.dump(reply["update"], sys.stdout, indent=2)
+                print()
+            else:
+                print("\n".join(printable(line, one_line=True) for line in render_update(reply["update"])))
+            return EXIT_OK
+        print(f"roll-out {reply['plan']['id']}: {args.package}d here" if args.package == "resume"
+              else f"roll-out {reply['plan']['id']} aborted; servers not started stay as they are")
+        return EXIT_OK if args.package == "abort" or args.detach else _follow(config, reply["plan"]["id"])
+    path = Path(args.package).absolute()
+    reply = ask(config, {"type": "update", "action": "start", "path": str(path), "parallel": args.parallel,
+                         "dry_run": args.dry_run})
+    if not reply.get("ok"):
+        raise Trouble(str(reply.get("error")))
+    plan = reply["plan"]
+    print(f"package {plan['package']['name']} version {plan['package']['version']} (sha256 "
+          f"{plan['package']['sha256'][:12]}, {plan['package']['size']} bytes): checked")
+    print(f"order: {' -> '.join(map(str, plan['order']))} ({plan['parallel']} at a time; server {plan['primary']}, "
+          "the primary, last)")
+    if args.dry_run:
+        versions = reply.get("versions", {})
+        print("versions now: " + ", ".join(f"{k}: {v or '(unknown)'}" for k, v in versions.items()))
+        print("dry run: nothing copied, nothing installed")
+        return EXIT_OK
+    print(f"roll-out {plan['id']} started (clusterd update status shows it from any server)")
+    return EXIT_OK if args.detach else _follow(config, plan["id"])
+
+
+def _follow(config: ClusterConfig, rollout: str) -> int:
+    """Print each server's step as it ends, until the roll-out does; the daemon restarting on the way is waited for."""
+    import time
+
+    told: set[tuple[str, str]] = set()
+    quiet_since = time.monotonic()
+    while True:
+        try:
+            data = ask(config, {"type": "update", "action": "status"}, timeout=10)["update"]
+        except (Trouble, KeyError):
+            if time.monotonic() - quiet_since > config.update_timeout:
+                raise Trouble("this server's daemon has not answered for the update timeout; see clusterd update "
+                              "status") from None
+            time.sleep(0.5)
+            continue
+        quiet_since = time.monotonic()
+        plan = data.get("rollout") or {}
+        if plan.get("id") != rollout:
+            raise Trouble(f"roll-out {rollout} is no longer the one this server keeps")
+        for server in plan["order"]:
+            step = plan["steps"][str(server)]
+            if step["state"] in ("installing", "done", "failed") and (str(server), step["state"]) not in told:
+                told.add((str(server), step["state"]))
+                print(f"server {server}: {step['state']}" + (f": {step['error']}" if step["error"] else ""))
+                for line in step["tail"].splitlines() if step["state"] == "failed" else []:
+                    print(printable(f"  | {line}", one_line=True))
+        if plan["state"] not in ("copying", "installing"):
+            print(f"roll-out {plan['state']}" + (f": {plan['reason']}" if plan["reason"] else ""))
+            return EXIT_OK if plan["state"] == "done" else EXIT_FOUND
+        if any("interrupted" in w for w in data["warnings"]):
+            print(next(w for w in data["warnings"] if "interrupted" in w))
+            return EXIT_FOUND
+        time.sleep(0.5)
+
+
+def render_update(data: dict[str, Any]) -> list[str]:
+    """``clusterd update status``: the roll-out, each server's version and step, the warnings."""
+    plan = data.get("rollout")
+    lines = []
+    if plan:
+        lines.append(f"roll-out {plan['id']}: {plan['package']['name']} version {plan['package']['version']}, "
+                     f"{plan['state']} ({data['progress']} servers done; coordinator server {plan['coordinator']})"
+                     + (f": {plan['reason']}" if plan["reason"] else ""))
+    else:
+        lines.append("no roll-out yet")
+    lines.append(f"  {'ID':>3}  {'VERSION':<20} STEP")
+    steps = plan["steps"] if plan else {}
+    for server, version in data["versions"].items():
+        step = steps.get(server)
+        lines.append(f"  {server:>3}  {version or '(unknown)':<20} "
+                     + (f"{step['state']}" + (f": {step['error']}" if step["error"] else "") if step else "-"))
+    lines += [f"warning: {w}" for w in data["warnings"]]
+    return lines
+
+
+def _package_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", type=Path, help="the package file")
+    p.add_argument("--version", required=True, help="the version it installs")
+
+
+@command("package", "write FILE.manifest (version, size, sha256) for a package; sign it with ssh-keygen -Y sign",
+         _package_arguments)
+def package(args: argparse.Namespace) -> int:
+    from .package import NAMESPACE, PackageError, make, manifest_path
+
+    try:
+        manifest = make(args.file, args.version)
+    except (PackageError, OSError) as error:
+        raise Trouble(str(error)) from None
+    print(f"wrote {manifest_path(args.file)} (version {manifest.version}, sha256 {manifest.sha256[:12]})")
+    print(f"to sign it: ssh-keygen -Y sign -f KEY -n {NAMESPACE} {manifest_path(args.file)}  "
+          f"(makes {manifest_path(args.file)}.sig)")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:

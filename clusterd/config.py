@@ -70,6 +70,11 @@ class ClusterConfig:
     ssh: SshSettings = field(default_factory=SshSettings)
     timing: Timing = field(default_factory=Timing)
     peers: tuple[Peer, ...] = ()
+    # software updates (clusterd.updates)
+    update_command: str | None = None
+    version_command: str | None = None
+    update_signing_key: str | None = None
+    update_timeout: float = 600.0
 
     @property
     def control_port(self) -> int:
@@ -230,6 +235,11 @@ class _Reader:
                 self.fail(self.at(item, "id"), f"two peers have id {peer_id} (the other is on line {seen[peer_id] + 1})")
             seen.setdefault(peer_id, self.at(item, "id")[0])
             peers.append(peer)
+        update_command = self.get(doc, "update-command", str, None, "update-command") or None
+        version_command = self.get(doc, "version-command", str, None, "version-command") or None
+        signing_key = self.get(doc, "update-signing-key", str, None, "update-signing-key", _public_key) or None
+        update_timeout = self.get(doc, "update-timeout", float, 600.0, "update-timeout (seconds)",
+                                  lambda v: None if v > 0 else "must be more than 0")
         if self.problems:
             raise ConfError(self.problems)
         assert state_dir is not None and backup is not None
@@ -237,10 +247,13 @@ class _Reader:
             path=self.path, id=node_id, address=address, ssh_port=ssh_port, port_base=port_base,
             state_dir=state_dir, backup=backup, apply_command=apply_command, ssh=ssh, timing=timing,
             peers=tuple(sorted(peers, key=lambda p: p.id)),
+            update_command=update_command, version_command=version_command, update_signing_key=signing_key,
+            update_timeout=update_timeout,
         )
 
 
-_TOP = ("id", "address", "ssh-port", "port-base", "state-dir", "backup", "apply-command", "ssh", "timing", "peers")
+_TOP = ("id", "address", "ssh-port", "port-base", "state-dir", "backup", "apply-command", "ssh", "timing", "peers",
+        "update-command", "version-command", "update-signing-key", "update-timeout")
 _names = {int: "a whole number", float: "a number", str: "text", bool: "true or false"}
 
 

@@ -94,6 +94,8 @@ class Core:
         self.apply_error: str | None = None
         self._awake_at = now
         self.revalidating = False
+        self.version = ""
+        """The software version this server runs, as :mod:`clusterd.updates` found it ("" unknown)."""
         self.closed = False
         """Set when the daemon stops (or restarts with a new id): what is still in flight changes nothing."""
 
@@ -225,6 +227,7 @@ class Core:
             id=self.config.id, epoch=m.epoch, primary=m.primary, uptime=round(time.monotonic() - self.started, 3),
             sees=sorted(m.up), head=self.head.id, generation=self.head.number,
             digest=self.live.digest if self.live else "", state=self.own_state().value, inbox=str(self.history.inbox),
+            version=self.version,
         )
 
     def settle(self, changed: bool) -> None:

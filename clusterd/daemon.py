@@ -36,7 +36,9 @@ from .primary import Primary
 from .protocol import (
     Apply, BadMessage, Fetch, Head, Heartbeat, OversizedFrame, Probe, Reply, Request, Text, encode, from_data, read_frame,
 )
+from .protocol import Install, Installed, PackageArrived, Rollout
 from .secondary import Secondary
+from .updates import Updates
 
 log = logging.getLogger("clusterd")
 
@@ -88,7 +90,8 @@ class Daemon:
         self.core = Core(config, self.nudge)
         self.primary = Primary(self.core, self.links, self.spawn)
         self.secondary = Secondary(self.core)
-        self.admin = Admin(self.core, self.primary, self.links, self.reload)
+        self.updates = Updates(self.core, self.links, self.spawn)
+        self.admin = Admin(self.core, self.primary, self.links, self.reload, self.updates)
         self.incoming: dict[int, object] = {}
         self._control_gate = sshserver.Gate(f"control port {config.address}:{config.control_port}")
         self._ssh_gate = sshserver.Gate(f"SFTP on {config.address}:{config.ssh_port}")
@@ -130,6 +133,7 @@ class Daemon:
         if self.core.applying:
             self.spawn(self.core.recover())
         await self.core.refresh_live(force=True)
+        await self.updates.start()
         self.core.running()
         ticker = asyncio.create_task(self._tick_forever())
         try:
@@ -218,7 +222,7 @@ class Daemon:
                         log.warning("server %d sent a heartbeat as server %d; dropped", peer_id, message.id)
                     elif awake:
                         self.core.observe(message)
-                elif isinstance(message, (Apply, Head, Text, Fetch, Probe)):
+                elif isinstance(message, (Apply, Head, Text, Fetch, Probe, PackageArrived, Install, Installed, Rollout)):
                     self.spawn(self._answer(message, peer_id, process.stdout))
                 else:
                     log.warning("server %d: dropped a %s message on the control channel", peer_id, message.type)
@@ -232,7 +236,10 @@ class Daemon:
 
     async def _answer(self, message: Request, peer_id: int, out: asyncssh.SSHWriter) -> None:
         try:
-            reply = await self.secondary.answer(message, peer_id)
+            if isinstance(message, (PackageArrived, Install, Installed, Rollout)):
+                reply = await self.updates.answer(message, peer_id)
+            else:
+                reply = await self.secondary.answer(message, peer_id)
         except Exception as error:  # the requester gets the reason; the daemon goes on
             log.exception("%s from server %d failed", message.type, peer_id)
             reply = Reply(message.rid, False, f"{type(error).__name__}: {error}")

@@ -67,6 +67,8 @@ class PeerView:
     digest: str = ""
     state: str = ""
     inbox: str = ""
+    version: str = ""
+    """The software version it runs (``clusterd.updates``)."""
 
 
 @dataclass(slots=True)
@@ -107,6 +109,7 @@ class Membership:
         peer.sees = frozenset(i for i in message.sees if isinstance(i, int))
         peer.uptime, peer.head, peer.generation = float(message.uptime), message.head, message.generation
         peer.digest, peer.state, peer.inbox = message.digest, message.state, message.inbox
+        peer.version = message.version
         claim = message.primary
         if message.epoch > self.epoch:
             if self.primary == self.me and claim != self.me:

@@ -41,6 +41,8 @@ class Heartbeat:
     """Of the cluster-wide content of the live backup, in normal form."""
     state: str
     inbox: str
+    version: str = ""
+    """The software version this server runs ("" unknown; ``clusterd.updates``); older servers send none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,11 +123,69 @@ class Diff:
     peer: int | None
 
 
-Message = Heartbeat | Probe | Apply | Head | Text | Fetch | Reply | Status | Reload | Sync | Diff
-Request = Probe | Apply | Head | Text | Fetch
+# software updates (clusterd.updates)
+
+@dataclass(frozen=True, slots=True)
+class PackageArrived:
+    """The coordinator to a peer: a package was copied to ``name`` in the inbox; check it and keep it."""
+
+    type: ClassVar[str] = "package"
+    rid: int
+    name: str
+    manifest: str
+    """The manifest's text, as signed."""
+    signature: str
+    """The detached signature of the manifest ("" for none)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Install:
+    """The coordinator to a server: run the update command for a package it keeps, once per roll-out."""
+
+    type: ClassVar[str] = "install"
+    rid: int
+    rollout: str
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class Installed:
+    """How a roll-out's install went here: running, its exit status, the last lines of its output, the version now."""
+
+    type: ClassVar[str] = "installed"
+    rid: int
+    rollout: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rollout:
+    """A roll-out's record, kept by every server (an empty record asks for the one the server keeps)."""
+
+    type: ClassVar[str] = "rollout"
+    rid: int
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """Local: ``clusterd update``: ``start`` (a package at ``path``), ``status``, ``resume``, ``abort``."""
+
+    type: ClassVar[str] = "update"
+    action: str
+    path: str = ""
+    parallel: int = 1
+    dry_run: bool = False
+
+
+UpdateRequest = PackageArrived | Install | Installed | Rollout
+
+Message = (Heartbeat | Probe | Apply | Head | Text | Fetch | Reply | Status | Reload | Sync | Diff
+           | PackageArrived | Install | Installed | Rollout | Update)
+Request = Probe | Apply | Head | Text | Fetch | UpdateRequest
 
 TYPES: dict[str, type] = {cls.type: cls for cls in (Heartbeat, Probe, Apply, Head, Text, Fetch, Reply,
-                                                     Status, Reload, Sync, Diff)}
+                                                     Status, Reload, Sync, Diff,
+                                                     PackageArrived, Install, Installed, Rollout, Update)}
 
 
 def _allowed(annotation: Any) -> tuple[type, ...]:

@@ -23,8 +23,14 @@ import asyncssh
 CONNECT_TIMEOUT = 10.0
 MAX_FILE = 64 * 1024 * 1024
 """The largest generation file a transfer area takes (a 100,000-line backup's cluster part is about 2 MB)."""
-_NAME = re.compile(r"generation-[0-9a-f][0-9a-f-]{0,79}\.conf(\.part)?")
-"""``generation-`` and an id of hex digits and hyphens (a number and an epoch, or a content hash): no path in it."""
+_NAME = re.compile(r"(generation-[0-9a-f][0-9a-f-]{0,79}\.conf|package-[0-9a-f]{64}\.pkg)(\.part)?")
+"""``generation-`` and an id of hex digits and hyphens (a number and an epoch, or a content hash), or
+``package-`` and a package's sha256 (:mod:`clusterd.updates`): no path in either."""
+
+
+def package_name(sha256: str) -> str:
+    """The name a software package travels under."""
+    return f"package-{sha256}.pkg"
 
 
 def file_name(*id_parts: int | str) -> str:
