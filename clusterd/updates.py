@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Coroutine
 
+import asyncssh
+
 from confmerge import write_atomic
 
 from . import package as packages
@@ -502,7 +504,7 @@ class Updates:
             return None
         try:
             return await link.request(message, timeout=timeout)
-        except LinkDown:
+        except (LinkDown, OSError, asyncssh.Error):  # a channel closing under the request: the peer is restarting
             return None
 
     async def _run(self, plan: Plan, package: packages.Package | None) -> None:
