@@ -19,9 +19,10 @@ The steps (``docs/clusterd.md``, "Updating the cluster"):
    request, from a new coordinator, never runs it twice), runs it detached
    (it may restart the daemon), and writes its exit status and output to
    files a restarted daemon reads;
-4. a server is done when its install exited 0 and, seen twice a detection
-   time apart from the same daemon process, it reports the package's version
-   and is in sync (the old primary: and has its role back);
+4. a server is done when its install exited 0 (or its daemon was restarted
+   since the install began) and, seen twice a heartbeat interval apart from
+   the same daemon process, it reports the package's version and is in sync
+   (the old primary: and has its role back);
 5. the first failure stops the roll-out: servers not started are not touched.
 """
 
@@ -338,7 +339,8 @@ class Updates:
             await asyncio.to_thread(packages.check, path, manifest, text, signature, config.update_signing_key)
         except (OSError, ValueError, packages.PackageError) as error:
             return Reply(rid, False, f"server {self.me} cannot install package {message.sha256[:12]}: {error}")
-        installs[message.rollout] = {"sha256": message.sha256, "version": manifest.version, "started": time.time()}
+        installs[message.rollout] = {"sha256": message.sha256, "version": manifest.version, "started": time.time(),
+                                     "instance": self.instance}
         try:
             write_atomic(self.root / "installs.json", json.dumps(installs, indent=1) + "\n")
         except OSError as error:
@@ -355,7 +357,11 @@ class Updates:
         return Reply(rid, True, body={"already": False})
 
     async def _installed(self, rollout: str) -> dict[str, Any]:
-        if rollout not in self._installs():
+        """``restarted``: this daemon is not the one that started the install (under systemd, the command's own
+        ``systemctl restart clusterd`` may end it before its exit status is written)."""
+        entry = self._installs().get(rollout)
+        restarted = isinstance(entry, dict) and entry.get("instance") != self.instance
+        if entry is None:
             state, status = "none", None
         else:
             status = self._exit_status(rollout)
@@ -368,7 +374,7 @@ class Updates:
         except OSError:
             tail = ""
         return {"state": state, "status": status, "tail": tail, "version": self.core.version,
-                "instance": self.instance, "sync": self._own_sync()}
+                "instance": self.instance, "restarted": restarted, "sync": self._own_sync()}
 
     def _own_sync(self) -> bool:
         return self.core.role() is not Role.JOINING and self.core.own_state() is SyncState.IN_SYNC
@@ -624,13 +630,14 @@ class Updates:
                 last = body
                 if body["state"] == "exited" and body["status"] != 0:
                     return False, f"update-command exited with status {body['status']}", str(body["tail"])
-                ready = (body["state"] == "exited" and body["version"] == plan.version and body["sync"]
+                ended = body["state"] == "exited" or (body["state"] == "running" and body["restarted"])
+                ready = (ended and body["version"] == plan.version and body["sync"]
                          and self._up(server) and (server != plan.primary or self.core.membership.primary == server))
                 if ready and seen == body["instance"]:
                     return True, "", str(body["tail"])
                 seen = body["instance"] if ready else None
                 if ready:
-                    await asyncio.sleep(timing.detection)
+                    await asyncio.sleep(timing.heartbeat)
                     continue
             await asyncio.sleep(timing.heartbeat)
         now = (f"reports version {last.get('version') or '(unknown)'}, install {last.get('state')}"

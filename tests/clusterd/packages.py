@@ -10,15 +10,18 @@ from clusterd.package import NAMESPACE, make
 UPDATE_SETTINGS = """\
 update-command: 'sh "$CLUSTERD_PACKAGE"'
 version-command: 'cat {dir}/version'
-update-timeout: 25
+update-timeout: 90
 """
 """What the tests append to every cluster file (``{dir}``: the server's directory, where its version file is)."""
 
 
-def make_package(directory: Path, version: str, fail_on: int | None = None, pause: float = 0.2) -> Path:
+def make_package(directory: Path, version: str, fail_on: int | None = None, pause: float = 0.2,
+                 like_systemd: bool = False) -> Path:
     """``directory/bqn-VERSION.sh`` and its manifest: installing it logs to ``installs.log`` beside the servers'
     directories, writes VERSION to the server's version file and stops the daemon (the supervisor starts it again);
-    on server ``fail_on`` it fails as a full disk would, before changing anything."""
+    on server ``fail_on`` it fails as a full disk would, before changing anything. ``like_systemd``: stopping the
+    daemon also kills the command's whole process group before its exit status is written, as ``systemctl restart``
+    ends every process of the unit."""
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"bqn-{version}.sh"
     path.write_text(f"""#!/bin/sh
@@ -35,6 +38,7 @@ fi
 printf '%s\\n' "{version}" > "$here/version.part" && mv "$here/version.part" "$here/version"
 echo "$CLUSTERD_SERVER {version} end $(date +%s.%N)" >> "$here/../installs.log"
 kill -TERM "$CLUSTERD_PID"
+{'kill -KILL 0' if like_systemd else ''}
 """)
     make(path, version)
     return path

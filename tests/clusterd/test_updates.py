@@ -151,6 +151,20 @@ def test_rolling_update_three_servers_checks_stops_at_a_failure_and_loses_no_edi
     assert all("burst-buffer" not in cluster.backup(i).read_text() for i in (0, 1))
     assert all("bqn-telemetry-v9" not in cluster.backup(i).read_text() for i in (0, 1))
 
+    # a roll-out aborted from another server while its first install runs: that install ends by itself, the
+    # servers not started are not touched, and the coordinator stops
+    aborted = make_package(packages / "aborted", "2.5", pause=1.0)
+    sign(aborted, key)
+    code, out, err = update(cluster, 0, str(aborted), "--detach", capsys=capsys)
+    assert code == 0, out + err
+    cluster.wait("server 2 installing 2.5", lambda: 2 in starts(cluster, "2.5") or None, 30)
+    code, out, err = update(cluster, 1, "abort", capsys=capsys)
+    assert code == 0 and "aborted" in out, out + err
+    cluster.wait("server 2 back on 2.5", lambda: versions(cluster)[2] == "2.5" and cluster.complete() or None, 60)
+    seen = status_data(cluster, 0, capsys)
+    assert seen["rollout"]["state"] == "aborted" and not seen["coordinating"], seen
+    assert starts(cluster, "2.5") == [2] and versions(cluster) == {0: "1.0", 1: "1.0", 2: "2.5"}
+
     # the next release, with operators editing every server meanwhile: every server in order, the primary last
     good = make_package(packages / "good", "3.0", pause=0.3)
     sign(good, key)
@@ -180,16 +194,18 @@ def test_rolling_update_three_servers_checks_stops_at_a_failure_and_loses_no_edi
     assert seen["versions"] == {"0": "3.0", "1": "3.0", "2": "3.0"}
     assert "bqn-telemetry-v9\n  exporter" in cluster.backup(2).read_text(), "the newer section outlived the roll-out"
     assert "  burst-buffer 64k adaptive\n" in cluster.backup(2).read_text()
-    assert cluster.restarts == {0: 1, 1: 1, 2: 2}, "each install that succeeded restarted its daemon once"
+    assert cluster.restarts == {0: 1, 1: 1, 2: 3}, "each install that succeeded restarted its daemon once"
 
 
 def test_a_roll_out_survives_its_coordinator_and_is_resumed_from_another_server(supervised, tmp_path, capsys):
     cluster = supervised([0, 1, 2, 3, 4])
-    package = make_package(tmp_path / "packages", "2.0", pause=0.5)
+    package = make_package(tmp_path / "packages", "2.0", pause=0.5, like_systemd=True)
     code, out, err = update(cluster, 0, str(package), "--detach", capsys=capsys)
     assert code == 0 and "order: 4 -> 3 -> 2 -> 1 -> 0" in out, out + err
     cluster.wait("server 3 installing", lambda: 3 in starts(cluster, "2.0") or None, 30)
     cluster.kill(0)  # the coordinator (and primary) dies for good, mid-way
+    code, out, err = update(cluster, 2, str(package), capsys=capsys)
+    assert code == 2 and "under way" in err, "one roll-out at a time"
 
     def interrupted() -> bool:
         seen = cluster.status(1)
@@ -213,3 +229,8 @@ def test_a_roll_out_survives_its_coordinator_and_is_resumed_from_another_server(
     assert versions(cluster) == {i: "2.0" for i in cluster.ids}
     assert starts(cluster, "2.0") == [4, 3, 2, 1, 0], "in order, and no server twice"
     cluster.wait("server 0 primary again", lambda: cluster.agreed_primary() == 0 or None, 20)
+    assert not list(cluster.root.glob("server*/state/updates/install-*.status")), \
+        "no exit status written (the process group was killed): each daemon's restart counted as the end"
+    cluster.kill(4)
+    code, out, err = update(cluster, 1, str(package), "--dry-run", capsys=capsys)
+    assert code == 2 and "server(s) 4 down" in err, "a roll-out starts with every server up"
