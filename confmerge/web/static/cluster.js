@@ -36,7 +36,7 @@
   const boxes = document.getElementById("boxes");
   if (boxes) {
     const own = document.getElementById("cluster-head").dataset.this;
-    const history = {};   // id -> [downlink...] for the sparkline (the last five minutes)
+    const history = {};   // id -> [downlink...] for the sparkline (the last two minutes)
     const sparkline = (values) => {
       const line = svg("svg", {class: "spark", viewBox: "0 0 300 40", preserveAspectRatio: "none"});
       const top = Math.max(1, ...values.filter((v) => v !== null));
@@ -49,7 +49,7 @@
       line.append(svg("path", {d: d.trim().replace(/ +/g, " ") || "M0,38", fill: "none", stroke: "#1f5fbf", "stroke-width": "1.5"}));
       return line;
     };
-    fetch("/api/v1/throughput?server=all&seconds=300").then((r) => r.json()).then((data) => {
+    fetch("/api/v1/throughput?server=all&seconds=120").then((r) => r.json()).then((data) => {
       for (const s of data.servers) history[s.id] = s.samples.map((x) => x[1]).concat(history[s.id] || []);
     }).catch(() => {});
     const render = (data) => {
@@ -59,7 +59,7 @@
       status.textContent = c.status; status.className = `state ${c.status === "complete" ? "ok" : "warn"}`;
       boxes.replaceChildren(...c.servers.map((s) => {
         const box = data.boxes[String(s.id)] || {};
-        const values = (history[s.id] = (history[s.id] || []).concat([box.throughput ? box.throughput[0] : null]).slice(-300));
+        const values = (history[s.id] = (history[s.id] || []).concat([box.throughput ? box.throughput[0] : null]).slice(-120));
         const link = box.web && s.up ? box.web : null;
         const card = el(link ? "a" : "div", {class: `box ${s.up ? "up" : "down"} ${s.role}`, "data-id": String(s.id),
                                             ...(link ? {href: link} : {})},
@@ -71,8 +71,8 @@
           el("div", {class: "box-line"}, el("span", {class: `sync ${syncClass[s.sync] || ""}`, text: s.sync}),
              s.error ? el("span", {class: "reason", text: ` ${s.error}`}) : ""),
           el("div", {class: "rates"},
-             el("span", {class: "down", text: `↓ ${rate(box.throughput ? box.throughput[0] : null)}`}),
-             el("span", {class: "up", text: `↑ ${rate(box.throughput ? box.throughput[1] : null)}`})),
+             el("span", {class: "dl", text: `↓ ${rate(box.throughput ? box.throughput[0] : null)}`}),
+             el("span", {class: "ul", text: `↑ ${rate(box.throughput ? box.throughput[1] : null)}`})),
           sparkline(values),
           el("div", {class: "box-line muted", text: box.version ? `clusterd ${box.version}` : ""}));
         return card;
@@ -120,7 +120,10 @@
       });
       const scale = svg("text", {x: 4, y: 14, class: "scale"});
       scale.textContent = `${rate(top)} · ${data.step === 1 ? "per second" : "per minute"}`;
-      chart.append(scale);
+      const start = svg("text", {x: 4, y: 312, class: "scale"}), end = svg("text", {x: 996, y: 312, class: "scale", "text-anchor": "end"});
+      start.textContent = data.seconds >= 86400 ? "24 h ago" : `${Math.round(data.seconds / 60)} min ago`;
+      end.textContent = "now";
+      chart.append(scale, start, end);
     };
     const refresh = () => {
       const server = document.getElementById("server").value, seconds = document.getElementById("range").value;
@@ -171,6 +174,7 @@
       event.preventDefault();
       const f = new FormData(addForm);
       const body = {id: f.get("id"), address: f.get("address"), ssh_port: f.get("ssh_port") || "22"};
+      result.replaceChildren();
       confirmBox.hidden = false;
       confirmBox.replaceChildren(el("p", {text: "reading the peer's key…"}));
       api("POST", "/api/v1/peers", body).then((d) => {
