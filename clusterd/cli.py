@@ -440,6 +440,98 @@ def demo(args: argparse.Namespace) -> int:
     return run_demo(args.keep)
 
 
+# -- common visibility (clusterd.throughput)
+
+
+def _throughput_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--server", default="all", help="a BQN id, or all (default)")
+    p.add_argument("--seconds", type=int, default=60, help="how far back, up to 86400 (a day; per minute past an hour)")
+    p.add_argument("--json", action="store_true", help="machine-readable output (the API's object)")
+
+
+@command("throughput", "each server's downlink and uplink, as measured on its interfaces, from any server",
+         _throughput_arguments)
+def throughput(args: argparse.Namespace) -> int:
+    if args.server != "all" and not args.server.isdigit():
+        raise Trouble(f"--server is a BQN id or all, not {args.server!r}")
+    reply = ask(_config(args), {"type": "throughput", "server": None if args.server == "all" else int(args.server),
+                                "seconds": args.seconds})
+    if not reply.get("ok"):
+        raise Trouble(str(reply.get("error")))
+    data = reply["throughput"]
+    if args.json:
+        json.dump(data, sys.stdout, indent=2)
+        print()
+        return EXIT_OK
+    for server in data["servers"]:
+        known = [s for s in server["samples"] if s[1] is not None]
+        average = [sum(s[1] for s in known) / len(known), sum(s[2] for s in known) / len(known)] if known else None
+        print(printable(f"server {server['id']}{' (this server)' if server['this'] else ''}: now "
+                        f"{_rate(server['current'], 0)} down, {_rate(server['current'], 1)} up; last "
+                        f"{data['seconds']} s: {_rate(average, 0)} down, {_rate(average, 1)} up on average, "
+                        f"{len(known)} of {len(server['samples'])} {'seconds' if data['step'] == 1 else 'minutes'} "
+                        f"with data" + (f" ({server['problem']})" if server["problem"] else ""), one_line=True))
+    return EXIT_OK
+
+
+def _rate(pair: list[float] | None, index: int) -> str:
+    """A rate as people read it (``12.3 Mbit/s``); ``no data`` when there is none."""
+    if pair is None or pair[index] is None:
+        return "no data"
+    value, unit = float(pair[index]), "bit/s"
+    for bigger in ("kbit/s", "Mbit/s", "Gbit/s", "Tbit/s"):
+        if value < 1000:
+            break
+        value, unit = value / 1000, bigger
+    return f"{value:.1f} {unit}"
+
+
+def _top_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--count", type=int, default=0, help="stop after this many refreshes (default: until q or Ctrl-C)")
+
+
+@command("top", "a live table of every server's role, sync state and throughput (q or Ctrl-C to leave)", _top_arguments)
+def top(args: argparse.Namespace) -> int:
+    import select
+    import termios
+    import time
+    import tty
+
+    config = _config(args)
+
+    def table() -> list[str]:
+        status = ask(config, {"type": "status"}, timeout=10)["status"]
+        rates = ask(config, {"type": "throughput", "server": None, "seconds": 1}, timeout=10)["throughput"]
+        now = {s["id"]: s["current"] for s in rates["servers"]}
+        lines = [f"clusterd top: server {status['server']}, cluster {status['state']}, {status['status']}  "
+                 f"{time.strftime('%H:%M:%S')}  (q to quit)",
+                 f"  {'ID':>3}  {'ADDRESS':<16} {'ROLE':<10} {'SYNC':<22} {'DOWNLINK':>14} {'UPLINK':>14}"]
+        for s in status["servers"]:
+            lines.append(f"{'*' if s['this'] else ' '} {s['id']:>3}  {s['address']:<16} {s['role']:<10} "
+                         f"{s['sync']:<22} {_rate(now.get(s['id']), 0):>14} {_rate(now.get(s['id']), 1):>14}")
+        return [printable(line, one_line=True) for line in lines]
+
+    if not sys.stdout.isatty() or not sys.stdin.isatty():
+        print("\n".join(table()))
+        return EXIT_OK
+    saved = termios.tcgetattr(sys.stdin)
+    shown = 0
+    try:
+        tty.setcbreak(sys.stdin)
+        while not args.count or shown < args.count:
+            sys.stdout.write("\x1b[H\x1b[2J" + "\n".join(table()) + "\n")
+            sys.stdout.flush()
+            shown += 1
+            ready, _, _ = select.select([sys.stdin], [], [], 1.0)
+            if ready and sys.stdin.read(1) in ("q", "Q"):
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        termios.tcsetattr(sys.stdin, termios.TCSADRAIN, saved)
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------------------
 # Software updates (clusterd.updates, clusterd.package)
 

@@ -123,6 +123,37 @@ class Diff:
     peer: int | None
 
 
+# common visibility (clusterd.throughput)
+
+@dataclass(frozen=True, slots=True)
+class Visibility:
+    """Peer to peer, once a second: the sender's throughput samples not sent yet on this connection (all on a new one)."""
+
+    type: ClassVar[str] = "visibility"
+    id: int
+    hostname: str
+    version: str
+    web: str
+    """The URL of the sender's web GUI ("" if it serves none)."""
+    interfaces: list[str]
+    problem: str
+    """Why the sender has no samples ("" when it has)."""
+    seconds: list[list[Any]]
+    """[time, downlink, uplink]: wall-clock second, bits per second."""
+    minutes: list[list[Any]]
+    """[time, downlink, uplink]: one-minute averages older than the hour the seconds cover."""
+
+
+@dataclass(frozen=True, slots=True)
+class Throughput:
+    """The local socket: ``clusterd throughput`` and ``clusterd top``."""
+
+    type: ClassVar[str] = "throughput"
+    server: int | None
+    seconds: int
+
+
+
 # software updates (clusterd.updates)
 
 @dataclass(frozen=True, slots=True)
@@ -179,12 +210,13 @@ class Update:
 
 UpdateRequest = PackageArrived | Install | Installed | Rollout
 
-Message = (Heartbeat | Probe | Apply | Head | Text | Fetch | Reply | Status | Reload | Sync | Diff
+Message = (Heartbeat | Probe | Apply | Head | Text | Fetch | Reply | Status | Reload | Sync | Diff | Visibility | Throughput
            | PackageArrived | Install | Installed | Rollout | Update)
 Request = Probe | Apply | Head | Text | Fetch | UpdateRequest
 
 TYPES: dict[str, type] = {cls.type: cls for cls in (Heartbeat, Probe, Apply, Head, Text, Fetch, Reply,
                                                      Status, Reload, Sync, Diff,
+                                                     Visibility, Throughput,
                                                      PackageArrived, Install, Installed, Rollout, Update)}
 
 

@@ -30,16 +30,20 @@ DRAFTS = web.AppKey("drafts", Drafts)
 DRAFT_LOCK = web.AppKey("draft lock", asyncio.Lock)
 LIMITS = web.AppKey("limits", Limits)
 SECURE = web.AppKey("secure", bool)
+LOGIN_HINT = web.AppKey("login hint", str)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 T = TypeVar("T")
 routes = web.RouteTableDef()
 
 
 def create_app(token: str, *, secure: bool = True, limits: Limits = Limits(), rules: Rules | None = None,
-               draft_lifetime: float = 3600.0, body_seconds: float = 120.0) -> web.Application:
+               draft_lifetime: float = 3600.0, body_seconds: float = 120.0, home: Handler | None = None,
+               login_hint: str = "printed by <code>confmerge serve</code> (or stored in its token file)") -> web.Application:
     """The whole server for ``token``; ``secure``: served over HTTPS (the session cookie is then Secure).
 
     ``body_seconds`` bounds the time a request body may take to arrive (408 past it), so a slow sender holds nothing.
+    ``home``: another home page (``clusterd``'s cluster); compare, merge and check are then at ``/tools``.
+    ``login_hint`` (HTML) says where the token is.
     """
     app = web.Application(middlewares=[problems, authenticate], client_max_size=limits.total_bytes)
     app[SESSIONS] = Sessions(token)
@@ -48,6 +52,10 @@ def create_app(token: str, *, secure: bool = True, limits: Limits = Limits(), ru
     app[LIMITS] = limits
     app[SECURE] = secure
     app[BODY_SECONDS] = body_seconds
+    app[LOGIN_HINT] = login_hint
+    app.router.add_get("/", home or tools)
+    if home is not None:
+        app.router.add_get("/tools", tools)
     app.add_routes(routes)
     app.on_response_prepare.append(_guard)
     return app
@@ -108,7 +116,7 @@ async def login_page(request: web.Request) -> web.StreamResponse:
     token = request.query.get("token")
     if token is not None:
         return _log_in(request, token, request.query.get("next", "/"))
-    return web.Response(text=views.login(), content_type="text/html")
+    return web.Response(text=views.login(hint=request.app[LOGIN_HINT]), content_type="text/html")
 
 
 @routes.post("/login")
@@ -121,7 +129,8 @@ async def login(request: web.Request) -> web.StreamResponse:
 def _log_in(request: web.Request, token: str, follow: str = "/") -> web.StreamResponse:
     sessions = request.app[SESSIONS]
     if not sessions.valid_token(token):
-        return web.Response(status=401, text=views.login("That token is not valid."), content_type="text/html")
+        return web.Response(status=401, text=views.login("That token is not valid.", request.app[LOGIN_HINT]),
+                            content_type="text/html")
     key, _ = sessions.open()
     # A browser drops tabs and newlines from a URL, so "/\t/host" would become "//host": nothing but visible ASCII.
     local = (follow.startswith("/") and not follow.startswith("//") and "\\" not in follow
@@ -143,8 +152,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
 # -- pages
 
 
-@routes.get("/")
-async def home(request: web.Request) -> web.StreamResponse:
+async def tools(request: web.Request) -> web.StreamResponse:
     return web.Response(text=views.home(_csrf(request) or ""), content_type="text/html")
 
 
