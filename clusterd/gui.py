@@ -35,7 +35,7 @@ from confmerge.web.app import _json_body
 from confmerge.web.auth import SESSIONS, Sessions
 from confmerge.web.errors import Problem
 
-from . import keys
+from . import gui_updates, keys
 from .check import check_peer
 from .links import LinkDown, reason
 from .sync import SyncState
@@ -50,7 +50,8 @@ MAX_STREAMS = 32
 """Live pages open at once (each holds a connection); past it, 429."""
 KEY_TIMEOUT = 10.0
 COMMAND_TIMEOUT = 90.0
-NAV = (("/throughput", "Throughput"), ("/cluster", "Cluster"), ("/tools", "Compare · Merge · Check"))
+NAV = (("/throughput", "Throughput"), ("/cluster", "Cluster"), ("/tools", "Compare · Merge · Check"),
+       ("/updates", "Software update"))
 SYNC_COLOURS = {SyncState.IN_SYNC: "ok", SyncState.CHANGES_PENDING: "warn", SyncState.AWAITING_INITIAL_SYNC: "wait",
                 SyncState.SYNCING: "busy", SyncState.SYNC_FAILED: "bad", SyncState.DISCONNECTED: "down"}
 routes = web.RouteTableDef()
@@ -474,3 +475,57 @@ async def _server_diff(request: web.Request) -> tuple[int, int, Any, str, str]:
     except ConfError as error:
         raise Problem(502, f"a backup is not valid: {error.diagnostics[0]}") from None
     return int(text), primary, result, target, cluster
+
+
+# ---------------------------------------------------------------------------
+# Software update (clusterd.updates; the page and its pure parts in clusterd.gui_updates)
+
+
+@routes.get("/updates")
+async def updates_page(request: web.Request) -> web.StreamResponse:
+    daemon = _daemon(request)
+    text = views.page(f"Software update · server {daemon.config.id}", gui_updates.page_body(daemon.updates.status()),
+                      _csrf(request), links=NAV, scripts=("/static/updates.js",))
+    return web.Response(text=text, content_type="text/html")
+
+
+@routes.get("/static/updates.js")
+async def updates_script(request: web.Request) -> web.StreamResponse:
+    text = resources.files("confmerge.web").joinpath("static/updates.js").read_text(encoding="utf-8")
+    return web.Response(text=text, content_type="application/javascript")
+
+
+@routes.get("/api/v1/updates")
+async def api_updates(request: web.Request) -> web.StreamResponse:
+    """``clusterd update status --json``; ``?html=1`` adds the page's section as HTML (``html``)."""
+    update = _daemon(request).updates.status()
+    if request.query.get("html"):
+        update = {**update, "html": gui_updates.section(update)}
+    return web.json_response(update)
+
+
+@routes.post("/api/v1/updates")
+async def api_update_start(request: web.Request) -> web.StreamResponse:
+    """``clusterd update PACKAGE``: 202 with the plan (the roll-out goes on in the cluster), or 200 for a dry run."""
+    daemon = _daemon(request)
+    wanted = gui_updates.start_request(await _json_body(request))
+    reply = await daemon.updates.local(wanted)
+    if not reply["ok"]:
+        raise gui_updates.refusal(reply)
+    plan = reply["plan"]
+    if wanted.dry_run:
+        return web.json_response({"dry_run": True, "plan": plan, "versions": reply["versions"],
+                                  "message": f"dry run: order {' → '.join(map(str, plan['order']))}; nothing done"})
+    _audit(request, f"software update {plan['id']}: {plan['package']['name']} version {plan['package']['version']}")
+    return web.json_response({"plan": plan, "message": f"roll-out {plan['id']} started"}, status=202)
+
+
+@routes.post("/api/v1/updates/{action:resume|abort}")
+async def api_update_action(request: web.Request) -> web.StreamResponse:
+    daemon = _daemon(request)
+    action = request.match_info["action"]
+    reply = await daemon.updates.local(gui_updates.action_request(action))
+    if not reply["ok"]:
+        raise gui_updates.refusal(reply)
+    _audit(request, f"software update {reply['plan']['id']}: {action}")
+    return web.json_response({"plan": reply["plan"], "message": f"roll-out {reply['plan']['id']}: {action}"})

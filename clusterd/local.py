@@ -216,6 +216,8 @@ class Supervised(Cluster):
         super().__init__(root, ids, **options)
         self.detection: float = options.get("heartbeat", 0.2) * options.get("missed", 3)
         self.restarts: dict[int, int] = {i: 0 for i in ids}
+        self.web: dict[int, str] = {}
+        """The web GUI's URL of servers whose cluster file names one (who adds ``web`` to it records it here)."""
         self._lock = threading.RLock()
         self._stopping = threading.Event()
         for i in ids:

@@ -392,7 +392,7 @@ class Updates:
             if request.action == "abort":
                 return await self._abort()
         except packages.PackageError as error:
-            return {"ok": False, "error": str(error)}
+            return {"ok": False, "error": str(error), "package": True}
         return {"ok": False, "error": f"unknown update action {request.action!r}"}
 
     async def _begin(self, path: Path, parallel: int, dry_run: bool) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from clusterd.lab.operators import Operator, Record, exchange, policies, seeded,
 from clusterd.lab.world import unified_backup
 from clusterd.package import PackageError, check_package, load, make
 
+from ..web.server import Client, Server
 from .harness import Supervised
 from .packages import UPDATE_SETTINGS, installs, make_package, sign, signing_key
 
@@ -31,14 +33,22 @@ pytestmark = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="sign
 def supervised(tmp_path: Path):
     made: list[Supervised] = []
 
-    def make_cluster(ids: list[int], extra: str = UPDATE_SETTINGS) -> Supervised:
+    def make_cluster(ids: list[int], extra: str = UPDATE_SETTINGS, web: tuple[int, ...] = ()) -> Supervised:
         cluster = Supervised(tmp_path / f"cluster{len(made)}", ids, extra=extra,
                              backups={i: seeded(unified_backup(i)) for i in ids})
         made.append(cluster)
         for i in ids:
             (cluster.dir(i) / "version").write_text("1.0\n")
+        for i in web:
+            with socket.socket() as probe:
+                probe.bind((cluster.address(i), 0))
+                port = probe.getsockname()[1]
+            with open(cluster.config(i), "a") as handle:
+                handle.write(f"web:\n  listen: {cluster.address(i)}:{port}\n")
+            cluster.web[i] = f"https://{cluster.address(i)}:{port}/"
         cluster.start_all()
-        cluster.wait("the cluster complete", lambda: cluster.complete() or None, 40)
+        cluster.wait("the cluster complete", lambda: cluster.complete() and all(
+            (cluster.dir(i) / "state" / "web-token").exists() for i in web) or None, 40)
         return cluster
 
     yield make_cluster
@@ -56,6 +66,13 @@ def status_data(cluster: Supervised, i: int, capsys: Any) -> dict[str, Any]:
     code, out, err = update(cluster, i, "status", "--json", capsys=capsys)
     assert code == 0, err
     return json.loads(out)
+
+
+def api(cluster: Supervised, i: int, bearer: bool = True) -> Client:
+    """Server i's web API (HTTPS, its certificate, its token)."""
+    state = cluster.dir(i) / "state"
+    return Client(Server(cluster.processes[i], cluster.web[i], (state / "web-token").read_text().strip(), state, [],
+                         state / "web-cert.pem"), bearer=bearer)
 
 
 def versions(cluster: Supervised) -> dict[int, str]:
@@ -198,22 +215,25 @@ def test_rolling_update_three_servers_checks_stops_at_a_failure_and_loses_no_edi
 
 
 def test_a_roll_out_survives_its_coordinator_and_is_resumed_from_another_server(supervised, tmp_path, capsys):
-    cluster = supervised([0, 1, 2, 3, 4])
+    cluster = supervised([0, 1, 2, 3, 4], web=(0, 1))
     package = make_package(tmp_path / "packages", "2.0", pause=0.5, like_systemd=True)
-    code, out, err = update(cluster, 0, str(package), "--detach", capsys=capsys)
-    assert code == 0 and "order: 4 -> 3 -> 2 -> 1 -> 0" in out, out + err
+    assert api(cluster, 0, bearer=False).request("POST", "/api/v1/updates", body={"package": str(package)}).status == 401
+    started = api(cluster, 0).request("POST", "/api/v1/updates", body={"package": str(package)})
+    assert started.status == 202 and started.json()["plan"]["order"] == [4, 3, 2, 1, 0], started.json()
     cluster.wait("server 3 installing", lambda: 3 in starts(cluster, "2.0") or None, 30)
     cluster.kill(0)  # the coordinator (and primary) dies for good, mid-way
     code, out, err = update(cluster, 2, str(package), capsys=capsys)
     assert code == 2 and "under way" in err, "one roll-out at a time"
 
     def interrupted() -> bool:
-        seen = cluster.status(1)
-        return bool(seen and any("interrupted" in w for w in seen["update"]["warnings"]))
+        seen = api(cluster, 1).request("GET", "/api/v1/updates").json()
+        return any("interrupted" in w for w in seen["warnings"])
 
     cluster.wait("the roll-out shown interrupted on server 1", interrupted, 20)
-    code, out, err = update(cluster, 1, "resume", "--detach", capsys=capsys)
-    assert code == 0, out + err
+    page = api(cluster, 1).request("GET", "/updates")
+    assert page.status == 200 and "interrupted" in page.text and 'id="update-start"' in page.text
+    resumed = api(cluster, 1).request("POST", "/api/v1/updates/resume")
+    assert resumed.status == 200 and resumed.json()["plan"]["coordinator"] == 1, resumed.json()
     code, out, err = update(cluster, 2, "resume", capsys=capsys)
     assert code == 2 and "coordinates roll-out" in err, "one coordinator at a time"
 
@@ -232,5 +252,5 @@ def test_a_roll_out_survives_its_coordinator_and_is_resumed_from_another_server(
     assert not list(cluster.root.glob("server*/state/updates/install-*.status")), \
         "no exit status written (the process group was killed): each daemon's restart counted as the end"
     cluster.kill(4)
-    code, out, err = update(cluster, 1, str(package), "--dry-run", capsys=capsys)
-    assert code == 2 and "server(s) 4 down" in err, "a roll-out starts with every server up"
+    refused = api(cluster, 1).request("POST", "/api/v1/updates", body={"package": str(package), "dry_run": True})
+    assert refused.status == 409 and "server(s) 4 down" in refused.json()["error"], "a roll-out starts with every server up"
