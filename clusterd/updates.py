@@ -21,8 +21,9 @@ The steps (``docs/clusterd.md``, "Updating the cluster"):
    files a restarted daemon reads;
 4. a server is done when its install exited 0 (or its daemon was restarted
    since the install began) and, seen twice a heartbeat interval apart from
-   the same daemon process, it reports the package's version and is in sync
-   (the old primary: and has its role back);
+   the same daemon process, it reports the package's version and has been in
+   sync (or held a generation the primary held since the install ended) (the
+   old primary: and has its role back);
 5. the first failure stops the roll-out: servers not started are not touched.
 """
 
@@ -374,7 +375,7 @@ class Updates:
         except OSError:
             tail = ""
         return {"state": state, "status": status, "tail": tail, "version": self.core.version,
-                "instance": self.instance, "restarted": restarted, "sync": self._own_sync()}
+                "instance": self.instance, "restarted": restarted, "sync": self._own_sync(), "head": self.core.head.id}
 
     def _own_sync(self) -> bool:
         return self.core.role() is not Role.JOINING and self.core.own_state() is SyncState.IN_SYNC
@@ -620,6 +621,10 @@ class Updates:
                 return False, f"server {server} could not be asked to install (down?)", ""
             await asyncio.sleep(timing.heartbeat)
         seen: str | None = None
+        caught: str | None = None
+        """The daemon instance seen in sync: in sync, or holding a head the primary held since the install ended
+        (operators editing meanwhile keep a server *changes pending* most of the time, caught up all the same)."""
+        primary_heads: set[str] = set()
         last: dict[str, Any] = {}
         while time.monotonic() < deadline:
             reply = await self._call(server, Installed(rid=0, rollout=plan.id))
@@ -631,7 +636,11 @@ class Updates:
                 if body["state"] == "exited" and body["status"] != 0:
                     return False, f"update-command exited with status {body['status']}", str(body["tail"])
                 ended = body["state"] == "exited" or (body["state"] == "running" and body["restarted"])
-                ready = (ended and body["version"] == plan.version and body["sync"]
+                if ended:
+                    primary_heads |= {self._primary_head()} - {""}
+                    if body["sync"] or body.get("head") in primary_heads:
+                        caught = body["instance"]
+                ready = (ended and body["version"] == plan.version and caught == body["instance"]
                          and self._up(server) and (server != plan.primary or self.core.membership.primary == server))
                 if ready and seen == body["instance"]:
                     return True, "", str(body["tail"])
@@ -644,6 +653,13 @@ class Updates:
                + (", not in sync" if last and not last.get("sync") else "")) if last else "does not answer"
         return False, (f"server {server} did not come back with version {plan.version} in sync within "
                        f"{self.core.config.update_timeout:.0f} s (it {now})"), str(last.get("tail", ""))
+
+    def _primary_head(self) -> str:
+        m = self.core.membership
+        if m.primary == self.me:
+            return self.core.head.id
+        view = m.peers.get(m.primary) if m.primary is not None else None
+        return view.head if view is not None and view.up else ""
 
     def _up(self, server: int) -> bool:
         return server == self.me or server in self.core.membership.up
