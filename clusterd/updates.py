@@ -36,6 +36,7 @@ import os
 import shutil
 import subprocess
 import time
+import typing
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -245,8 +246,8 @@ class Updates:
         timing = self.core.config.timing
         while self.core.role() is Role.JOINING and not self.core.closed:
             await asyncio.sleep(timing.heartbeat)
-        await self._take_up()
         while not self.core.closed:
+            await self._take_up()
             ended = {r for r in self._installs() if r not in self._accounted and self._exit_status(r) is not None}
             if ended:
                 self._accounted |= ended
@@ -254,9 +255,16 @@ class Updates:
             await asyncio.sleep(max(timing.heartbeat, 0.2))
 
     async def _take_up(self) -> None:
-        """After a start: the latest plan any up server keeps; coordinate it if it is this server's and under way."""
-        for found in await self._gather():
-            self.keep(found)
+        """After a start: coordinate a plan this server kept as its own, under way, once every up peer has answered
+        with nothing later (a server that resumed it meanwhile took it over: a later term)."""
+        plan = self.plan
+        if plan is None or plan.state not in ACTIVE or plan.coordinator != self.me or self.task is not None:
+            return
+        found = await self._gather(every=True)
+        if found is None:
+            return  # some up peer did not answer: asked again on the next round
+        for later in found:
+            self.keep(later)
         plan = self.plan
         if plan is not None and plan.state in ACTIVE and plan.coordinator == self.me and self.task is None:
             self.core.events.add(f"taking up roll-out {plan.id} of version {plan.version} again (this server "
@@ -437,16 +445,27 @@ class Updates:
         finally:
             temp.unlink(missing_ok=True)
 
-    async def _gather(self) -> list[Plan]:
-        """The plans every up peer keeps (one request each, answered or not within :data:`CALL_TIMEOUT`)."""
-        async def ask(peer: int) -> Plan | None:
+    @typing.overload
+    async def _gather(self) -> list[Plan]: ...
+
+    @typing.overload
+    async def _gather(self, every: bool) -> list[Plan] | None: ...
+
+    async def _gather(self, every: bool = False) -> list[Plan] | None:
+        """The plans the up peers keep (one request each, within :data:`CALL_TIMEOUT`); ``every``: None unless
+        every up peer answered."""
+        async def ask(peer: int) -> tuple[bool, Plan | None]:
             reply = await self._call(peer, Rollout(rid=0, record={}))
+            if reply is None or not reply.ok:
+                return False, None
             try:
-                return Plan.from_data(reply.body["record"]) if reply and reply.ok and reply.body.get("record") else None
+                return True, Plan.from_data(reply.body["record"]) if reply.body.get("record") else None
             except ValueError:
-                return None
-        plans = await asyncio.gather(*(ask(p) for p in self._up_peers()))
-        return sorted((p for p in plans if p is not None), key=lambda p: (p.started, p.key))
+                return True, None
+        answers = await asyncio.gather(*(ask(p) for p in self._up_peers()))
+        if every and not all(answered for answered, _ in answers):
+            return None
+        return sorted((p for _, p in answers if p is not None), key=lambda p: (p.started, p.key))
 
     async def _resume(self) -> dict[str, Any]:
         for found in await self._gather():
@@ -575,6 +594,10 @@ class Updates:
                     server = pending.pop(0)
                     if server == plan.order[-1] and running:
                         break  # the primary goes alone, after every other server
+                    for later in await self._gather():  # a server that took the plan over while this one was away
+                        self.keep(later)
+                    if self.plan is not None and self.plan.id == plan.id and self.plan.term > plan.term:
+                        return
                     step = plan.steps[server]
                     step.state, step.started = "installing", time.time()
                     if not self._changed(plan):
