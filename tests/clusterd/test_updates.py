@@ -34,7 +34,7 @@ def supervised(tmp_path: Path):
     made: list[Supervised] = []
 
     def make_cluster(ids: list[int], extra: str = UPDATE_SETTINGS, web: tuple[int, ...] = ()) -> Supervised:
-        cluster = Supervised(tmp_path / f"cluster{len(made)}", ids, extra=extra,
+        cluster = Supervised(tmp_path / f"cluster{len(made)}", ids, extra=extra, missed=5,
                              backups={i: seeded(unified_backup(i)) for i in ids})
         made.append(cluster)
         for i in ids:
@@ -48,7 +48,7 @@ def supervised(tmp_path: Path):
             cluster.web[i] = f"https://{cluster.address(i)}:{port}/"
         cluster.start_all()
         cluster.wait("the cluster complete", lambda: cluster.complete() and all(
-            (cluster.dir(i) / "state" / "web-token").exists() for i in web) or None, 40)
+            (cluster.dir(i) / "state" / "web-token").exists() for i in web) or None, 90)
         return cluster
 
     yield make_cluster
@@ -218,6 +218,10 @@ def test_a_roll_out_survives_its_coordinator_and_is_resumed_from_another_server(
     cluster = supervised([0, 1, 2, 3, 4], web=(0, 1))
     package = make_package(tmp_path / "packages", "2.0", pause=0.5, like_systemd=True)
     assert api(cluster, 0, bearer=False).request("POST", "/api/v1/updates", body={"package": str(package)}).status == 401
+    missing = api(cluster, 0).request("POST", "/api/v1/updates", body={"package": str(tmp_path / "nothing.tar")})
+    assert missing.status == 400 and "no package file" in missing.json()["error"]
+    dry = api(cluster, 0).request("POST", "/api/v1/updates", body={"package": str(package), "dry_run": True})
+    assert dry.status == 200 and dry.json()["plan"]["order"] == [4, 3, 2, 1, 0] and installs(cluster.root) == []
     started = api(cluster, 0).request("POST", "/api/v1/updates", body={"package": str(package)})
     assert started.status == 202 and started.json()["plan"]["order"] == [4, 3, 2, 1, 0], started.json()
     cluster.wait("server 3 installing", lambda: 3 in starts(cluster, "2.0") or None, 30)
@@ -234,6 +238,8 @@ def test_a_roll_out_survives_its_coordinator_and_is_resumed_from_another_server(
     assert page.status == 200 and "interrupted" in page.text and 'id="update-start"' in page.text
     resumed = api(cluster, 1).request("POST", "/api/v1/updates/resume")
     assert resumed.status == 200 and resumed.json()["plan"]["coordinator"] == 1, resumed.json()
+    assert any("web: software update" in line and "resume (by the API token" in line
+               for line in cluster.status(1)["events"]), "who resumed it, in the events"
     code, out, err = update(cluster, 2, "resume", capsys=capsys)
     assert code == 2 and "coordinates roll-out" in err, "one coordinator at a time"
 
@@ -241,11 +247,11 @@ def test_a_roll_out_survives_its_coordinator_and_is_resumed_from_another_server(
         seen = cluster.status(2)
         return {k: s["state"] for k, s in seen["update"]["rollout"]["steps"].items()} if seen else {}
 
-    cluster.wait("servers 4 to 1 updated", lambda: all(steps().get(k) == "done" for k in "4321") or None, 60)
+    cluster.wait("servers 4 to 1 updated", lambda: all(steps().get(k) == "done" for k in "4321") or None, 120)
     assert steps()["0"] in ("pending", "installing")
     cluster.start(0)  # back, still on the old version: it is updated last, and takes its role back
     cluster.wait("the roll-out done", lambda: (cluster.status(2) or {}).get("update", {}).get("rollout", {})
-                 .get("state") == "done" or None, 60)
+                 .get("state") == "done" or None, 120)
     assert versions(cluster) == {i: "2.0" for i in cluster.ids}
     assert starts(cluster, "2.0") == [4, 3, 2, 1, 0], "in order, and no server twice"
     cluster.wait("server 0 primary again", lambda: cluster.agreed_primary() == 0 or None, 20)
