@@ -139,15 +139,22 @@ class Primary:
     async def _merge(self, link: PeerLink, theirs: Generation, text: str, term: int) -> None:
         core = self.core
         ours = core.head
-        base = core.history.merge_base(ours.id, theirs.id)
-        base_text = core.history.text(base.id) if base is not None else None
-        if base is None:
-            base = self._base_named_by_peer(ours, theirs)
-            if base is not None:
-                reply = await link.request(Text(rid=0, id=base.id))
-                if reply.ok and isinstance(reply.body.get("text"), str):
-                    base_text = reply.body["text"]
-                    core.history.add(base, base_text)
+        nearest = core.history.common_ancestor(ours.id, theirs.id)
+        base_text = core.history.text(nearest.id) if nearest is not None else None
+        how = "three-way"
+        if nearest is not None and base_text is None:
+            reply = await link.request(Text(rid=0, id=nearest.id))
+            if reply.ok and isinstance(reply.body.get("text"), str):
+                base_text = reply.body["text"]
+                core.history.add(nearest, base_text)
+        if nearest is not None and base_text is None:
+            older = core.history.merge_base(ours.id, theirs.id)
+            if older is not None:
+                base_text = core.history.text(older.id)
+                how = (f"three-way against generation {older.number} ({older.short}), an older common ancestor: "
+                       f"the nearest, {nearest.number} ({nearest.short}), is kept nowhere reached")
+        if base_text is None:
+            how = "as a union (no merge base is kept anywhere reached)"
         live = core.live
         if live is None:
             raise SyncError(core.live_error or "the live backup is unreadable")
@@ -184,16 +191,9 @@ class Primary:
             await core.refresh_live(force=True)  # an operator's edit made meanwhile: recorded on the next tick
         elif written is not None:
             await core.refresh_live(known=(merged_live, written.stamp))
-        how = "three-way" if base_text is not None else "as a union (no merge base is kept anywhere reached)"
         core.events.add(f"merged generation {theirs.number} ({theirs.short}) of server {theirs.author} {how}: "
                         f"generation {merged.number} (epoch {merged.epoch}, {merged.short})"
                         + (f", {len(outcome.conflicts)} conflict(s)" if outcome.conflicts else ""))
-
-    def _base_named_by_peer(self, ours: Generation, theirs: Generation) -> Generation | None:
-        """A common ancestor known by metadata only (its text was pruned here): the peer may still keep it."""
-        mine = {g.id for g in self.core.history.ancestors(ours.id)}
-        common = [g for g in self.core.history.ancestors(theirs.id) if g.id in mine]
-        return max(common, key=lambda g: g.number) if common else None
 
     # -- distribute --------------------------------------------------------
 
