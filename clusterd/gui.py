@@ -238,9 +238,10 @@ async def diff_page(request: web.Request) -> web.StreamResponse:
     return web.Response(text=lines.replace("<main>", f"<main>{title}", 1), content_type="text/html")
 
 
-@routes.get("/static/cluster.js")
+@routes.get("/static/{name:cluster|updates}.js")
 async def script(request: web.Request) -> web.StreamResponse:
-    text = resources.files("confmerge.web").joinpath("static/cluster.js").read_text(encoding="utf-8")
+    name = request.match_info["name"]
+    text = resources.files("confmerge.web").joinpath(f"static/{name}.js").read_text(encoding="utf-8")
     return web.Response(text=text, content_type="application/javascript")
 
 
@@ -487,12 +488,6 @@ async def updates_page(request: web.Request) -> web.StreamResponse:
     text = views.page(f"Software update · server {daemon.config.id}", gui_updates.page_body(daemon.updates.status()),
                       _csrf(request), links=NAV, scripts=("/static/updates.js",))
     return web.Response(text=text, content_type="text/html")
-
-
-@routes.get("/static/updates.js")
-async def updates_script(request: web.Request) -> web.StreamResponse:
-    text = resources.files("confmerge.web").joinpath("static/updates.js").read_text(encoding="utf-8")
-    return web.Response(text=text, content_type="application/javascript")
 
 
 @routes.get("/api/v1/updates")

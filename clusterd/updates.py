@@ -467,12 +467,19 @@ class Updates:
             return None
         return sorted((p for _, p in answers if p is not None), key=lambda p: (p.started, p.key))
 
-    async def _resume(self) -> dict[str, Any]:
+    async def _under_way(self, what: str) -> Plan | dict[str, Any]:
+        """The latest plan any up server keeps, if it is under way; else the refusal to ``what`` it."""
         for found in await self._gather():
             self.keep(found)
         plan = self.plan
         if plan is None or plan.state not in ACTIVE:
-            return {"ok": False, "error": "no roll-out to resume" + (f" (the last one is {plan.state})" if plan else "")}
+            return {"ok": False, "error": f"no roll-out to {what}" + (f" (the last one is {plan.state})" if plan else "")}
+        return plan
+
+    async def _resume(self) -> dict[str, Any]:
+        plan = await self._under_way("resume")
+        if not isinstance(plan, Plan):
+            return plan
         if self.task is not None:
             return {"ok": False, "error": f"this server is coordinating roll-out {plan.id} already"}
         if plan.coordinator != self.me and plan.coordinator in self.core.membership.up:
@@ -485,11 +492,9 @@ class Updates:
         return {"ok": True, "plan": plan.as_data()}
 
     async def _abort(self) -> dict[str, Any]:
-        for found in await self._gather():
-            self.keep(found)
-        plan = self.plan
-        if plan is None or plan.state not in ACTIVE:
-            return {"ok": False, "error": "no roll-out under way" + (f" (the last one is {plan.state})" if plan else "")}
+        plan = await self._under_way("abort")
+        if not isinstance(plan, Plan):
+            return plan
         if self.task is not None:
             self.task.cancel()
             self.task = None
