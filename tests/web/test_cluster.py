@@ -238,7 +238,7 @@ def test_the_cluster_in_the_browser(web_cluster: WebCluster) -> None:
             expect(page.locator("#legend tr.legend-row")).to_have_count(1)
             expect(page.locator("#legend tr.legend-row")).to_contain_text("BQN 2")
             page.select_option("#range", "86400")
-            expect(page.locator("#chart .scale")).to_contain_text("per minute")
+            expect(page.locator("#chart .scale").first).to_contain_text("per minute")
 
             # Administration -> Cluster: sync states, what is never synced, check, add a server with its key
             page.click("header nav >> text=Cluster")
@@ -275,6 +275,7 @@ def test_the_cluster_in_the_browser(web_cluster: WebCluster) -> None:
             page.goto(server.url + "cluster")
             page.locator('#servers tr[data-id="3"] button.remove').click()
             page.click("#remove-3")
+            expect(page.locator("#result .done")).to_have_text("server 3 removed; its key is no longer trusted")
             expect(page.locator("#servers tr.server")).to_have_count(3)
             assert config_module.load(cluster.config(1)).peer(3) is None
 
@@ -289,6 +290,8 @@ def test_the_cluster_in_the_browser(web_cluster: WebCluster) -> None:
             assert page.evaluate("window.notReloaded") is True
             _shot(page, "cluster-failover")
             context.close()
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n{cluster.logs()}") from None
         finally:
             browser.close()
 
