@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import shutil
 import socket
 import ssl
@@ -123,6 +124,9 @@ def test_the_api_of_any_server_shows_the_whole_cluster_and_its_throughput(web_cl
         socket.create_connection(("127.0.0.1", web_cluster.ports[1]), timeout=5).close()
 
     cluster = one.request("GET", "/api/v1/cluster").json()
+    assert any(f"web GUI on {web_cluster.url(1)} (certificate SHA256:" in line for line in cluster["events"])
+    tools = one.request("GET", "/tools", headers={"Accept": "text/html"})
+    assert tools.status == 200 and 'id="compare-form"' in tools.text
     cli = json.loads(web_cluster.clusterd(1, "status", "--json").stdout)
     steady = ("server", "epoch", "primary", "state", "status", "generation")
     assert {k: cluster[k] for k in steady} == {k: cli[k] for k in steady}
@@ -152,6 +156,7 @@ def test_the_api_of_any_server_shows_the_whole_cluster_and_its_throughput(web_cl
     assert top.returncode == 0 and top.stdout.startswith("clusterd top: server 1, cluster ready, complete")
     assert [line[2:].split()[0] for line in top.stdout.splitlines()[2:]] == ["0", "1", "2"]
     assert "Mbit/s" in top.stdout.splitlines()[3]
+    _top_in_a_terminal(web_cluster)
 
     # the live stream: the cluster and the boxes, once a second
     server = web_cluster.server(1)
@@ -175,6 +180,7 @@ def test_the_api_of_any_server_shows_the_whole_cluster_and_its_throughput(web_cl
     assert one.request("POST", "/api/v1/peers", body={"id": 300, "address": "127.0.0.5"}).status == 400
     assert one.request("PUT", "/api/v1/self", body={"id": 0}).status == 409
     assert one.request("DELETE", "/api/v1/peers/7").status == 404
+    assert one.request("PUT", "/api/v1/self", body={"id": 7, "address": "127.0.0.2"}).status == 400
     refused = one.request("POST", "/api/v1/sync")
     assert refused.status == 409 and "not the primary" in refused.json()["error"]
     synced = web_cluster.client(0).request("POST", "/api/v1/sync")
@@ -295,13 +301,56 @@ def test_the_cluster_in_the_browser(web_cluster: WebCluster) -> None:
         finally:
             browser.close()
 
-    # Modify BQN ID (the API of server 2): the daemon restarts in place as server 5, its GUI with it
-    two = web_cluster.client(2)
-    changed = two.request("PUT", "/api/v1/self", body={"id": 5})
+    # Modify BQN ID in a session on server 2: the daemon restarts in place as server 5, its GUI with it, and the
+    # session stays logged in
+    two = web_cluster.client(2, bearer=False)
+    assert two.request("GET", f"/login?token={two.server.token}").status == 303
+    csrf = re.search(r'name="csrf-token" content="([^"]+)"', two.request("GET", "/").text)
+    assert csrf is not None
+    changed = two.request("PUT", "/api/v1/self", body={"id": 5}, headers={"X-CSRF-Token": csrf.group(1)})
     assert changed.status == 200 and changed.json()["restarting"] is True
     wait_for("server 2 to be server 5", lambda: _server_id(two) == 5, 30, 0.3)
     wait_for("server 1 to know server 5", lambda: 5 in [s["id"] for s in web_cluster.client(1).request(
         "GET", "/api/v1/cluster").json()["servers"]], 30, 0.3)
+
+
+def _top_in_a_terminal(web_cluster: WebCluster) -> None:
+    """``clusterd top`` on a terminal: refreshed every second until q, the terminal's mode put back."""
+    import os
+    import pty
+    import select
+    import termios
+
+    leader, follower = pty.openpty()
+    before = termios.tcgetattr(follower)
+    process = subprocess.Popen([sys.executable, "-m", "clusterd", "-c", str(web_cluster.cluster.config(1)), "top"],
+                               stdin=follower, stdout=follower, stderr=follower)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 30
+        while seen.count(b"clusterd top:") < 2 and time.monotonic() < deadline:
+            if select.select([leader], [], [], 1.0)[0]:
+                seen += os.read(leader, 65536)
+        assert seen.count(b"clusterd top:") >= 2, seen  # refreshed
+        os.write(leader, b"q")
+        assert process.wait(timeout=15) == 0
+        assert termios.tcgetattr(follower) == before
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+        os.close(leader)
+        os.close(follower)
+
+
+def test_a_web_port_in_use_stops_the_daemon_with_the_reason(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path, [0])
+    with socket.create_server((cluster.address(0), 0)) as taken:
+        port = taken.getsockname()[1]
+        cluster.config(0).write_text(cluster.config(0).read_text() + f"web:\n  listen: {cluster.address(0)}:{port}\n")
+        ran = subprocess.run(cluster.command(0), capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert ran.returncode == 2
+    assert f"(the web GUI on {cluster.address(0)}:{port})" in ran.stderr and "Traceback" not in ran.stderr
 
 
 def _server_id(client: Client) -> int | None:
