@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import asyncssh
 from aiohttp import web
@@ -36,12 +36,26 @@ from confmerge.web.auth import SESSIONS, Sessions
 from confmerge.web.errors import Problem
 
 from . import keys
+from .admin import Admin
 from .check import check_peer
+from .config import ClusterConfig
+from .core import Core
 from .links import LinkDown, reason
 from .sync import SyncState
+from .throughput import Board
 
-if TYPE_CHECKING:
-    from .daemon import Daemon
+
+class Daemon(Protocol):
+    """What the web application needs of the daemon that runs it (:class:`clusterd.daemon.Daemon`)."""
+
+    @property
+    def config(self) -> ClusterConfig: ...
+
+    core: Core
+    admin: Admin
+    board: Board
+    key: asyncssh.SSHKey
+    stopping: asyncio.Event
 
 log = logging.getLogger("clusterd")
 DAEMON: web.AppKey[Any] = web.AppKey("daemon")
@@ -58,7 +72,7 @@ _kept: dict[Path, Sessions] = {}
 """Sessions by token file, kept across the daemon's restart in place (set-id): a reload logs nobody out."""
 
 
-async def start_web(daemon: "Daemon") -> tuple[web.AppRunner, str]:
+async def start_web(daemon: Daemon) -> tuple[web.AppRunner, str]:
     """Listen on ``web.listen`` (HTTPS; the self-signed certificate made in the state directory when none is named)."""
     config = daemon.config
     settings = config.web
@@ -95,7 +109,7 @@ async def start_web(daemon: "Daemon") -> tuple[web.AppRunner, str]:
     return runner, url
 
 
-def _daemon(request: web.Request) -> "Daemon":
+def _daemon(request: web.Request) -> Daemon:
     daemon: Daemon = request.app[DAEMON]
     return daemon
 
@@ -122,7 +136,7 @@ def _audit(request: web.Request, what: str) -> None:
 # What the pages show, as data
 
 
-def visibility(daemon: "Daemon") -> dict[str, Any]:
+def visibility(daemon: Daemon) -> dict[str, Any]:
     """The live stream's object: the cluster (``clusterd status --json``) and each server's box beside it."""
     status = daemon.admin.status()
     boxes = {}
@@ -136,7 +150,7 @@ def visibility(daemon: "Daemon") -> dict[str, Any]:
     return {"time": int(time.time()), "cluster": status, "boxes": boxes}
 
 
-def server_sections(daemon: "Daemon") -> list[str]:
+def server_sections(daemon: Daemon) -> list[str]:
     """This server's server-specific sections: never synced, each server keeps its own."""
     live = daemon.core.live
     if live is None or live.config is None:
@@ -306,7 +320,7 @@ def _address(body: dict[str, Any], name: str) -> str:
         raise Problem(400, f"{name} must be an IP address, not {value!r}") from None
 
 
-def _used(daemon: "Daemon", server: int) -> None:
+def _used(daemon: Daemon, server: int) -> None:
     config = daemon.config
     holder = "this server" if server == config.id else (
         f"server {server} ({config.peer(server).address})" if config.peer(server) else None)  # type: ignore[union-attr]
@@ -325,7 +339,7 @@ class Ran:
         return lines[-1] if lines else f"exit status {self.status}"
 
 
-async def _clusterd(daemon: "Daemon", *args: str) -> Ran:
+async def _clusterd(daemon: Daemon, *args: str) -> Ran:
     """The ``clusterd`` command on this server's cluster file, as an operator would run it (its checks, its reload)."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "clusterd", "-c", str(daemon.config.path), *args,
@@ -340,7 +354,7 @@ async def _clusterd(daemon: "Daemon", *args: str) -> Ran:
     return Ran(process.returncode or 0, out.decode("utf-8", "replace"))
 
 
-def _lowest_warning(daemon: "Daemon", server: int) -> list[str]:
+def _lowest_warning(daemon: Daemon, server: int) -> list[str]:
     config = daemon.config
     lowest = min([config.id, *(p.id for p in config.peers)])
     if server < lowest:
