@@ -36,35 +36,18 @@ from confmerge.web.auth import SESSIONS, Sessions
 from confmerge.web.errors import Problem
 
 from . import keys
-from .admin import Admin
 from .check import check_peer
-from .config import ClusterConfig
-from .core import Core
 from .links import LinkDown, reason
 from .sync import SyncState
-from .throughput import Board
+from .gui_common import DAEMON, Daemon, audit, csrf_of, daemon_of, frame
 
-
-class Daemon(Protocol):
-    """What the web application needs of the daemon that runs it (:class:`clusterd.daemon.Daemon`)."""
-
-    @property
-    def config(self) -> ClusterConfig: ...
-
-    core: Core
-    admin: Admin
-    board: Board
-    key: asyncssh.SSHKey
-    stopping: asyncio.Event
 
 log = logging.getLogger("clusterd")
-DAEMON: web.AppKey[Any] = web.AppKey("daemon")
 STREAMS = web.AppKey("event streams", dict)
 MAX_STREAMS = 32
 """Live pages open at once (each holds a connection); past it, 429."""
 KEY_TIMEOUT = 10.0
 COMMAND_TIMEOUT = 90.0
-NAV = (("/throughput", "Throughput"), ("/cluster", "Cluster"), ("/tools", "Compare · Merge · Check"))
 SYNC_COLOURS = {SyncState.IN_SYNC: "ok", SyncState.CHANGES_PENDING: "warn", SyncState.AWAITING_INITIAL_SYNC: "wait",
                 SyncState.SYNCING: "busy", SyncState.SYNC_FAILED: "bad", SyncState.DISCONNECTED: "down"}
 routes = web.RouteTableDef()
@@ -96,6 +79,8 @@ async def start_web(daemon: Daemon) -> tuple[web.AppRunner, str]:
     app[DAEMON] = daemon
     app[STREAMS] = {"open": 0}
     app.add_routes(routes)
+    from .gui_changes import routes as backups
+    app.add_routes(backups)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=3.0)
     await runner.setup()
     try:
@@ -107,29 +92,6 @@ async def start_web(daemon: Daemon) -> tuple[web.AppRunner, str]:
     url = f"https://{host}:{settings.port}/"
     daemon.core.events.add(f"web GUI on {url} (certificate {tls.fingerprint(cert)}; token in {token_file})")
     return runner, url
-
-
-def _daemon(request: web.Request) -> Daemon:
-    daemon: Daemon = request.app[DAEMON]
-    return daemon
-
-
-def _csrf(request: web.Request) -> str:
-    session = request.get("session")
-    return session.csrf if session is not None else ""
-
-
-def _page(request: web.Request, title: str, body: str) -> web.Response:
-    daemon = _daemon(request)
-    text = views.page(f"{title} · server {daemon.config.id}", body, _csrf(request), links=NAV,
-                      scripts=("/static/cluster.js",))
-    return web.Response(text=text, content_type="text/html")
-
-
-def _audit(request: web.Request, what: str) -> None:
-    """Every change made through the GUI or API, in the daemon's events (status shows them) and its log."""
-    who = "a browser session" if request.get("session") is not None else "the API token"
-    _daemon(request).core.events.add(f"web: {what} (by {who} from {request.remote})")
 
 
 # ---------------------------------------------------------------------------
@@ -163,19 +125,19 @@ def server_sections(daemon: Daemon) -> list[str]:
 
 
 async def home(request: web.Request) -> web.StreamResponse:
-    daemon = _daemon(request)
+    daemon = daemon_of(request)
     body = (f'<section class="card cluster-head" id="cluster-head" data-this="{daemon.config.id}">'
             '<h1>Cluster: state <span id="cluster-state" class="state">…</span>, status '
             '<span id="cluster-status" class="state">…</span></h1>'
             f'<p class="muted">Logged in on server {daemon.config.id} ({views.e(daemon.config.address)}). '
             'Each box is a server; open one to go to its own GUI. <span id="live" class="live">connecting…</span></p>'
             '</section><div id="boxes" class="boxes"></div>')
-    return _page(request, "Home", body)
+    return frame(request, "Home", body)
 
 
 @routes.get("/throughput")
 async def throughput_page(request: web.Request) -> web.StreamResponse:
-    daemon = _daemon(request)
+    daemon = daemon_of(request)
     own = daemon.config.id
     ids = sorted([own, *(p.id for p in daemon.config.peers)])
     options = "".join(f'<option value="{i}">BQN {i}{" ★ (this server)" if i == own else ""}</option>' for i in ids)
@@ -188,12 +150,12 @@ async def throughput_page(request: web.Request) -> web.StreamResponse:
             'logged in on.</p>'
             '<svg id="chart" viewBox="0 0 1000 320" preserveAspectRatio="none" role="img" aria-label="throughput">'
             '</svg><table class="plain legend" id="legend"></table></section>')
-    return _page(request, "Throughput", body)
+    return frame(request, "Throughput", body)
 
 
 @routes.get("/cluster")
 async def cluster_page(request: web.Request) -> web.StreamResponse:
-    daemon = _daemon(request)
+    daemon = daemon_of(request)
     status = daemon.admin.status()
     config = daemon.config
     e = views.e
@@ -239,13 +201,13 @@ before it is trusted.</p><button type="submit" class="primary">Add</button></for
 keeps its own, the cluster never changes them.</p><ul class="sections" id="own-sections">{own_sections}</ul></section>
 </div>
 <section class="card"><h2>Events</h2><ul class="events">{events}</ul></section>'''
-    return _page(request, "Cluster", body)
+    return frame(request, "Cluster", body)
 
 
 @routes.get("/cluster/servers/{id}/diff")
 async def diff_page(request: web.Request) -> web.StreamResponse:
     server, primary, result, target, cluster = await _server_diff(request)
-    lines = views.compare(result, target.splitlines(), cluster.splitlines(), _csrf(request))
+    lines = views.compare(result, target.splitlines(), cluster.splitlines(), csrf_of(request))
     title = (f'<p class="card">Server {server}\'s cluster-wide sections against the cluster\'s configuration '
              f'(the primary, server {primary}): what syncing would change on server {server}.</p>')
     return web.Response(text=lines.replace("<main>", f"<main>{title}", 1), content_type="text/html")
@@ -263,7 +225,7 @@ async def script(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/api/v1/cluster")
 async def api_cluster(request: web.Request) -> web.StreamResponse:
-    return web.json_response(_daemon(request).admin.status())
+    return web.json_response(daemon_of(request).admin.status())
 
 
 @routes.get("/api/v1/throughput")
@@ -272,7 +234,7 @@ async def api_throughput(request: web.Request) -> web.StreamResponse:
     seconds = request.query.get("seconds", "3600")
     if not seconds.isdigit() or (server != "all" and not server.isdigit()):
         raise Problem(400, "give server=ID|all and seconds=N (a whole number)")
-    reply = _daemon(request).admin.throughput(None if server == "all" else int(server), int(seconds))
+    reply = daemon_of(request).admin.throughput(None if server == "all" else int(server), int(seconds))
     if not reply["ok"]:
         raise Problem(404 if "not in the cluster" in reply["error"] else 400, reply["error"])
     return web.json_response(reply["throughput"])
@@ -281,7 +243,7 @@ async def api_throughput(request: web.Request) -> web.StreamResponse:
 @routes.get("/api/v1/events")
 async def api_events(request: web.Request) -> web.StreamResponse:
     """Server-sent events: :func:`visibility` every second until the client leaves or the daemon stops."""
-    daemon = _daemon(request)
+    daemon = daemon_of(request)
     streams = request.app[STREAMS]
     if streams["open"] >= MAX_STREAMS:
         raise Problem(429, f"{MAX_STREAMS} live pages are open on this server; close one")
@@ -366,7 +328,7 @@ def _lowest_warning(daemon: Daemon, server: int) -> list[str]:
 @routes.post("/api/v1/peers")
 async def api_add_peer(request: web.Request) -> web.StreamResponse:
     """The "Add BQN to a cluster" dialog: without ``fingerprint``, the peer's key to confirm; with it, ``add-peer``."""
-    daemon = _daemon(request)
+    daemon = daemon_of(request)
     body = await _json_body(request)
     server = _int(body, "id", 0, 255)
     address = _address(body, "address")
@@ -390,7 +352,7 @@ async def api_add_peer(request: web.Request) -> web.StreamResponse:
                           "--fingerprint", fingerprint)
     if ran.status:
         raise Problem(409, ran.reason, output=ran.output)
-    _audit(request, f"added server {server} ({address}, SSH port {ssh_port}, key {fingerprint})")
+    audit(request, f"added server {server} ({address}, SSH port {ssh_port}, key {fingerprint})")
     own = keys.fingerprint(daemon.key)
     return web.json_response({
         "added": True, "id": server, "output": ran.output, "warnings": warnings,
@@ -400,21 +362,21 @@ async def api_add_peer(request: web.Request) -> web.StreamResponse:
 
 @routes.delete("/api/v1/peers/{id}")
 async def api_remove_peer(request: web.Request) -> web.StreamResponse:
-    daemon = _daemon(request)
+    daemon = daemon_of(request)
     text = request.match_info["id"]
     if not text.isdigit() or daemon.config.peer(int(text)) is None:
         raise Problem(404, f"server {text} is not a peer of this server")
     ran = await _clusterd(daemon, "remove-peer", text)
     if ran.status:
         raise Problem(409, ran.reason, output=ran.output)
-    _audit(request, f"removed server {text}")
+    audit(request, f"removed server {text}")
     return web.json_response({"removed": int(text), "output": ran.output})
 
 
 @routes.put("/api/v1/self")
 async def api_self(request: web.Request) -> web.StreamResponse:
     """``{"id": N}`` (Modify BQN ID) or ``{"address": A}``: one at a time, each restarts the daemon in place."""
-    daemon = _daemon(request)
+    daemon = daemon_of(request)
     body = await _json_body(request)
     if ("id" in body) == ("address" in body):
         raise Problem(400, 'give {"id": N} or {"address": A}, one at a time (each reloads the service)')
@@ -431,14 +393,14 @@ async def api_self(request: web.Request) -> web.StreamResponse:
         ran, what = await _clusterd(daemon, "set-self-address", address), f"this server's address -> {address}"
     if ran.status:
         raise Problem(409, ran.reason, output=ran.output)
-    _audit(request, what)
+    audit(request, what)
     return web.json_response({"changed": True, "output": ran.output, "restarting": True})
 
 
 @routes.post("/api/v1/cluster/check")
 async def api_check(request: web.Request) -> web.StreamResponse:
     """``clusterd check``: each probe of each peer (control port, key, logins, SSH, a transfer) and a verdict."""
-    daemon = _daemon(request)
+    daemon = daemon_of(request)
     body = await _json_body(request)
     peer = body.get("peer")
     peers = [p for p in daemon.config.peers if peer is None or p.id == peer]
@@ -453,10 +415,10 @@ async def api_check(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/api/v1/sync")
 async def api_sync(request: web.Request) -> web.StreamResponse:
-    reply = await _daemon(request).admin.force_sync()
+    reply = await daemon_of(request).admin.force_sync()
     if not reply["ok"]:
         raise Problem(409, str(reply["error"]))
-    _audit(request, f"sync now: generation {reply['generation']}")
+    audit(request, f"sync now: generation {reply['generation']}")
     return web.json_response({"generation": reply["generation"]})
 
 
@@ -469,7 +431,7 @@ async def api_server_diff(request: web.Request) -> web.StreamResponse:
 
 async def _server_diff(request: web.Request) -> tuple[int, int, Any, str, str]:
     """Server ``id``'s live backup against the primary's, cluster-wide sections only (``clusterd diff ID``)."""
-    daemon = _daemon(request)
+    daemon = daemon_of(request)
     text = request.match_info["id"]
     ids = [daemon.config.id, *(p.id for p in daemon.config.peers)]
     if not text.isdigit() or int(text) not in ids:
