@@ -131,6 +131,7 @@ async def home(request: web.Request) -> web.StreamResponse:
             '<span id="cluster-status" class="state">…</span></h1>'
             f'<p class="muted">Logged in on server {daemon.config.id} ({views.e(daemon.config.address)}). '
             'Each box is a server; open one to go to its own GUI. <span id="live" class="live">connecting…</span></p>'
+            '<p id="pending-banner" class="warn-note" role="alert" hidden></p>'
             '</section><div id="boxes" class="boxes"></div>')
     return frame(request, "Home", body)
 

@@ -46,7 +46,8 @@ async def backups_page(request: web.Request) -> web.StreamResponse:
     waiting = daemon.admin.status().get("pending")
     banner = ""
     if waiting:
-        banner = (f'<section class="card pending" id="pending" data-deadline="{waiting["deadline"]}">'
+        banner = (f'<section class="card pending" id="pending" data-deadline="{waiting["deadline"]}" '
+                  f'data-before="{e(waiting["before"] or "")}">'
                   f'<h2>The load of generation {waiting["number"]} is provisional</h2>'
                   f'<p>Unless confirmed, every server returns to generation {e(waiting["before_number"] or "?")} by '
                   f'itself at {e(when(waiting["deadline"]))} UTC: <b id="countdown">{int(waiting["left"])} s</b> left.</p>'

@@ -198,6 +198,87 @@ def test_the_api_of_any_server_shows_the_whole_cluster_and_its_throughput(web_cl
     assert one.request("GET", "/api/v1/servers/5/diff").status == 404
 
 
+def test_backups_load_confirm_restore_and_roll_back_in_the_browser(web_cluster: WebCluster, tmp_path: Path) -> None:
+    """Issue 17's web side, on a secondary (server 1): the primary makes every generation, every server gets it."""
+    if not CHROMIUM.exists():
+        pytest.skip("chromium is not installed (/usr/bin/chromium)")
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    expect = playwright_api.expect
+    expect.set_options(timeout=20_000)
+    cluster = web_cluster.cluster
+    one = web_cluster.client(1)
+    live = one.request("GET", "/api/v1/backup")
+    assert live.status == 200 and live.text == cluster.backup(1).read_text()
+    assert live.headers["Content-Disposition"] == 'attachment; filename="bqn.conf"'
+    before = one.request("GET", "/api/v1/generations").json()
+    assert before["generations"][0]["number"] == one.request("GET", "/api/v1/cluster").json()["generation"]["number"]
+    bad = one.request("POST", "/api/v1/loads", files={"file": [("bad.conf", b"hostname a\nntp\n  server 1.1.1.1\n server 2\n")]})
+    assert bad.status == 400 and bad.json()["diagnostics"][0]["file"] == "bad.conf"
+    assert one.request("GET", "/api/v1/generations").json()["generations"][0]["id"] == before["generations"][0]["id"]
+    assert one.request("POST", "/api/v1/rollbacks", body={}).status == 400
+    assert one.request("POST", "/api/v1/confirm").status == 409  # nothing is waiting
+    assert one.request("GET", "/api/v1/generations/zzzz").status == 404
+
+    upload = tmp_path / "bqn-new.conf"
+    upload.write_text(cluster.backup(1).read_text().replace("  server 162.159.200.1\n",
+                                                            "  server 162.159.200.1\n  server 192.0.2.200\n"))
+    everywhere = (lambda line, present: all((line in cluster.backup(i).read_text()) == present for i in (0, 1, 2)))
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            page = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 900},
+                                       accept_downloads=True).new_page()
+            server = web_cluster.server(1)
+            page.goto(f"{server.url}login?token={server.token}&next=/backups")
+            expect(page.locator("#history tr.generation").first).to_be_visible()
+            with page.expect_download() as download:
+                page.click("#save-live")
+            assert Path(download.value.path()).read_text() == cluster.backup(1).read_text()
+
+            page.set_input_files("#load-form input[name=file]", str(upload))
+            page.fill("#load-form input[name=confirm_minutes]", "5")
+            page.click("#load-form button[type=submit]")
+            expect(page.locator("#load-diff")).to_contain_text("192.0.2.200")
+            assert not any("192.0.2.200" in cluster.backup(i).read_text() for i in (0, 1, 2))  # nothing before confirming
+            page.click("#load-confirm")
+            expect(page.locator("#pending")).to_be_visible()  # the page reloads with the countdown
+            expect(page.locator("#countdown")).to_have_text(re.compile(r"^[45]:\d\d$"))
+            cluster.wait("the load on every server", lambda: everywhere("server 192.0.2.200", True), 30, 0.2)
+            expect(page.locator("#history tr.generation").first.locator(".how")).to_contain_text("load on server 1")
+            _shot(page, "cluster-backups", full=True)
+            page.click("#confirm-load")
+            expect(page.locator("#history tr.generation").first.locator(".how")).to_contain_text("confirm", timeout=30_000)
+            expect(page.locator("#pending")).to_have_count(0)
+
+            # restore the generation before the load: a new generation, on every server
+            target = page.locator(f'#history tr.generation[data-id="{before["generations"][0]["id"]}"]')
+            target.locator("button.restore").click()
+            cluster.wait("the restore on every server", lambda: everywhere("server 192.0.2.200", False), 30, 0.2)
+            expect(page.locator("#history tr.generation").first.locator(".how")).to_contain_text("rollback", timeout=30_000)
+
+            # the difference between two generations
+            page.locator("#history tr.generation").nth(1).locator("input[name=new]").check()
+            page.locator("#history tr.generation").nth(3).locator("input[name=old]").check()
+            page.click("#compare-generations")
+            expect(page.locator("main")).to_contain_text("192.0.2.200")
+
+            # another provisional load (through the API), rolled back from the countdown at once
+            loaded = one.request("POST", "/api/v1/loads", files={"file": [("bqn-new.conf", upload.read_bytes())]},
+                                 fields={"confirm_minutes": "5"})
+            assert loaded.status == 201 and loaded.json()["generation"]["deadline"]
+            cluster.wait("the second load on every server", lambda: everywhere("server 192.0.2.200", True), 30, 0.2)
+            page.goto(server.url)
+            expect(page.locator("#pending-banner")).to_contain_text("is provisional")
+            page.goto(server.url + "backups")
+            page.click("#rollback-now")
+            cluster.wait("the roll back on every server", lambda: everywhere("server 192.0.2.200", False), 30, 0.2)
+            expect(page.locator("#pending")).to_have_count(0, timeout=30_000)
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n{cluster.logs()}") from None
+        finally:
+            browser.close()
+
+
 def test_the_cluster_in_the_browser(web_cluster: WebCluster) -> None:
     if not CHROMIUM.exists():
         pytest.skip("chromium is not installed (/usr/bin/chromium)")
