@@ -557,6 +557,8 @@ def rollback(args: argparse.Namespace) -> int:
 
 def _demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep", type=Path, help="keep the demo's files in this directory")
+    p.add_argument("--web", action="store_true", help="keep the three servers running with the web GUI (HTTPS on "
+                   "127.0.0.1-3:8443, lo as the measured interface) until Ctrl-C, instead of the narration")
 
 
 @command("demo", "a three-server cluster on 127.0.0.1-3 from the fixtures: unify, edit, fail over, stop",
@@ -564,7 +566,7 @@ def _demo_arguments(p: argparse.ArgumentParser) -> None:
 def demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(args.keep)
+    return run_demo(args.keep, web=args.web)
 
 
 # -- common visibility (clusterd.throughput)
