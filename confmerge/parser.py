@@ -87,6 +87,8 @@ class _Builder:
         self.file = file
         self.diagnostics: list[Diagnostic] = []
         self.single: dict[Kind, Identity] = {}
+        self.repeats: list[tuple[Node, Node, RawLine, str]] = []
+        """Repeated entries (first, repeat, its line, the warning): judged once their blocks are read."""
 
     def identity(self, kind: Kind, values: tuple[Hashable, ...]) -> Identity:
         if kind.single:
@@ -135,13 +137,29 @@ class _Builder:
             elif node.kind is not None and node.kind.single:
                 self.report("error", raw, None, f"'{node.kind.keyword}' given twice in one block (first at line {first.line})")
             elif first.words == node.words:
-                self.report("warning", raw, None, f"'{node.text.strip(' ')}' repeated (first at line {first.line}); it counts once")
+                self.repeats.append((first, node, raw, f"'{node.text.strip(' ')}' repeated (first at line {first.line}); "
+                                                       "it counts once"))
             elif node.kind is not None and node.kind is first.kind and node.values == first.values:
-                self.report("warning", raw, None, f"'{node.text.strip(' ')}' is equal in normal form to line {first.line} "
-                                                  f"({node.identity}); it counts once: the first counts")
+                self.repeats.append((first, node, raw, f"'{node.text.strip(' ')}' is equal in normal form to line "
+                                                       f"{first.line} ({node.identity}); it counts once: the first counts"))
             else:
                 self.report("error", raw, None, f"'{node.identity}' given twice with different values (first at line {first.line})")
         parent.children.append(node)
+
+    def judge_repeats(self) -> None:
+        """A repeat counts once only if its block adds nothing: a different block would be dropped, so it is an error."""
+        for first, node, raw, warning in self.repeats:
+            if node.children and _content(node) != _content(first):
+                self.report("error", raw, None, f"'{node.identity}' given twice with different blocks (first at line "
+                                                f"{first.line}); write one block")
+            else:
+                self.report("warning", raw, None, warning)
+
+
+def _content(node: Node) -> tuple[Hashable, ...]:
+    """What a block says, in normal form and in order (nesting is bounded, so recursion is safe)."""
+    own: Hashable = node.values if node.kind is not None else node.words
+    return (node.identity, own, tuple(_content(child) for child in node.entries))
 
 
 
@@ -196,6 +214,7 @@ def _parse(text: str, file: str, rules: Rules | None) -> Config:
         builder.add(parent, node, raw)
         previous = node
         too_deep = False
+    builder.judge_repeats()
     diagnostics = sorted(errors + builder.diagnostics, key=lambda d: (d.line, d.column))
     diagnostics = [d.at(file) for d in diagnostics]
     if any(d.severity == "error" for d in diagnostics):

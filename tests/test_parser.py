@@ -235,6 +235,20 @@ def test_entries_equal_in_normal_form_are_a_repeat_not_a_conflict():
     assert len(list(config.section("ntp").entries)) == 1
 
 
+def test_a_repeated_entry_with_a_different_block_is_an_error_not_a_dropped_block():
+    head = "rest-api\n  user admin\n    role admin\n"
+    with pytest.raises(ConfError) as raised:
+        parse(head + "  user admin\n    role read-only\n", "u.conf")
+    [error] = raised.value.diagnostics
+    assert (error.severity, error.line, error.column) == ("error", 4, 3)
+    assert "'user admin' given twice with different blocks (first at line 2)" in error.message
+    for same in ("  user admin\n    role admin\n", "  user admin\n"):
+        config = parse(head + same, "u.conf")
+        [warning] = config.warnings
+        assert (warning.severity, warning.line) == ("warning", 4)
+        assert "counts once" in warning.message
+
+
 def test_a_quoted_first_word_is_a_word_not_two_keywords():
     config = parse('"policy rate" plan\n  downlink 10M\n"hostname x" a\n')
     assert config.warnings == ()
