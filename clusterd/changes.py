@@ -416,9 +416,11 @@ class Changes:
                 raise ChangeError(f"generation {target.number}'s text is no longer kept (the last {KEEP} are)")
             waiting = self.pending()
             returning = waiting is not None and not core.history.contains(waiting.load.id, target.id)
-            notes: dict[str, Any] = {"how": "rollback", "of": target.id, "on": on}
+            kept = {g.id for g in core.history.ancestors(target.id)}
+            undone = [g.id for g in core.history.ancestors(head.id) if g.id not in kept]
+            notes: dict[str, Any] = {"how": "rollback", "of": target.id, "on": on, "returned": undone}
             if waiting is not None and returning:
-                notes |= {"ends": waiting.load.id, "returned": [g.id for g in (*waiting.edits, waiting.load)]}
+                notes["ends"] = waiting.load.id
             generation = await self._make(text, target.digest, None, **notes)
         message = (f"rolled back to generation {target.number}'s configuration as generation {generation.number}"
                    + (f"; the provisional load of generation {waiting.load.number} is returned with it"

@@ -70,7 +70,7 @@ class Generation:
     on: int = -1
     """The server the operator's command ran on (a load, confirm or rollback asked of the primary)."""
     returned: tuple[str, ...] = ()
-    """An expiry's (or a rollback's): the generations made on top of the load that went with it."""
+    """What an expiry or a rollback took back: the load and what was made on top of it; the generations after the one restored."""
     summary: str = ""
     """What changed from the first parent, in one line (sections added, removed, changed)."""
 

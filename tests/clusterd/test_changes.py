@@ -15,7 +15,11 @@ import pytest
 
 from clusterd.changes import ChangeError, back, entries, pending, resolve
 from clusterd.cli import main
+from clusterd.client import ask
+from clusterd.config import load as load_config
 from clusterd.history import Generation, History
+from clusterd.lab.checker import lost, returned
+from clusterd.lab.operators import Record, exchange, policies, with_policy
 
 from .test_consistency import unified
 from .test_sync import V2, sections
@@ -45,6 +49,27 @@ def history(cluster, i, capsys) -> list[dict]:
     code, out, _ = clusterd(cluster, i, capsys, "history", "--json")
     assert code == 0
     return json.loads(out)
+
+
+def operate(cluster, record: Record, server: int, key: str) -> str:
+    """An operator's edit as the fault lab makes it (a lab policy, swapped in), recorded; its line returned."""
+    path = cluster.backup(server)
+    text = path.read_text()
+    value = record.value()
+    new = with_policy(text, key, value)
+    record.add(server, exchange(path, new), new, {key})
+    return f"policy rate {key}\n  downlink {value}k\n  uplink 1M\n"
+
+
+def judged(cluster, record: Record) -> tuple[list[str], list[str]]:
+    """The fault lab's verdict on every edit (each acknowledged: the test waited for it on the primary and its
+    own server): lost with the history's report of what rollbacks and expiries took back, and lost without it."""
+    config = load_config(cluster.config(0))
+    report = ask(config, {"type": "generations"})["generations"]
+    reported = returned(report, lambda g: ask(config, {"type": "show", "ref": g}).get("text"))
+    acked = {edit.number: edit.at for edit in record.edits}
+    final = policies(cluster.backup(0).read_text())
+    return lost(record, acked, final, [], reported), lost(record, acked, final, [])
 
 
 def everywhere(cluster, ids, texts: dict[int, str]):
@@ -124,7 +149,9 @@ def test_a_provisional_load_expires_by_itself_with_the_edits_on_top_and_a_confir
         cluster_factory, tmp_path, capsys):
     cluster = unified(cluster_factory)
     ids = (0, 1, 2)
+    record = Record()
     before = {i: cluster_text(cluster, i) for i in ids}
+    digests = {i: cluster.digest(i) for i in ids}
     own_before = {i: own(cluster, i) for i in ids}
     start = history(cluster, 0, capsys)
     loaded = tmp_path / "loaded.conf"
@@ -141,18 +168,20 @@ def test_a_provisional_load_expires_by_itself_with_the_edits_on_top_and_a_confir
     assert all(cluster_text(cluster, i) == before[i] for i in ids)
 
     # provisional, asked on a secondary; an edit made on another secondary on top of it
-    code, out, _ = clusterd(cluster, 2, capsys, "load", str(loaded), "--confirm", "0.12")
+    code, out, _ = clusterd(cluster, 2, capsys, "load", str(loaded), "--confirm", "0.15")
     assert code == 0 and "provisional" in out and "by the primary, server 0" in out, out
-    cluster.wait("the load everywhere", lambda: all("downlink 7M" in cluster.backup(i).read_text() for i in ids), 10)
+    cluster.wait("the load pending everywhere", lambda: all((cluster.status(i) or {}).get("pending") for i in ids), 10)
+    assert all("downlink 7M" in cluster.backup(i).read_text() for i in ids)
     status = cluster.status(1)
-    assert status["pending"] is not None and 0 < status["pending"]["left"] <= 7.2, status["pending"]
+    assert status["pending"] is not None and 0 < status["pending"]["left"] <= 9, status["pending"]
     code, out, _ = clusterd(cluster, 1, capsys, "status")
     assert "provisional: the load of generation" in out and "unless confirmed (clusterd confirm)" in out, out
     code, _, err = clusterd(cluster, 0, capsys, "load", str(loaded))
     assert code == 2 and "is still provisional" in err, err
-    cluster.edit(1, "  server 1.1.1.1\n", "  server 1.1.1.1\n  server 9.9.9.9\n")
-    cluster.wait("the edit on the primary", lambda: "server 9.9.9.9" in cluster.backup(0).read_text(), 10)
-    cluster.wait("every server back", lambda: everywhere(cluster, ids, before), 30)
+    on_top = operate(cluster, record, 1, "lab-on-top")
+    cluster.wait("the edit on the primary", lambda: on_top in cluster.backup(0).read_text(), 10)
+    cluster.wait("every server back (in normal form: blank lines between the sections added and removed may "
+                 "differ)", lambda: all(cluster.digest(i) == digests[i] for i in ids) or None, 30)
     for i in ids:
         assert own(cluster, i) == own_before[i], f"server {i}'s own sections untouched"
         assert cluster.status(i)["pending"] is None
@@ -169,8 +198,8 @@ def test_a_provisional_load_expires_by_itself_with_the_edits_on_top_and_a_confir
     assert code == 0
     cluster.wait("the second load everywhere", lambda: all("downlink 7M" in cluster.backup(i).read_text()
                                                            for i in ids), 10)
-    cluster.edit(2, "  server 1.1.1.1\n", "  server 1.1.1.1\n  server 9.9.9.9\n")
-    cluster.wait("the edit on the primary", lambda: "server 9.9.9.9" in cluster.backup(0).read_text(), 10)
+    confirmed = operate(cluster, record, 2, "lab-confirmed")
+    cluster.wait("the edit on the primary", lambda: confirmed in cluster.backup(0).read_text(), 10)
     code, out, _ = clusterd(cluster, 1, capsys, "confirm")
     assert code == 0 and "is confirmed" in out, out
     code, _, err = clusterd(cluster, 2, capsys, "confirm")
@@ -178,19 +207,19 @@ def test_a_provisional_load_expires_by_itself_with_the_edits_on_top_and_a_confir
     deadline = next(e for e in history(cluster, 2, capsys) if e["made"] == "load")["deadline"]
     time.sleep(max(0.0, deadline - time.time()) + 1.0)
     cluster.wait("complete", lambda: cluster.complete() or None, 10)
-    assert all("downlink 7M" in cluster_text(cluster, i) and "9.9.9.9" in cluster_text(cluster, i) for i in ids)
+    assert all("downlink 7M" in cluster_text(cluster, i) and confirmed in cluster_text(cluster, i) for i in ids)
     entries = history(cluster, 2, capsys)
     assert [e["made"] for e in entries[:3]] == ["confirm", "edit", "load"] and entries[2]["state"] == "confirmed"
 
     # show, diff and the text history name the same generations
     code, out, _ = clusterd(cluster, 1, capsys, "show", str(entries[2]["number"]))
-    assert code == 0 and out == cluster_part(parse(LOADED, "loaded")), "the generation's text: the file's cluster part"
+    assert code == 0 and out == cluster_part(parse(loaded.read_text(), "loaded")), "the file's cluster part"
     code, out, _ = clusterd(cluster, 1, capsys, "diff", str(start[0]["number"]), entries[0]["id"][:10],
                             "--format", "json")
     data = json.loads(out)
     assert code == 1 and data["scope"] == "cluster"
     assert {(c["section"], c["op"]) for c in data["changes"]} == {
-        ("policy rate sw-updates-peak", "changed"), ("policy rate gold", "added"), ("dns", "added")}
+        ("policy rate sw-updates-peak", "changed"), ("policy rate gold", "added"), ("policy rate lab-confirmed", "added")}
     code, out, _ = clusterd(cluster, 0, capsys, "history")
     assert re.search(rf"\n +{entries[2]['number']} .* load on server 0, to confirm by .*\[confirmed\]: "
                      r"added policy rate gold; changed policy rate sw-updates-peak", out), out
@@ -208,7 +237,7 @@ def test_a_provisional_load_expires_by_itself_with_the_edits_on_top_and_a_confir
     # a secondary asks the primary for a text it does not keep
     (cluster.dir(1) / "state" / "sync" / "history" / f"{entries[2]['id']}.conf").unlink()
     code, out, _ = clusterd(cluster, 1, capsys, "show", entries[2]["id"][:8])
-    assert code == 0 and out == cluster_part(parse(LOADED, "loaded"))
+    assert code == 0 and out == cluster_part(parse(loaded.read_text(), "loaded"))
 
     # a rollback to before a provisional load returns the load with it
     code, out, _ = clusterd(cluster, 1, capsys, "load", str(loaded), "--confirm", "10")
@@ -218,6 +247,11 @@ def test_a_provisional_load_expires_by_itself_with_the_edits_on_top_and_a_confir
     cluster.wait("every server back again", lambda: everywhere(cluster, ids, before), 20)
     newest, load, *_ = history(cluster, 2, capsys)
     assert newest["ends"] == load["id"] and load["state"] == "returned" and cluster.status(2)["pending"] is None
+
+    # the fault lab's judgement: nothing acknowledged lost but what the operator's own rollbacks took back, reported
+    with_report, without = judged(cluster, record)
+    assert with_report == [] and len(without) == 2, without
+    assert "lab-on-top" in without[0] and "lab-confirmed" in without[1]
 
 
 def test_the_deadline_outlives_the_primary_and_a_rollback_returns_a_merge(cluster_factory, tmp_path, capsys):
@@ -229,7 +263,7 @@ def test_the_deadline_outlives_the_primary_and_a_rollback_returns_a_merge(cluste
     loaded.write_text(LOADED)
     code, out, _ = clusterd(cluster, 1, capsys, "load", str(loaded), "--confirm", "0.15")
     assert code == 0, out
-    cluster.wait("the load everywhere", lambda: all("downlink 7M" in cluster.backup(i).read_text() for i in ids), 10)
+    cluster.wait("the load pending everywhere", lambda: all((cluster.status(i) or {}).get("pending") for i in ids), 10)
     cluster.kill(0)
     cluster.wait("server 1 primary", lambda: cluster.agreed_primary() == 1 or None, 10)
     assert cluster.status(1)["pending"]["left"] > 0, "the new primary knows the deadline"
@@ -248,23 +282,26 @@ def test_the_deadline_outlives_the_primary_and_a_rollback_returns_a_merge(cluste
     # a merge on heal: an edit made on server 2 while it was down, another on the primary meanwhile
     cluster.wait("server 0 primary again", lambda: cluster.agreed_primary() == 0 and cluster.complete() or None, 20)
     cluster.kill(2)
-    cluster.edit(2, "  server 1.1.1.1\n", "  server 1.1.1.1\n  server 9.9.9.9\n")
-    cluster.edit(0, "  server 216.229.0.50\n", "  server 216.229.0.50\n  server 10.1.1.1\n")
+    record = Record()
+    two = operate(cluster, record, 2, "lab-two")
+    zero = operate(cluster, record, 0, "lab-zero")
     cluster.wait("the primary recorded its edit", lambda: cluster.status(0)["generation"]["digest"] == cluster.digest(0)
                  or None, 10)
     cluster.start(2)
-    cluster.wait("both edits everywhere", lambda: all("9.9.9.9" in cluster_text(cluster, i) and
-                                                      "10.1.1.1" in cluster_text(cluster, i) for i in ids)
+    cluster.wait("both edits everywhere", lambda: all(two in cluster_text(cluster, i) and
+                                                      zero in cluster_text(cluster, i) for i in ids)
                  and cluster.complete() or None, 30)
     merge = history(cluster, 1, capsys)[0]
     assert merge["made"] == "merge" and merge["how"].startswith("merge on heal of server 2's generation")
     code, out, _ = clusterd(cluster, 2, capsys, "rollback", "1")
     assert code == 0 and "rolled back to generation" in out, out
-    cluster.wait("the merge returned everywhere", lambda: all("9.9.9.9" not in cluster_text(cluster, i) and
-                                                              "10.1.1.1" in cluster_text(cluster, i) for i in ids)
+    cluster.wait("the merge returned everywhere", lambda: all(two not in cluster_text(cluster, i) and
+                                                              zero in cluster_text(cluster, i) for i in ids)
                  and cluster.complete() or None, 20)
     rollback, kept, *_ = history(cluster, 0, capsys)
     assert rollback["made"] == "rollback" and rollback["of"] == merge["parents"][0] and rollback["on"] == 2
     assert kept["id"] == merge["id"], "nothing in the history is rewritten"
+    with_report, without = judged(cluster, record)
+    assert with_report == [] and len(without) == 1 and "lab-two" in without[0], without
     for i in ids:
         assert own(cluster, i) == own_before[i]
