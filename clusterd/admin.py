@@ -1,4 +1,4 @@
-"""The local socket ``state-dir/clusterd.sock`` (mode 0600): ``status``, ``reload``, ``sync`` and ``diff`` for the CLI."""
+"""The local socket ``state-dir/clusterd.sock`` (mode 0600): ``status``, ``reload``, ``sync``, ``diff`` and the safe changes for the CLI."""
 
 from __future__ import annotations
 
@@ -9,11 +9,14 @@ from typing import Any, Callable
 
 from confmerge import ConfError
 
+from .changes import Changes
 from .core import Core
 from .links import LinkDown, PeerLink
 from .membership import Role
 from .primary import Primary
-from .protocol import MAX_FRAME, BadMessage, Diff, Fetch, Message, Reload, Status, Sync, Throughput, read_frame
+from .protocol import MAX_FRAME, BadMessage, Diff, Fetch, Message, Reload, Status, Sync, read_frame
+from .protocol import Compare, Confirm, Generations, Load, Rollback, Show
+from .protocol import Throughput
 from .protocol import Update
 from .status import status
 from .throughput import DAY_MINUTES, Board
@@ -26,10 +29,11 @@ READ_TIMEOUT = 10.0
 
 class Admin:
     def __init__(self, core: Core, primary: Primary, links: dict[int, PeerLink],
-                 reload: Callable[[], dict[str, Any]], board: Board | None = None,
-                 updates: Updates | None = None) -> None:
+                 reload: Callable[[], dict[str, Any]], changes: Changes | None = None,
+                 board: Board | None = None, updates: Updates | None = None) -> None:
         self.updates = updates
         self.core = core
+        self.changes = changes
         self.board = board or Board(core.config.id)
         self.primary = primary
         self.links = links
@@ -80,6 +84,8 @@ class Admin:
             return await self.force_sync()
         if isinstance(request, Diff):
             return await self.cluster_diff(request.peer)
+        if isinstance(request, (Generations, Show, Compare, Load, Confirm, Rollback)) and self.changes is not None:
+            return await self.changes.local(request)
         if isinstance(request, Throughput):
             return self.throughput(request.server, request.seconds)
         return {"ok": False, "error": f"{request.type} is not a local request"}

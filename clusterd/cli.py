@@ -168,6 +168,14 @@ def render_status(data: dict[str, Any]) -> list[str]:
                      + (f" ({reason})" if reason else ""))
     lines.append("  *: this server.  DIGEST: a server's cluster-wide configuration in normal form (in sync: the "
                  "generation's)")
+    if data.get("pending"):
+        from .changes import span, when
+
+        waiting = data["pending"]
+        lines.append(f"provisional: the load of generation {waiting['number']} (on server {waiting['on']}) is returned "
+                     f"at {when(waiting['deadline'])} UTC (in {span(waiting['left'])}) unless confirmed (clusterd "
+                     "confirm)" + (f"; {len(waiting['edits'])} generation(s) made on top go with it"
+                                   if waiting["edits"] else ""))
     for c in data["conflicts"][-5:]:
         lines.append(f"conflict from server {c['from']}: {c['section']}"
                      f"{' / ' + c['statement'] if c['statement'] else ''}: kept {c['chosen']!r}, not {c['edit']!r}")
@@ -402,13 +410,22 @@ def check(args: argparse.Namespace) -> int:
 
 
 def _diff_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("peer", type=int, nargs="?", help="one server's id (default: every secondary)")
+    p.add_argument("targets", nargs="*", metavar="ID | G1 G2",
+                   help="one server's id (default: every secondary), or two generations (number or id prefix)")
+    p.add_argument("--format", choices=["text", "json", "yaml"], default="text",
+                   help="of a diff between two generations (default text)")
 
 
-@command("diff", "what each server's cluster-wide sections would gain or lose from the cluster's configuration",
-         _diff_arguments)
+@command("diff", "what each server's cluster-wide sections would gain or lose from the cluster's configuration; "
+         "with G1 G2, what changed between two generations", _diff_arguments)
 def diff(args: argparse.Namespace) -> int:
-    reply = ask(_config(args), {"type": "diff", "peer": args.peer})
+    if len(args.targets) == 2:
+        return _generation_diff(args)
+    if len(args.targets) > 2 or (args.targets and not args.targets[0].isdigit()):
+        raise Trouble("give one server's id, or two generations (clusterd diff G1 G2)")
+    if args.format != "text":
+        raise Trouble("--format is for a diff between two generations (clusterd diff G1 G2)")
+    reply = ask(_config(args), {"type": "diff", "peer": int(args.targets[0]) if args.targets else None})
     if not reply.get("ok"):
         raise Trouble(str(reply.get("error")))
     found = 0
@@ -428,8 +445,120 @@ def sync(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------------------
+# Safe changes: history, show, load, confirm, rollback (clusterd/changes.py does them in the daemon)
+
+
+def _changes(args: argparse.Namespace, request: dict[str, Any], timeout: float = 180.0) -> dict[str, Any]:
+    reply = ask(_config(args), request, timeout=timeout)
+    if not reply.get("ok"):
+        raise Trouble(str(reply.get("error")))
+    return reply
+
+
+def _history_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+@command("history", "the cluster's generations, newest first: when, by whom, how made, what changed",
+         _history_arguments)
+def history(args: argparse.Namespace) -> int:
+    from .changes import when
+
+    reply = _changes(args, {"type": "generations"})
+    if args.json:
+        json.dump(reply["generations"], sys.stdout, indent=2)
+        print()
+        return EXIT_OK
+    print(f"  {'GEN':>4}  {'TIME (UTC)':<19}  {'BY':>3}  {'ID':<12}  HOW: WHAT CHANGED")
+    for entry in reply["generations"]:
+        state = f" [{entry['state']}]" if entry["state"] else ""
+        kept = "" if entry["kept"] else " (text not kept here)"
+        line = (f"  {entry['number']:>4}  {when(entry['time']):<19}  {entry['author']:>3}  {entry['id'][:12]:<12}  "
+                f"{entry['how']}{state}: {entry['summary'] or '-'}{kept}")
+        print(printable(line, one_line=True))
+    return EXIT_OK
+
+
+def _show_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("generation", metavar="G", help="a generation's number (as clusterd history shows it) or id prefix")
+
+
+@command("show", "a generation's cluster-wide text", _show_arguments)
+def show(args: argparse.Namespace) -> int:
+    reply = _changes(args, {"type": "show", "ref": args.generation})
+    sys.stdout.write(reply["text"])
+    return EXIT_OK
+
+
+def _generation_diff(args: argparse.Namespace) -> int:
+    from confmerge import dump
+
+    reply = _changes(args, {"type": "compare", "old": args.targets[0], "new": args.targets[1]})
+    if args.format == "text":
+        sys.stdout.write(reply["text"])
+    else:
+        dump(reply["diff"], args.format)
+    return EXIT_FOUND if reply["differences"] else EXIT_OK
+
+
+def _load_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", type=Path, help="a backup whose cluster-wide sections become the cluster's")
+    p.add_argument("--confirm", type=float, metavar="MINUTES", help="provisional: returned by itself unless "
+                   "clusterd confirm runs (on any server) within MINUTES (fractional: 0.5 is 30 s)")
+    p.add_argument("--dry-run", action="store_true", help="check the file and show the diff; change nothing")
+
+
+@command("load", "check a backup, show the cluster-scope diff, and make its cluster-wide sections the cluster's",
+         _load_arguments)
+def load(args: argparse.Namespace) -> int:
+    from confmerge import ConfError, parse, read_text, validate
+
+    name = str(args.file)
+    text = read_text(args.file)
+    problems = validate(parse(text, name))
+    if problems:
+        raise ConfError(problems)
+    reply = _changes(args, {"type": "load", "text": text, "name": name, "confirm": args.confirm,
+                            "dry_run": args.dry_run})
+    sys.stdout.write("".join(printable(line, one_line=True) + "\n" for line in reply["text"].splitlines()))
+    generation = reply["generation"]
+    if args.dry_run:
+        print("dry run: nothing loaded")
+    elif generation is None:
+        print("the cluster has this configuration already; nothing loaded")
+    else:
+        print(f"loaded as generation {generation['number']} ({generation['id'][:12]}) by the primary, server "
+              f"{reply['primary']}; on its way to every server (clusterd status shows it arrive)")
+        if generation.get("deadline"):
+            from .changes import when
+            print(f"provisional: unless clusterd confirm runs on any server by {when(generation['deadline'])} UTC, "
+                  "every server returns to the configuration before the load")
+    return EXIT_OK
+
+
+@command("confirm", "keep the provisional load (clusterd load --confirm); on any server")
+def confirm(args: argparse.Namespace) -> int:
+    print(_changes(args, {"type": "confirm"})["message"])
+    return EXIT_OK
+
+
+def _rollback_arguments(p: argparse.ArgumentParser) -> None:
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("steps", type=int, nargs="?", metavar="N", help="N generations back (along the primary's side)")
+    which.add_argument("--to", metavar="G", help="a generation's number or id prefix")
+
+
+@command("rollback", "a new generation with an older one's configuration; the history keeps both", _rollback_arguments)
+def rollback(args: argparse.Namespace) -> int:
+    print(_changes(args, {"type": "rollback", "steps": args.steps, "to": args.to})["message"])
+    return EXIT_OK
+
+
 def _demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep", type=Path, help="keep the demo's files in this directory")
+    p.add_argument("--web", action="store_true", help="keep the three servers running with the web GUI (HTTPS on "
+                   "127.0.0.1-3:8443, lo as the measured interface) until Ctrl-C, instead of the narration")
 
 
 @command("demo", "a three-server cluster on 127.0.0.1-3 from the fixtures: unify, edit, fail over, stop",
@@ -437,7 +566,7 @@ def _demo_arguments(p: argparse.ArgumentParser) -> None:
 def demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(args.keep)
+    return run_demo(args.keep, web=args.web)
 
 
 # -- common visibility (clusterd.throughput)

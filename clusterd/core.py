@@ -24,9 +24,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
-from confmerge import ConfError, Conflict, write_atomic
+from confmerge import Config, ConfError, Conflict, write_atomic
 
-from . import apply
+from . import apply, describe
 from .config import ClusterConfig
 from .faults import StateFaults
 from .history import NONE, Generation, History
@@ -92,6 +92,8 @@ class Core:
         self.applying = apply.pending(self.history) is not None
         """True while a generation is being applied, from the start if an apply was interrupted (:meth:`recover`)."""
         self.apply_error: str | None = None
+        self._edit_summary: tuple[str, str, str] = ("", "", "")
+        """(head id, digest of the backup, what its edit changed from the head): made in a thread, used when recorded."""
         self._awake_at = now
         self.revalidating = False
         self.version = ""
@@ -125,9 +127,17 @@ class Core:
         self.nudge()
         return True
 
-    def make_generation(self, parents: list[Generation], text: str, digest: str, epoch: int | None = None) -> Generation:
-        return Generation.make([p for p in parents if p is not NONE and p.id], self.config.id,
-                               self.membership.epoch if epoch is None else epoch, round(time.time(), 3), text, digest)
+    def make_generation(self, parents: list[Generation], text: str, digest: str, epoch: int | None = None,
+                        tree: Config | None = None, **notes: Any) -> Generation:
+        """A generation made here; its summary is what changed from the first parent (``tree``: ``text`` parsed, or more)."""
+        parents = [p for p in parents if p is not NONE and p.id]
+        if tree is not None:
+            describe.remember(text, tree)
+        if "summary" not in notes:
+            before = self.history.text(parents[0].id) if parents else None
+            notes["summary"] = describe.summarize(before, tree or text) if before is not None or not parents else ""
+        return Generation.make(parents, self.config.id, self.membership.epoch if epoch is None else epoch,
+                               round(time.time(), 3), text, digest, **notes)
 
     def record_edit(self, force: bool = False) -> Generation | None:
         """A change to the live backup's cluster-wide content becomes a generation on the head; None if none.
@@ -142,7 +152,10 @@ class Core:
             return None
         if self.head is NONE and self.role() is not Role.PRIMARY:
             return None
-        generation = self.make_generation([self.head], live.cluster, live.digest)
+        known = self._edit_summary
+        summary: dict[str, Any] = {"summary": known[2]} if known[:2] == (self.head.id, live.digest) else {}
+        generation = self.make_generation([self.head], live.cluster, live.digest, tree=live.config, how="edit",
+                                          **summary)
         if not self.hold(generation, live.cluster):
             return None
         if self.membership.primary == self.config.id:
@@ -195,6 +208,14 @@ class Core:
             if self.live is None or live.digest != self.live.digest:
                 self.nudge()
             self.live, self.live_error = live, None
+            await self._summarize_edit(live)
+
+    async def _summarize_edit(self, live: Snapshot) -> None:
+        """What an edit in the backup changed from the head, worked out in a thread (parsing can take seconds)."""
+        head, text = self.head, self.head_text()
+        if live.digest != head.digest and text is not None and live.config is not None:
+            summary = await asyncio.to_thread(describe.summarize, text, live.config)
+            self._edit_summary = (head.id, live.digest, summary)
 
     def _live_problem(self, text: str) -> None:
         if text != self.live_error:

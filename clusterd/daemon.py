@@ -29,6 +29,7 @@ from confmerge import ConfError
 from . import config as config_module
 from . import keys, sshserver
 from .admin import Admin
+from .changes import Changes
 from .config import ClusterConfig
 from .core import Core
 from .links import LinkDown, PeerLink
@@ -37,6 +38,7 @@ from .primary import Primary
 from .protocol import (
     Apply, BadMessage, Fetch, Head, Heartbeat, OversizedFrame, Probe, Reply, Request, Text, encode, from_data, read_frame,
 )
+from .protocol import Confirm, Load, Rollback
 from .protocol import Visibility
 from .protocol import Install, Installed, PackageArrived, Rollout
 from .secondary import Secondary
@@ -93,9 +95,11 @@ class Daemon:
         self.core = Core(config, self.nudge)
         self.primary = Primary(self.core, self.links, self.spawn)
         self.secondary = Secondary(self.core)
+        self.changes = Changes(self.core, self.primary, self.links, self.spawn)
         self.board = Board(config.id)
         self.updates = Updates(self.core, self.links, self.spawn)
-        self.admin = Admin(self.core, self.primary, self.links, self.reload, self.board, self.updates)
+        self.admin = Admin(self.core, self.primary, self.links, self.reload, self.changes, board=self.board,
+                           updates=self.updates)
         self.web_url = ""
         """The URL of this server's web GUI ("" while it serves none)."""
         self.incoming: dict[int, object] = {}
@@ -209,6 +213,7 @@ class Daemon:
                             core.record_edit()
                     if core.role() is Role.PRIMARY and not core.revalidating:
                         self.primary.tick()
+                        self.changes.tick()
             except Exception:  # a bug here must not stop heartbeats; it is logged with its traceback
                 log.exception("tick failed")
             await asyncio.sleep(min(self.config.timing.heartbeat / 2, 0.1))
@@ -251,7 +256,8 @@ class Daemon:
                         log.warning("server %d sent a heartbeat as server %d; dropped", peer_id, message.id)
                     elif awake:
                         self.core.observe(message)
-                elif isinstance(message, (Apply, Head, Text, Fetch, Probe, PackageArrived, Install, Installed, Rollout)):
+                elif isinstance(message, (Apply, Head, Text, Fetch, Probe, Load, Confirm, Rollback,
+                                          PackageArrived, Install, Installed, Rollout)):
                     self.spawn(self._answer(message, peer_id, process.stdout))
                 elif isinstance(message, Visibility):
                     if message.id == peer_id:
@@ -268,7 +274,9 @@ class Daemon:
 
     async def _answer(self, message: Request, peer_id: int, out: asyncssh.SSHWriter) -> None:
         try:
-            if isinstance(message, (PackageArrived, Install, Installed, Rollout)):
+            if isinstance(message, (Load, Confirm, Rollback)):
+                reply = await self.changes.answer(message, peer_id)
+            elif isinstance(message, (PackageArrived, Install, Installed, Rollout)):
                 reply = await self.updates.answer(message, peer_id)
             else:
                 reply = await self.secondary.answer(message, peer_id)

@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import asyncssh
 from aiohttp import web
@@ -35,23 +35,19 @@ from confmerge.web.app import _json_body
 from confmerge.web.auth import SESSIONS, Sessions
 from confmerge.web.errors import Problem
 
-from . import gui_updates, keys
+from . import keys
 from .check import check_peer
 from .links import LinkDown, reason
 from .sync import SyncState
+from .gui_common import DAEMON, Daemon, audit, csrf_of, daemon_of, frame
 
-if TYPE_CHECKING:
-    from .daemon import Daemon
 
 log = logging.getLogger("clusterd")
-DAEMON: web.AppKey[Any] = web.AppKey("daemon")
 STREAMS = web.AppKey("event streams", dict)
 MAX_STREAMS = 32
 """Live pages open at once (each holds a connection); past it, 429."""
 KEY_TIMEOUT = 10.0
 COMMAND_TIMEOUT = 90.0
-NAV = (("/throughput", "Throughput"), ("/cluster", "Cluster"), ("/tools", "Compare · Merge · Check"),
-       ("/updates", "Software update"))
 SYNC_COLOURS = {SyncState.IN_SYNC: "ok", SyncState.CHANGES_PENDING: "warn", SyncState.AWAITING_INITIAL_SYNC: "wait",
                 SyncState.SYNCING: "busy", SyncState.SYNC_FAILED: "bad", SyncState.DISCONNECTED: "down"}
 routes = web.RouteTableDef()
@@ -59,7 +55,7 @@ _kept: dict[Path, Sessions] = {}
 """Sessions by token file, kept across the daemon's restart in place (set-id): a reload logs nobody out."""
 
 
-async def start_web(daemon: "Daemon") -> tuple[web.AppRunner, str]:
+async def start_web(daemon: Daemon) -> tuple[web.AppRunner, str]:
     """Listen on ``web.listen`` (HTTPS; the self-signed certificate made in the state directory when none is named)."""
     config = daemon.config
     settings = config.web
@@ -83,6 +79,10 @@ async def start_web(daemon: "Daemon") -> tuple[web.AppRunner, str]:
     app[DAEMON] = daemon
     app[STREAMS] = {"open": 0}
     app.add_routes(routes)
+    from .gui_changes import routes as backups
+    app.add_routes(backups)
+    from .gui_updates import routes as updates
+    app.add_routes(updates)
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=3.0)
     await runner.setup()
     try:
@@ -96,34 +96,11 @@ async def start_web(daemon: "Daemon") -> tuple[web.AppRunner, str]:
     return runner, url
 
 
-def _daemon(request: web.Request) -> "Daemon":
-    daemon: Daemon = request.app[DAEMON]
-    return daemon
-
-
-def _csrf(request: web.Request) -> str:
-    session = request.get("session")
-    return session.csrf if session is not None else ""
-
-
-def _page(request: web.Request, title: str, body: str) -> web.Response:
-    daemon = _daemon(request)
-    text = views.page(f"{title} · server {daemon.config.id}", body, _csrf(request), links=NAV,
-                      scripts=("/static/cluster.js",))
-    return web.Response(text=text, content_type="text/html")
-
-
-def _audit(request: web.Request, what: str) -> None:
-    """Every change made through the GUI or API, in the daemon's events (status shows them) and its log."""
-    who = "a browser session" if request.get("session") is not None else "the API token"
-    _daemon(request).core.events.add(f"web: {what} (by {who} from {request.remote})")
-
-
 # ---------------------------------------------------------------------------
 # What the pages show, as data
 
 
-def visibility(daemon: "Daemon") -> dict[str, Any]:
+def visibility(daemon: Daemon) -> dict[str, Any]:
     """The live stream's object: the cluster (``clusterd status --json``) and each server's box beside it."""
     status = daemon.admin.status()
     boxes = {}
@@ -137,7 +114,7 @@ def visibility(daemon: "Daemon") -> dict[str, Any]:
     return {"time": int(time.time()), "cluster": status, "boxes": boxes}
 
 
-def server_sections(daemon: "Daemon") -> list[str]:
+def server_sections(daemon: Daemon) -> list[str]:
     """This server's server-specific sections: never synced, each server keeps its own."""
     live = daemon.core.live
     if live is None or live.config is None:
@@ -150,19 +127,20 @@ def server_sections(daemon: "Daemon") -> list[str]:
 
 
 async def home(request: web.Request) -> web.StreamResponse:
-    daemon = _daemon(request)
+    daemon = daemon_of(request)
     body = (f'<section class="card cluster-head" id="cluster-head" data-this="{daemon.config.id}">'
             '<h1>Cluster: state <span id="cluster-state" class="state">…</span>, status '
             '<span id="cluster-status" class="state">…</span></h1>'
             f'<p class="muted">Logged in on server {daemon.config.id} ({views.e(daemon.config.address)}). '
             'Each box is a server; open one to go to its own GUI. <span id="live" class="live">connecting…</span></p>'
+            '<p id="pending-banner" class="warn-note" role="alert" hidden></p>'
             '</section><div id="boxes" class="boxes"></div>')
-    return _page(request, "Home", body)
+    return frame(request, "Home", body)
 
 
 @routes.get("/throughput")
 async def throughput_page(request: web.Request) -> web.StreamResponse:
-    daemon = _daemon(request)
+    daemon = daemon_of(request)
     own = daemon.config.id
     ids = sorted([own, *(p.id for p in daemon.config.peers)])
     options = "".join(f'<option value="{i}">BQN {i}{" ★ (this server)" if i == own else ""}</option>' for i in ids)
@@ -175,12 +153,12 @@ async def throughput_page(request: web.Request) -> web.StreamResponse:
             'logged in on.</p>'
             '<svg id="chart" viewBox="0 0 1000 320" preserveAspectRatio="none" role="img" aria-label="throughput">'
             '</svg><table class="plain legend" id="legend"></table></section>')
-    return _page(request, "Throughput", body)
+    return frame(request, "Throughput", body)
 
 
 @routes.get("/cluster")
 async def cluster_page(request: web.Request) -> web.StreamResponse:
-    daemon = _daemon(request)
+    daemon = daemon_of(request)
     status = daemon.admin.status()
     config = daemon.config
     e = views.e
@@ -226,13 +204,13 @@ before it is trusted.</p><button type="submit" class="primary">Add</button></for
 keeps its own, the cluster never changes them.</p><ul class="sections" id="own-sections">{own_sections}</ul></section>
 </div>
 <section class="card"><h2>Events</h2><ul class="events">{events}</ul></section>'''
-    return _page(request, "Cluster", body)
+    return frame(request, "Cluster", body)
 
 
 @routes.get("/cluster/servers/{id}/diff")
 async def diff_page(request: web.Request) -> web.StreamResponse:
     server, primary, result, target, cluster = await _server_diff(request)
-    lines = views.compare(result, target.splitlines(), cluster.splitlines(), _csrf(request))
+    lines = views.compare(result, target.splitlines(), cluster.splitlines(), csrf_of(request))
     title = (f'<p class="card">Server {server}\'s cluster-wide sections against the cluster\'s configuration '
              f'(the primary, server {primary}): what syncing would change on server {server}.</p>')
     return web.Response(text=lines.replace("<main>", f"<main>{title}", 1), content_type="text/html")
@@ -251,7 +229,7 @@ async def script(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/api/v1/cluster")
 async def api_cluster(request: web.Request) -> web.StreamResponse:
-    return web.json_response(_daemon(request).admin.status())
+    return web.json_response(daemon_of(request).admin.status())
 
 
 @routes.get("/api/v1/throughput")
@@ -260,7 +238,7 @@ async def api_throughput(request: web.Request) -> web.StreamResponse:
     seconds = request.query.get("seconds", "3600")
     if not seconds.isdigit() or (server != "all" and not server.isdigit()):
         raise Problem(400, "give server=ID|all and seconds=N (a whole number)")
-    reply = _daemon(request).admin.throughput(None if server == "all" else int(server), int(seconds))
+    reply = daemon_of(request).admin.throughput(None if server == "all" else int(server), int(seconds))
     if not reply["ok"]:
         raise Problem(404 if "not in the cluster" in reply["error"] else 400, reply["error"])
     return web.json_response(reply["throughput"])
@@ -269,7 +247,7 @@ async def api_throughput(request: web.Request) -> web.StreamResponse:
 @routes.get("/api/v1/events")
 async def api_events(request: web.Request) -> web.StreamResponse:
     """Server-sent events: :func:`visibility` every second until the client leaves or the daemon stops."""
-    daemon = _daemon(request)
+    daemon = daemon_of(request)
     streams = request.app[STREAMS]
     if streams["open"] >= MAX_STREAMS:
         raise Problem(429, f"{MAX_STREAMS} live pages are open on this server; close one")
@@ -308,7 +286,7 @@ def _address(body: dict[str, Any], name: str) -> str:
         raise Problem(400, f"{name} must be an IP address, not {value!r}") from None
 
 
-def _used(daemon: "Daemon", server: int) -> None:
+def _used(daemon: Daemon, server: int) -> None:
     config = daemon.config
     holder = "this server" if server == config.id else (
         f"server {server} ({config.peer(server).address})" if config.peer(server) else None)  # type: ignore[union-attr]
@@ -327,7 +305,7 @@ class Ran:
         return lines[-1] if lines else f"exit status {self.status}"
 
 
-async def _clusterd(daemon: "Daemon", *args: str) -> Ran:
+async def _clusterd(daemon: Daemon, *args: str) -> Ran:
     """The ``clusterd`` command on this server's cluster file, as an operator would run it (its checks, its reload)."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "clusterd", "-c", str(daemon.config.path), *args,
@@ -342,7 +320,7 @@ async def _clusterd(daemon: "Daemon", *args: str) -> Ran:
     return Ran(process.returncode or 0, out.decode("utf-8", "replace"))
 
 
-def _lowest_warning(daemon: "Daemon", server: int) -> list[str]:
+def _lowest_warning(daemon: Daemon, server: int) -> list[str]:
     config = daemon.config
     lowest = min([config.id, *(p.id for p in config.peers)])
     if server < lowest:
@@ -354,7 +332,7 @@ def _lowest_warning(daemon: "Daemon", server: int) -> list[str]:
 @routes.post("/api/v1/peers")
 async def api_add_peer(request: web.Request) -> web.StreamResponse:
     """The "Add BQN to a cluster" dialog: without ``fingerprint``, the peer's key to confirm; with it, ``add-peer``."""
-    daemon = _daemon(request)
+    daemon = daemon_of(request)
     body = await _json_body(request)
     server = _int(body, "id", 0, 255)
     address = _address(body, "address")
@@ -378,7 +356,7 @@ async def api_add_peer(request: web.Request) -> web.StreamResponse:
                           "--fingerprint", fingerprint)
     if ran.status:
         raise Problem(409, ran.reason, output=ran.output)
-    _audit(request, f"added server {server} ({address}, SSH port {ssh_port}, key {fingerprint})")
+    audit(request, f"added server {server} ({address}, SSH port {ssh_port}, key {fingerprint})")
     own = keys.fingerprint(daemon.key)
     return web.json_response({
         "added": True, "id": server, "output": ran.output, "warnings": warnings,
@@ -388,21 +366,21 @@ async def api_add_peer(request: web.Request) -> web.StreamResponse:
 
 @routes.delete("/api/v1/peers/{id}")
 async def api_remove_peer(request: web.Request) -> web.StreamResponse:
-    daemon = _daemon(request)
+    daemon = daemon_of(request)
     text = request.match_info["id"]
     if not text.isdigit() or daemon.config.peer(int(text)) is None:
         raise Problem(404, f"server {text} is not a peer of this server")
     ran = await _clusterd(daemon, "remove-peer", text)
     if ran.status:
         raise Problem(409, ran.reason, output=ran.output)
-    _audit(request, f"removed server {text}")
+    audit(request, f"removed server {text}")
     return web.json_response({"removed": int(text), "output": ran.output})
 
 
 @routes.put("/api/v1/self")
 async def api_self(request: web.Request) -> web.StreamResponse:
     """``{"id": N}`` (Modify BQN ID) or ``{"address": A}``: one at a time, each restarts the daemon in place."""
-    daemon = _daemon(request)
+    daemon = daemon_of(request)
     body = await _json_body(request)
     if ("id" in body) == ("address" in body):
         raise Problem(400, 'give {"id": N} or {"address": A}, one at a time (each reloads the service)')
@@ -419,14 +397,14 @@ async def api_self(request: web.Request) -> web.StreamResponse:
         ran, what = await _clusterd(daemon, "set-self-address", address), f"this server's address -> {address}"
     if ran.status:
         raise Problem(409, ran.reason, output=ran.output)
-    _audit(request, what)
+    audit(request, what)
     return web.json_response({"changed": True, "output": ran.output, "restarting": True})
 
 
 @routes.post("/api/v1/cluster/check")
 async def api_check(request: web.Request) -> web.StreamResponse:
     """``clusterd check``: each probe of each peer (control port, key, logins, SSH, a transfer) and a verdict."""
-    daemon = _daemon(request)
+    daemon = daemon_of(request)
     body = await _json_body(request)
     peer = body.get("peer")
     peers = [p for p in daemon.config.peers if peer is None or p.id == peer]
@@ -441,10 +419,10 @@ async def api_check(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/api/v1/sync")
 async def api_sync(request: web.Request) -> web.StreamResponse:
-    reply = await _daemon(request).admin.force_sync()
+    reply = await daemon_of(request).admin.force_sync()
     if not reply["ok"]:
         raise Problem(409, str(reply["error"]))
-    _audit(request, f"sync now: generation {reply['generation']}")
+    audit(request, f"sync now: generation {reply['generation']}")
     return web.json_response({"generation": reply["generation"]})
 
 
@@ -457,7 +435,7 @@ async def api_server_diff(request: web.Request) -> web.StreamResponse:
 
 async def _server_diff(request: web.Request) -> tuple[int, int, Any, str, str]:
     """Server ``id``'s live backup against the primary's, cluster-wide sections only (``clusterd diff ID``)."""
-    daemon = _daemon(request)
+    daemon = daemon_of(request)
     text = request.match_info["id"]
     ids = [daemon.config.id, *(p.id for p in daemon.config.peers)]
     if not text.isdigit() or int(text) not in ids:
@@ -476,51 +454,3 @@ async def _server_diff(request: web.Request) -> tuple[int, int, Any, str, str]:
     except ConfError as error:
         raise Problem(502, f"a backup is not valid: {error.diagnostics[0]}") from None
     return int(text), primary, result, target, cluster
-
-
-# ---------------------------------------------------------------------------
-# Software update (clusterd.updates; the page and its pure parts in clusterd.gui_updates)
-
-
-@routes.get("/updates")
-async def updates_page(request: web.Request) -> web.StreamResponse:
-    daemon = _daemon(request)
-    text = views.page(f"Software update · server {daemon.config.id}", gui_updates.page_body(daemon.updates.status()),
-                      _csrf(request), links=NAV, scripts=("/static/updates.js",))
-    return web.Response(text=text, content_type="text/html")
-
-
-@routes.get("/api/v1/updates")
-async def api_updates(request: web.Request) -> web.StreamResponse:
-    """``clusterd update status --json``; ``?html=1`` adds the page's section as HTML (``html``)."""
-    update = _daemon(request).updates.status()
-    if request.query.get("html"):
-        update = {**update, "html": gui_updates.section(update)}
-    return web.json_response(update)
-
-
-@routes.post("/api/v1/updates")
-async def api_update_start(request: web.Request) -> web.StreamResponse:
-    """``clusterd update PACKAGE``: 202 with the plan (the roll-out goes on in the cluster), or 200 for a dry run."""
-    daemon = _daemon(request)
-    wanted = gui_updates.start_request(await _json_body(request))
-    reply = await daemon.updates.local(wanted)
-    if not reply["ok"]:
-        raise gui_updates.refusal(reply)
-    plan = reply["plan"]
-    if wanted.dry_run:
-        return web.json_response({"dry_run": True, "plan": plan, "versions": reply["versions"],
-                                  "message": f"dry run: order {' → '.join(map(str, plan['order']))}; nothing done"})
-    _audit(request, f"software update {plan['id']}: {plan['package']['name']} version {plan['package']['version']}")
-    return web.json_response({"plan": plan, "message": f"roll-out {plan['id']} started"}, status=202)
-
-
-@routes.post("/api/v1/updates/{action:resume|abort}")
-async def api_update_action(request: web.Request) -> web.StreamResponse:
-    daemon = _daemon(request)
-    action = request.match_info["action"]
-    reply = await daemon.updates.local(gui_updates.action_request(action))
-    if not reply["ok"]:
-        raise gui_updates.refusal(reply)
-    _audit(request, f"software update {reply['plan']['id']}: {action}")
-    return web.json_response({"plan": reply["plan"], "message": f"roll-out {reply['plan']['id']}: {action}"})

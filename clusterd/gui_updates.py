@@ -1,19 +1,24 @@
-"""The Administration page's software update and ``/api/v1/updates``: what the browser sees of :mod:`clusterd.updates`.
+"""The Software update page and ``/api/v1/updates``: what the browser sees of :mod:`clusterd.updates`.
 
-Pure: the roll-out's status in, HTML out, and a request body in, the local
-request it stands for out; :mod:`clusterd.gui` serves them, so the browser,
-the API and ``clusterd update`` reach the one roll-out through the same
-:meth:`clusterd.updates.Updates.local`.
+The browser, the API and ``clusterd update`` reach the one roll-out through
+the same :meth:`clusterd.updates.Updates.local`; the rest here is pure (the
+roll-out's status in, HTML out; a request body in, the local request out).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from aiohttp import web
+
 from confmerge.web import views
+from confmerge.web.app import _json_body
 from confmerge.web.errors import Problem
 
+from .gui_common import NAV, audit, csrf_of, daemon_of
 from .protocol import Update
+
+routes = web.RouteTableDef()
 
 ACTIONS = ("resume", "abort")
 
@@ -31,11 +36,6 @@ def start_request(body: dict[str, Any]) -> Update:
     if not isinstance(dry_run, bool):
         raise Problem(400, "dry_run must be true or false")
     return Update("start", path, parallel, dry_run)
-
-
-def action_request(action: str) -> Update:
-    """``resume`` or ``abort`` (the route admits no other)."""
-    return Update(action)
 
 
 def refusal(reply: dict[str, Any]) -> Problem:
@@ -79,3 +79,46 @@ def page_body(update: dict[str, Any]) -> str:
 signature (<code>PACKAGE.manifest.sig</code>) go beside it. Secondaries are updated first, highest id first; the
 primary last. The first failure stops the roll-out; servers not started are not touched.</p>
 <button type="submit" class="primary">Start</button></form></section>'''
+
+
+@routes.get("/updates")
+async def updates_page(request: web.Request) -> web.StreamResponse:
+    daemon = daemon_of(request)
+    text = views.page(f"Software update · server {daemon.config.id}", page_body(daemon.updates.status()),
+                      csrf_of(request), links=NAV, scripts=("/static/updates.js",))
+    return web.Response(text=text, content_type="text/html")
+
+
+@routes.get("/api/v1/updates")
+async def api_updates(request: web.Request) -> web.StreamResponse:
+    """``clusterd update status --json``; ``?html=1`` adds the page's section as HTML (``html``)."""
+    update = daemon_of(request).updates.status()
+    if request.query.get("html"):
+        update = {**update, "html": section(update)}
+    return web.json_response(update)
+
+
+@routes.post("/api/v1/updates")
+async def api_update_start(request: web.Request) -> web.StreamResponse:
+    """``clusterd update PACKAGE``: 202 with the plan (the roll-out goes on in the cluster), or 200 for a dry run."""
+    daemon = daemon_of(request)
+    wanted = start_request(await _json_body(request))
+    reply = await daemon.updates.local(wanted)
+    if not reply["ok"]:
+        raise refusal(reply)
+    plan = reply["plan"]
+    if wanted.dry_run:
+        return web.json_response({"dry_run": True, "plan": plan, "versions": reply["versions"],
+                                  "message": f"dry run: order {' → '.join(map(str, plan['order']))}; nothing done"})
+    audit(request, f"software update {plan['id']}: {plan['package']['name']} version {plan['package']['version']}")
+    return web.json_response({"plan": plan, "message": f"roll-out {plan['id']} started"}, status=202)
+
+
+@routes.post("/api/v1/updates/{action:resume|abort}")
+async def api_update_action(request: web.Request) -> web.StreamResponse:
+    action = request.match_info["action"]
+    reply = await daemon_of(request).updates.local(Update(action))
+    if not reply["ok"]:
+        raise refusal(reply)
+    audit(request, f"software update {reply['plan']['id']}: {action}")
+    return web.json_response({"plan": reply["plan"], "message": f"roll-out {reply['plan']['id']}: {action}"})

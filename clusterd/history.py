@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -33,6 +33,13 @@ KEEP = 64
 
 def sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+MADE = ("edit", "merge", "load", "confirm", "rollback", "expiry")
+"""How a generation was made (:attr:`Generation.how`); older generations say nothing, and are told apart by their parents."""
+
+_NOTES: dict[str, Any] = {"how": "", "of": "", "ends": "", "deadline": 0.0, "on": -1, "returned": (), "summary": ""}
+"""The fields added after the first release, with the values that leave them out of the id (older ids stay valid)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,40 +59,73 @@ class Generation:
     """Of the text: checks a transfer."""
     digest: str
     """Of the cluster-wide content in normal form: tells whether a backup holds it."""
+    how: str = ""
+    """One of :data:`MADE` ("" in generations made before it was recorded)."""
+    of: str = ""
+    """A rollback's or an expiry's generation whose text it restores."""
+    ends: str = ""
+    """The provisional load this generation settles: a confirm keeps it, an expiry or a rollback returns it."""
+    deadline: float = 0.0
+    """A provisional load's: wall-clock seconds by which it must be confirmed (0: not provisional)."""
+    on: int = -1
+    """The server the operator's command ran on (a load, confirm or rollback asked of the primary)."""
+    returned: tuple[str, ...] = ()
+    """What an expiry or a rollback took back: the load and what was made on top of it; the generations after the one restored."""
+    summary: str = ""
+    """What changed from the first parent, in one line (sections added, removed, changed)."""
 
     @classmethod
     def make(cls, parents: Iterable["Generation"], author: int, epoch: int, time: float, text: str,
-             digest: str) -> "Generation":
+             digest: str, **notes: Any) -> "Generation":
         parents = tuple(parents)
         ids = tuple(p.id for p in parents)
         number = 1 + max((p.number for p in parents), default=0)
-        text_hash = sha256(text)
-        header = json.dumps({"parents": ids, "author": author, "epoch": epoch, "time": time, "sha256": text_hash,
-                             "digest": digest}, sort_keys=True)
-        return cls(sha256(header), ids, author, epoch, time, number, text_hash, digest)
+        unknown = set(notes) - set(_NOTES)
+        if unknown:
+            raise TypeError(f"not a generation's field: {', '.join(sorted(unknown))}")
+        notes = {**notes, "returned": tuple(notes.get("returned", ()))}
+        generation = cls("", ids, author, epoch, time, number, sha256(text), digest, **notes)
+        return replace(generation, id=generation._content_id())
+
+    def _content_id(self) -> str:
+        """The sha256 of what it is; the later fields count only when set, so that older ids still match."""
+        header: dict[str, Any] = {"parents": self.parents, "author": self.author, "epoch": self.epoch,
+                                  "time": self.time, "sha256": self.sha256, "digest": self.digest}
+        for name, empty in _NOTES.items():
+            value = getattr(self, name)
+            if value != empty:
+                header[name] = value
+        return sha256(json.dumps(header, sort_keys=True))
 
     def as_data(self) -> dict[str, Any]:
-        return {**asdict(self), "parents": list(self.parents)}
+        data = asdict(self)
+        return {**{k: v for k, v in data.items() if k not in _NOTES or v != _NOTES[k]},
+                "parents": list(self.parents), **({"returned": list(self.returned)} if self.returned else {})}
 
     @classmethod
     def from_data(cls, data: Any) -> "Generation":
         """A generation described by a peer; :class:`ValueError` if it is malformed or its id does not match."""
         try:
+            notes: dict[str, Any] = {
+                name: tuple(str(g) for g in data[name]) if isinstance(empty, tuple) else type(empty)(data[name])
+                for name, empty in _NOTES.items() if data.get(name) is not None}
             generation = cls(str(data["id"]), tuple(str(p) for p in data["parents"]), int(data["author"]),
                              int(data["epoch"]), float(data["time"]), int(data["number"]), str(data["sha256"]),
-                             str(data["digest"]))
-        except (KeyError, TypeError, ValueError) as error:
+                             str(data["digest"]), **notes)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
             raise ValueError(f"not a generation: {error}") from None
-        header = json.dumps({"parents": generation.parents, "author": generation.author, "epoch": generation.epoch,
-                             "time": generation.time, "sha256": generation.sha256, "digest": generation.digest},
-                            sort_keys=True)
-        if sha256(header) != generation.id:
+        if generation._content_id() != generation.id:
             raise ValueError(f"generation {generation.id[:12]} does not match its content")
         return generation
 
     @property
     def short(self) -> str:
         return self.id[:12]
+
+    @property
+    def made(self) -> str:
+        """How it was made, also for an older generation: more than one parent is a merge, else an edit."""
+        return self.how or ("merge" if len(self.parents) > 1 else "edit")
 
 
 NONE = Generation("", (), -1, 0, 0.0, 0, "", "")
@@ -171,6 +211,11 @@ class History:
         common = [g for g in self.ancestors(theirs) if g.id in mine and self.text(g.id) is not None]
         return max(common, key=lambda g: g.number) if common else None
 
+    def known(self) -> list[Generation]:
+        """Every generation kept here (metadata; the text may be pruned), newest first."""
+        found = [g for g in (self.get(path.stem) for path in self.directory.glob("*.json")) if g is not None]
+        return sorted(found, key=lambda g: (g.number, g.time), reverse=True)
+
     def lineage(self, generation_id: str) -> list[dict[str, Any]]:
         """The metadata a receiver needs to place a generation in its own history."""
         return [g.as_data() for g in self.ancestors(generation_id, KEEP)]
@@ -203,12 +248,7 @@ class History:
     def prune(self) -> None:
         """Keep the head's last :data:`KEEP` ancestors and the :data:`KEEP` newest generations; drop the rest."""
         keep = {g.id for g in self.ancestors(self.head.id, KEEP)}
-        known = []
-        for path in self.directory.glob("*.json"):
-            generation = self.get(path.stem)
-            if generation is not None:
-                known.append(generation)
-        known.sort(key=lambda g: (g.number, g.time), reverse=True)
+        known = self.known()
         keep |= {g.id for g in known[:KEEP]}
         for generation in known:
             if generation.id not in keep:

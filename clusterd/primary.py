@@ -26,7 +26,7 @@ from typing import Any, Callable, Coroutine
 
 from confmerge import ConfError
 
-from . import transfer
+from . import describe, transfer
 from .config import Peer
 from .core import ConflictRecord, Core
 from .history import NONE, Generation
@@ -167,11 +167,13 @@ class Primary:
             core.conflict(ConflictRecord(theirs.author, conflict.section, conflict.statement, conflict.values[0],
                                          conflict.values[1], conflict.chosen))
         merged_live = await asyncio.to_thread(snapshot_of, outcome.text, core.config.backup)
+        summary = await asyncio.to_thread(describe.summarize, core.history.text(ours.id), merged_live.cluster)
         try:
             check(merged_live)
         except ConfError as error:
             raise SyncError(f"merged with this server's backup it would not be valid: {error.diagnostics[0]}") from None
-        merged = core.make_generation([ours, theirs], merged_live.cluster, merged_live.digest, term)
+        merged = core.make_generation([ours, theirs], merged_live.cluster, merged_live.digest, term,
+                                      tree=merged_live.config, how="merge", summary=summary)
         written = None
         if outcome.changed:
             core.applying = True

@@ -123,6 +123,66 @@ class Diff:
     peer: int | None
 
 
+# safe changes (clusterd/changes.py): asked on any server, made by the primary (a peer's request over the link)
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """Make a backup's cluster-wide sections the cluster's (``dry_run``: only the diff); ``confirm``: seconds to confirm."""
+
+    type: ClassVar[str] = "load"
+    text: str
+    name: str
+    confirm: float | None = None
+    dry_run: bool = False
+    on: int = -1
+    """The server the operator asked on."""
+    rid: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Confirm:
+    """Keep the provisional load."""
+
+    type: ClassVar[str] = "confirm"
+    on: int = -1
+    rid: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Rollback:
+    """A new generation with an older one's text: ``steps`` back along first parents, or the one named ``to``."""
+
+    type: ClassVar[str] = "rollback"
+    steps: int | None = None
+    to: str | None = None
+    on: int = -1
+    rid: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Generations:
+    """The local socket: the history held here, newest first."""
+
+    type: ClassVar[str] = "generations"
+
+
+@dataclass(frozen=True, slots=True)
+class Show:
+    """The local socket: one generation's text, by number or id prefix."""
+
+    type: ClassVar[str] = "show"
+    ref: str
+
+
+@dataclass(frozen=True, slots=True)
+class Compare:
+    """The local socket: the cluster-scope diff between two generations."""
+
+    type: ClassVar[str] = "compare"
+    old: str
+    new: str
+
+
 # common visibility (clusterd.throughput)
 
 @dataclass(frozen=True, slots=True)
@@ -210,12 +270,15 @@ class Update:
 
 UpdateRequest = PackageArrived | Install | Installed | Rollout
 
-Message = (Heartbeat | Probe | Apply | Head | Text | Fetch | Reply | Status | Reload | Sync | Diff | Visibility | Throughput
+Message = (Heartbeat | Probe | Apply | Head | Text | Fetch | Reply | Status | Reload | Sync | Diff
+           | Load | Confirm | Rollback | Generations | Show | Compare
+           | Visibility | Throughput
            | PackageArrived | Install | Installed | Rollout | Update)
-Request = Probe | Apply | Head | Text | Fetch | UpdateRequest
+Request = Probe | Apply | Head | Text | Fetch | Load | Confirm | Rollback | UpdateRequest
 
 TYPES: dict[str, type] = {cls.type: cls for cls in (Heartbeat, Probe, Apply, Head, Text, Fetch, Reply,
                                                      Status, Reload, Sync, Diff,
+                                                     Load, Confirm, Rollback, Generations, Show, Compare,
                                                      Visibility, Throughput,
                                                      PackageArrived, Install, Installed, Rollout, Update)}
 

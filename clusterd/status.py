@@ -6,6 +6,7 @@ import math
 import time
 from typing import Any
 
+from .changes import pending
 from .core import Core
 from .membership import Role
 from .primary import PushState
@@ -65,4 +66,5 @@ def status(core: Core, pushes: dict[int, PushState], problems: dict[int, str | N
                        "author": head.author if head.id else None, "acknowledged": core.acknowledged()},
         "servers": sorted(servers, key=lambda s: s["id"]),
         "conflicts": [c.as_data() for c in core.conflicts], "events": list(core.events.lines)[-15:],
+        "pending": (waiting.as_data() if (waiting := pending(core.history, head.id) if head.id else None) else None),
     }

@@ -17,7 +17,8 @@ at the end:
 
 * every server converged to one digest;
 * every acknowledged edit is present, superseded by a later edit of the same
-  key, or listed as a conflict;
+  key, listed as a conflict, or taken back by the operator's own rollback (or
+  an unconfirmed load's expiry) as the history reports it (:func:`returned`);
 * never two servers acting as primary in one epoch at the same moment (in two
   samples more than a detection time apart, or both making generations in
   that epoch in their logs);
@@ -31,7 +32,7 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Collection
 
 from confmerge import cluster_digest, parse
 
@@ -163,8 +164,12 @@ def acknowledged(record: Record, seen: Observations) -> dict[int, float]:
 
 
 def lost(record: Record, acked: dict[int, float], final: dict[str, int | None],
-         conflicts: list[dict[str, Any]]) -> list[str]:
-    """Acknowledged edits whose value is not in the end state, not superseded by a later edit and not a conflict."""
+         conflicts: list[dict[str, Any]], returned: Collection[tuple[str, int | None]] = ()) -> list[str]:
+    """Acknowledged edits whose value is not in the end state, not superseded by a later edit and not a conflict.
+
+    ``returned``: values an operator's own rollback (or an unconfirmed load's expiry) took back and the history
+    reports (:func:`returned`); those are not lost.
+    """
     by_key: dict[str, list[Edit]] = defaultdict(list)
     for edit in record.edits:
         by_key[edit.key].append(edit)
@@ -173,10 +178,28 @@ def lost(record: Record, acked: dict[int, float], final: dict[str, int | None],
     for number in sorted(acked):
         edit = record.edits[number]
         allowed = {e.value for e in by_key[edit.key] if e.at >= edit.at}
-        if final.get(edit.key) not in allowed and edit.key not in conflicted:
+        if final.get(edit.key) not in allowed and edit.key not in conflicted and (edit.key, edit.value) not in returned:
             out.append(f"edit {edit.number} on server {edit.server}: {edit.key} = {edit.value} (counted from "
                        f"{acked[number] - edit.at:.2f} s after it was made); the cluster ended with "
                        f"{final.get(edit.key)}")
+    return out
+
+
+def returned(history: list[dict[str, Any]], text: Callable[[str], str | None]) -> set[tuple[str, int | None]]:
+    """Tracked values the history says a rollback or an expiry took back: held by a generation it lists as
+    returned, and not by the generation it restored.
+
+    ``history``: ``clusterd history --json`` of a server; ``text``: a generation's text by id (``clusterd show``).
+    """
+    out: set[tuple[str, int | None]] = set()
+    for entry in history:
+        restored_text = text(entry["of"]) if entry.get("of") and entry.get("returned") else None
+        if restored_text is None:
+            continue
+        restored = policies(restored_text)
+        for generation in entry["returned"]:
+            held = text(generation)
+            out |= {(key, value) for key, value in policies(held or "").items() if restored.get(key) != value}
     return out
 
 

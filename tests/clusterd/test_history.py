@@ -76,3 +76,22 @@ def test_the_head_survives_a_restart_and_pruning_keeps_its_ancestors(tmp_path):
     assert again.text(chain[-KEEP].id) is not None and again.get(chain[0].id) is None
     assert again.get(side.id) is None, "old side branches go"
     assert not again.contains(chain[0].id, chain[-1].id), "beyond the kept history: a merge is a union, and says so"
+
+
+def test_how_a_generation_was_made_is_part_of_its_id_and_older_ones_stay_valid(tmp_path):
+    old = Generation.make([], 0, 1, 5.0, "ntp\n", "d")
+    stored = {"id": old.id, "parents": [], "author": 0, "epoch": 1, "time": 5.0, "number": 1, "sha256": old.sha256,
+              "digest": "d"}
+    assert Generation.from_data(stored) == old and old.made == "edit", "a generation stored before the notes existed"
+    load = Generation.make([old], 2, 1, 6.0, "dns\n", "e", how="load", deadline=66.0, on=1, summary="added dns")
+    assert load.id != Generation.make([old], 2, 1, 6.0, "dns\n", "e", how="load", deadline=67.0, on=1,
+                                      summary="added dns").id
+    assert Generation.from_data(json.loads(json.dumps(load.as_data()))) == load
+    with pytest.raises(ValueError, match="does not match"):
+        Generation.from_data({**load.as_data(), "deadline": 600.0})
+    with pytest.raises(ValueError, match="does not match"):
+        Generation.from_data({**load.as_data(), "summary": "nothing"})
+    h = History(tmp_path)
+    h.add(load, "dns\n")
+    assert History(tmp_path).get(load.id) == load
+    assert Generation.make([old, load], 0, 1, 7.0, "x\n", "f").made == "merge"

@@ -53,6 +53,22 @@ def test_the_meter_reads_lo_s_counters_as_bits_per_second_down_and_up() -> None:
     assert Meter().read([], time.time()) is None
 
 
+def test_what_an_interface_transmits_is_downlink_and_what_it_receives_uplink(tmp_path: Path) -> None:
+    """Counters as the kernel lays them out (a directory per interface), so the direction is checked exactly."""
+    def counters_now(rx: int, tx: int) -> None:
+        for name, value in (("rx_bytes", rx), ("tx_bytes", tx)):
+            path = tmp_path / "en0o3" / "statistics" / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"{value}\n")
+    meter = Meter(tmp_path)
+    counters_now(1_000, 50_000)
+    assert meter.read(["en0o3"], 100.0) is None
+    counters_now(1_000 + 125_000, 50_000 + 1_250_000)  # 1 Mbit up, 10 Mbit down over 2 s
+    assert meter.read(["en0o3"], 102.0) == (5_000_000.0, 500_000.0)
+    counters_now(10, 10)  # the interface was re-created: its counters start over, that reading counts nothing
+    assert meter.read(["en0o3"], 103.0) == (0.0, 0.0)
+
+
 def test_a_backup_s_wires_give_their_access_interfaces() -> None:
     assert wire_interfaces(parse((FIXTURES / "bqn1-v1.conf").read_text(), "bqn1-v1.conf")) == ("en0o3",)
     assert wire_interfaces(None) == ()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import shutil
 import socket
 import ssl
@@ -123,6 +124,9 @@ def test_the_api_of_any_server_shows_the_whole_cluster_and_its_throughput(web_cl
         socket.create_connection(("127.0.0.1", web_cluster.ports[1]), timeout=5).close()
 
     cluster = one.request("GET", "/api/v1/cluster").json()
+    assert any(f"web GUI on {web_cluster.url(1)} (certificate SHA256:" in line for line in cluster["events"])
+    tools = one.request("GET", "/tools", headers={"Accept": "text/html"})
+    assert tools.status == 200 and 'id="compare-form"' in tools.text
     cli = json.loads(web_cluster.clusterd(1, "status", "--json").stdout)
     steady = ("server", "epoch", "primary", "state", "status", "generation")
     assert {k: cluster[k] for k in steady} == {k: cli[k] for k in steady}
@@ -152,6 +156,7 @@ def test_the_api_of_any_server_shows_the_whole_cluster_and_its_throughput(web_cl
     assert top.returncode == 0 and top.stdout.startswith("clusterd top: server 1, cluster ready, complete")
     assert [line[2:].split()[0] for line in top.stdout.splitlines()[2:]] == ["0", "1", "2"]
     assert "Mbit/s" in top.stdout.splitlines()[3]
+    _top_in_a_terminal(web_cluster)
 
     # the live stream: the cluster and the boxes, once a second
     server = web_cluster.server(1)
@@ -175,6 +180,7 @@ def test_the_api_of_any_server_shows_the_whole_cluster_and_its_throughput(web_cl
     assert one.request("POST", "/api/v1/peers", body={"id": 300, "address": "127.0.0.5"}).status == 400
     assert one.request("PUT", "/api/v1/self", body={"id": 0}).status == 409
     assert one.request("DELETE", "/api/v1/peers/7").status == 404
+    assert one.request("PUT", "/api/v1/self", body={"id": 7, "address": "127.0.0.2"}).status == 400
     refused = one.request("POST", "/api/v1/sync")
     assert refused.status == 409 and "not the primary" in refused.json()["error"]
     synced = web_cluster.client(0).request("POST", "/api/v1/sync")
@@ -190,6 +196,87 @@ def test_the_api_of_any_server_shows_the_whole_cluster_and_its_throughput(web_cl
     assert differs
     assert one.request("GET", "/api/v1/servers/2/diff").json()["differences"] == 0
     assert one.request("GET", "/api/v1/servers/5/diff").status == 404
+
+
+def test_backups_load_confirm_restore_and_roll_back_in_the_browser(web_cluster: WebCluster, tmp_path: Path) -> None:
+    """Issue 17's web side, on a secondary (server 1): the primary makes every generation, every server gets it."""
+    if not CHROMIUM.exists():
+        pytest.skip("chromium is not installed (/usr/bin/chromium)")
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    expect = playwright_api.expect
+    expect.set_options(timeout=20_000)
+    cluster = web_cluster.cluster
+    one = web_cluster.client(1)
+    live = one.request("GET", "/api/v1/backup")
+    assert live.status == 200 and live.text == cluster.backup(1).read_text()
+    assert live.headers["Content-Disposition"] == 'attachment; filename="bqn.conf"'
+    before = one.request("GET", "/api/v1/generations").json()
+    assert before["generations"][0]["number"] == one.request("GET", "/api/v1/cluster").json()["generation"]["number"]
+    bad = one.request("POST", "/api/v1/loads", files={"file": [("bad.conf", b"hostname a\nntp\n  server 1.1.1.1\n server 2\n")]})
+    assert bad.status == 400 and bad.json()["diagnostics"][0]["file"] == "bad.conf"
+    assert one.request("GET", "/api/v1/generations").json()["generations"][0]["id"] == before["generations"][0]["id"]
+    assert one.request("POST", "/api/v1/rollbacks", body={}).status == 400
+    assert one.request("POST", "/api/v1/confirm").status == 409  # nothing is waiting
+    assert one.request("GET", "/api/v1/generations/zzzz").status == 404
+
+    upload = tmp_path / "bqn-new.conf"
+    upload.write_text(cluster.backup(1).read_text().replace("  server 162.159.200.1\n",
+                                                            "  server 162.159.200.1\n  server 192.0.2.200\n"))
+    everywhere = (lambda line, present: all((line in cluster.backup(i).read_text()) == present for i in (0, 1, 2)))
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            page = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 900},
+                                       accept_downloads=True).new_page()
+            server = web_cluster.server(1)
+            page.goto(f"{server.url}login?token={server.token}&next=/backups")
+            expect(page.locator("#history tr.generation").first).to_be_visible()
+            with page.expect_download() as download:
+                page.click("#save-live")
+            assert Path(download.value.path()).read_text() == cluster.backup(1).read_text()
+
+            page.set_input_files("#load-form input[name=file]", str(upload))
+            page.fill("#load-form input[name=confirm_minutes]", "5")
+            page.click("#load-form button[type=submit]")
+            expect(page.locator("#load-diff")).to_contain_text("192.0.2.200")
+            assert not any("192.0.2.200" in cluster.backup(i).read_text() for i in (0, 1, 2))  # nothing before confirming
+            page.click("#load-confirm")
+            expect(page.locator("#pending")).to_be_visible()  # the page reloads with the countdown
+            expect(page.locator("#countdown")).to_have_text(re.compile(r"^[45]:\d\d$"))
+            cluster.wait("the load on every server", lambda: everywhere("server 192.0.2.200", True), 30, 0.2)
+            expect(page.locator("#history tr.generation").first.locator(".how")).to_contain_text("load on server 1")
+            _shot(page, "cluster-backups", full=True)
+            page.click("#confirm-load")
+            expect(page.locator("#history tr.generation").first.locator(".how")).to_contain_text("confirm", timeout=30_000)
+            expect(page.locator("#pending")).to_have_count(0)
+
+            # restore the generation before the load: a new generation, on every server
+            target = page.locator(f'#history tr.generation[data-id="{before["generations"][0]["id"]}"]')
+            target.locator("button.restore").click()
+            cluster.wait("the restore on every server", lambda: everywhere("server 192.0.2.200", False), 30, 0.2)
+            expect(page.locator("#history tr.generation").first.locator(".how")).to_contain_text("rollback", timeout=30_000)
+
+            # the difference between two generations
+            page.locator("#history tr.generation").nth(1).locator("input[name=new]").check()
+            page.locator("#history tr.generation").nth(3).locator("input[name=old]").check()
+            page.click("#compare-generations")
+            expect(page.locator("main")).to_contain_text("192.0.2.200")
+
+            # another provisional load (through the API), rolled back from the countdown at once
+            loaded = one.request("POST", "/api/v1/loads", files={"file": [("bqn-new.conf", upload.read_bytes())]},
+                                 fields={"confirm_minutes": "5"})
+            assert loaded.status == 201 and loaded.json()["generation"]["deadline"]
+            cluster.wait("the second load on every server", lambda: everywhere("server 192.0.2.200", True), 30, 0.2)
+            page.goto(server.url)
+            expect(page.locator("#pending-banner")).to_contain_text("is provisional")
+            page.goto(server.url + "backups")
+            page.click("#rollback-now")
+            cluster.wait("the roll back on every server", lambda: everywhere("server 192.0.2.200", False), 30, 0.2)
+            expect(page.locator("#pending")).to_have_count(0, timeout=30_000)
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n{cluster.logs()}") from None
+        finally:
+            browser.close()
 
 
 def test_the_cluster_in_the_browser(web_cluster: WebCluster) -> None:
@@ -238,7 +325,7 @@ def test_the_cluster_in_the_browser(web_cluster: WebCluster) -> None:
             expect(page.locator("#legend tr.legend-row")).to_have_count(1)
             expect(page.locator("#legend tr.legend-row")).to_contain_text("BQN 2")
             page.select_option("#range", "86400")
-            expect(page.locator("#chart .scale")).to_contain_text("per minute")
+            expect(page.locator("#chart .scale").first).to_contain_text("per minute")
 
             # Administration -> Cluster: sync states, what is never synced, check, add a server with its key
             page.click("header nav >> text=Cluster")
@@ -275,6 +362,7 @@ def test_the_cluster_in_the_browser(web_cluster: WebCluster) -> None:
             page.goto(server.url + "cluster")
             page.locator('#servers tr[data-id="3"] button.remove').click()
             page.click("#remove-3")
+            expect(page.locator("#result .done")).to_have_text("server 3 removed; its key is no longer trusted")
             expect(page.locator("#servers tr.server")).to_have_count(3)
             assert config_module.load(cluster.config(1)).peer(3) is None
 
@@ -289,16 +377,61 @@ def test_the_cluster_in_the_browser(web_cluster: WebCluster) -> None:
             assert page.evaluate("window.notReloaded") is True
             _shot(page, "cluster-failover")
             context.close()
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n{cluster.logs()}") from None
         finally:
             browser.close()
 
-    # Modify BQN ID (the API of server 2): the daemon restarts in place as server 5, its GUI with it
-    two = web_cluster.client(2)
-    changed = two.request("PUT", "/api/v1/self", body={"id": 5})
+    # Modify BQN ID in a session on server 2: the daemon restarts in place as server 5, its GUI with it, and the
+    # session stays logged in
+    two = web_cluster.client(2, bearer=False)
+    assert two.request("GET", f"/login?token={two.server.token}").status == 303
+    csrf = re.search(r'name="csrf-token" content="([^"]+)"', two.request("GET", "/").text)
+    assert csrf is not None
+    changed = two.request("PUT", "/api/v1/self", body={"id": 5}, headers={"X-CSRF-Token": csrf.group(1)})
     assert changed.status == 200 and changed.json()["restarting"] is True
     wait_for("server 2 to be server 5", lambda: _server_id(two) == 5, 30, 0.3)
     wait_for("server 1 to know server 5", lambda: 5 in [s["id"] for s in web_cluster.client(1).request(
         "GET", "/api/v1/cluster").json()["servers"]], 30, 0.3)
+
+
+def _top_in_a_terminal(web_cluster: WebCluster) -> None:
+    """``clusterd top`` on a terminal: refreshed every second until q, the terminal's mode put back."""
+    import os
+    import pty
+    import select
+    import termios
+
+    leader, follower = pty.openpty()
+    before = termios.tcgetattr(follower)
+    process = subprocess.Popen([sys.executable, "-m", "clusterd", "-c", str(web_cluster.cluster.config(1)), "top"],
+                               stdin=follower, stdout=follower, stderr=follower)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 30
+        while seen.count(b"clusterd top:") < 2 and time.monotonic() < deadline:
+            if select.select([leader], [], [], 1.0)[0]:
+                seen += os.read(leader, 65536)
+        assert seen.count(b"clusterd top:") >= 2, seen  # refreshed
+        os.write(leader, b"q")
+        assert process.wait(timeout=15) == 0
+        assert termios.tcgetattr(follower) == before
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+        os.close(leader)
+        os.close(follower)
+
+
+def test_a_web_port_in_use_stops_the_daemon_with_the_reason(tmp_path: Path) -> None:
+    cluster = Cluster(tmp_path, [0])
+    with socket.create_server((cluster.address(0), 0)) as taken:
+        port = taken.getsockname()[1]
+        cluster.config(0).write_text(cluster.config(0).read_text() + f"web:\n  listen: {cluster.address(0)}:{port}\n")
+        ran = subprocess.run(cluster.command(0), capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert ran.returncode == 2
+    assert f"(the web GUI on {cluster.address(0)}:{port})" in ran.stderr and "Traceback" not in ran.stderr
 
 
 def _server_id(client: Client) -> int | None:

@@ -57,6 +57,12 @@
       const state = document.getElementById("cluster-state"), status = document.getElementById("cluster-status");
       state.textContent = c.state; state.className = `state ${c.state === "ready" ? "ok" : "bad"}`;
       status.textContent = c.status; status.className = `state ${c.status === "complete" ? "ok" : "warn"}`;
+      const banner = document.getElementById("pending-banner");
+      if (c.pending) {
+        banner.hidden = false;
+        banner.replaceChildren(`The load of generation ${c.pending.number} is provisional: returned in ${Math.round(c.pending.left)} s unless confirmed. `,
+                               el("a", {href: "/backups", text: "Confirm or roll back now"}));
+      } else banner.hidden = true;
       boxes.replaceChildren(...c.servers.map((s) => {
         const box = data.boxes[String(s.id)] || {};
         const values = (history[s.id] = (history[s.id] || []).concat([box.throughput ? box.throughput[0] : null]).slice(-120));
@@ -203,6 +209,67 @@
       api("PUT", "/api/v1/self", {id}).then((d) => {
         say(d.changed ? `this server is now BQN ${id}; the service reloads` : d.output); if (d.changed) later(4000);
       }).catch(fail);
+    });
+  }
+
+  // -- Backups: the provisional load's countdown, load (check and compare first), restore, compare two generations
+  const pending = document.getElementById("pending");
+  if (pending) {
+    const deadline = Number(pending.dataset.deadline);
+    const countdown = document.getElementById("countdown");
+    const tick = () => {
+      const left = Math.max(0, Math.round(deadline - Date.now() / 1000));
+      countdown.textContent = `${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")}`;
+      if (left === 0) setTimeout(() => location.reload(), 3000); else setTimeout(tick, 1000);
+    };
+    tick();
+    const done = (d) => { pending.replaceChildren(el("p", {class: "done", text: d.message})); setTimeout(() => location.reload(), 1500); };
+    const failed = (error) => pending.append(el("p", {class: "error", text: error.message}));
+    document.getElementById("confirm-load").addEventListener("click", () => api("POST", "/api/v1/confirm").then(done).catch(failed));
+    document.getElementById("rollback-now").addEventListener("click", () =>
+      api("POST", "/api/v1/rollbacks", {to: pending.dataset.before}).then(done).catch(failed));
+  }
+  const loadForm = document.getElementById("load-form");
+  if (loadForm) {
+    const preview = document.getElementById("load-preview"), out = document.getElementById("backups-result");
+    const send = async (dryRun) => {
+      const body = new FormData(loadForm);
+      body.append("dry_run", dryRun ? "1" : "0");
+      const response = await fetch("/api/v1/loads", {method: "POST", headers: {"X-CSRF-Token": csrf}, body});
+      const data = await response.json();
+      if (!response.ok) throw Object.assign(new Error(data.error), {data});
+      return data;
+    };
+    const problem = (error) => {
+      preview.hidden = false;
+      const lines = (error.data?.diagnostics || []).map((d) => el("li", {text: `${d.file}:${d.line}:${d.column}: ${d.severity}: ${d.message}`}));
+      preview.replaceChildren(el("p", {class: "error", text: error.message}), el("ul", {class: "diagnostics"}, ...lines));
+    };
+    loadForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      preview.hidden = false;
+      preview.replaceChildren(el("p", {text: "checking and comparing with the cluster's configuration…"}));
+      send(true).then((d) => {
+        const changes = d.diff.changes?.length ?? 0;
+        if (!changes) { preview.replaceChildren(el("p", {class: "done", text: "no difference from the cluster's configuration: nothing to load"})); return; }
+        const go = el("button", {class: "primary", id: "load-confirm", text: "Load it on every server"});
+        preview.replaceChildren(el("p", {text: `What loading it changes in the cluster's configuration (${changes}):`}),
+                                el("pre", {class: "output", id: "load-diff", text: d.text}), go);
+        go.addEventListener("click", () => send(false).then((r) => {
+          preview.replaceChildren(el("p", {class: "done", text: r.generation ? `loaded as generation ${r.generation.number}` : "nothing changed"}));
+          setTimeout(() => location.reload(), 1500);
+        }).catch(problem));
+      }).catch(problem);
+    });
+    for (const button of document.querySelectorAll("button.restore")) {
+      button.addEventListener("click", () => api("POST", "/api/v1/rollbacks", {to: button.dataset.ref}).then((d) => {
+        out.replaceChildren(el("p", {class: "done", text: d.message})); setTimeout(() => location.reload(), 1500);
+      }).catch((error) => out.replaceChildren(el("p", {class: "error", text: error.message}))));
+    }
+    document.getElementById("compare-generations").addEventListener("click", () => {
+      const old = document.querySelector("#history input[name=old]:checked")?.value;
+      const now = document.querySelector("#history input[name=new]:checked")?.value;
+      if (old && now) location.href = `/backups/diff?old=${encodeURIComponent(old)}&new=${encodeURIComponent(now)}`;
     });
   }
 })();
