@@ -21,19 +21,17 @@ import logging
 import sys
 import time
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
 import asyncssh
 from aiohttp import web
 
-from confmerge import ConfError, MergeClass, Scope, diff, parse
-from confmerge.data import diff_data
-from confmerge.web import create_app, token_from_file, tls, views
-from confmerge.web.app import _json_body
-from confmerge.web.auth import SESSIONS, Sessions
-from confmerge.web.errors import Problem
+from confmerge import ConfError, MergeClass, Scope, diff, diff_data, parse
+from confmerge.web import (
+    SESSIONS, Problem, Sessions, compare_page, create_app, escape, fingerprint, json_body, self_signed, server_context,
+    token_from_file,
+)
 
 from . import keys
 from .check import check_peer
@@ -66,11 +64,11 @@ async def start_web(daemon: Daemon) -> tuple[web.AppRunner, str]:
     try:
         token = token_from_file(token_file)
         if settings.cert is None and not (cert.exists() and key.exists()):
-            tls.self_signed(cert, key, settings.host)
-        context = tls.server_context(cert, key)
+            self_signed(cert, key, settings.host)
+        context = server_context(cert, key)
     except (OSError, ValueError) as error:
         raise OSError(f"the web GUI cannot start: {error}") from None
-    app = create_app(token, secure=True, home=home, login_hint=f"in <code>{views.e(token_file)}</code> "
+    app = create_app(token, secure=True, home=home, login_hint=f"in <code>{escape(token_file)}</code> "
                      f"(<code>cat</code> it as the daemon's user)")
     kept = _kept.get(token_file)
     if kept is not None and kept.token == token:
@@ -92,7 +90,7 @@ async def start_web(daemon: Daemon) -> tuple[web.AppRunner, str]:
         raise OSError(error.errno, f"{error.strerror} (the web GUI on {settings.host}:{settings.port})") from None
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     url = f"https://{host}:{settings.port}/"
-    daemon.core.events.add(f"web GUI on {url} (certificate {tls.fingerprint(cert)}; token in {token_file})")
+    daemon.core.events.add(f"web GUI on {url} (certificate {fingerprint(cert)}; token in {token_file})")
     return runner, url
 
 
@@ -131,7 +129,7 @@ async def home(request: web.Request) -> web.StreamResponse:
     body = (f'<section class="card cluster-head" id="cluster-head" data-this="{daemon.config.id}">'
             '<h1>Cluster: state <span id="cluster-state" class="state">…</span>, status '
             '<span id="cluster-status" class="state">…</span></h1>'
-            f'<p class="muted">Logged in on server {daemon.config.id} ({views.e(daemon.config.address)}). '
+            f'<p class="muted">Logged in on server {daemon.config.id} ({escape(daemon.config.address)}). '
             'Each box is a server; open one to go to its own GUI. <span id="live" class="live">connecting…</span></p>'
             '<p id="pending-banner" class="warn-note" role="alert" hidden></p>'
             '</section><div id="boxes" class="boxes"></div>')
@@ -161,7 +159,7 @@ async def cluster_page(request: web.Request) -> web.StreamResponse:
     daemon = daemon_of(request)
     status = daemon.admin.status()
     config = daemon.config
-    e = views.e
+    e = escape
     rows = []
     for s in status["servers"]:
         state = SyncState(s["sync"])
@@ -210,17 +208,10 @@ keeps its own, the cluster never changes them.</p><ul class="sections" id="own-s
 @routes.get("/cluster/servers/{id}/diff")
 async def diff_page(request: web.Request) -> web.StreamResponse:
     server, primary, result, target, cluster = await _server_diff(request)
-    lines = views.compare(result, target.splitlines(), cluster.splitlines(), csrf_of(request))
+    lines = compare_page(result, target.splitlines(), cluster.splitlines(), csrf_of(request))
     title = (f'<p class="card">Server {server}\'s cluster-wide sections against the cluster\'s configuration '
              f'(the primary, server {primary}): what syncing would change on server {server}.</p>')
     return web.Response(text=lines.replace("<main>", f"<main>{title}", 1), content_type="text/html")
-
-
-@routes.get("/static/{name:cluster|updates}.js")
-async def script(request: web.Request) -> web.StreamResponse:
-    name = request.match_info["name"]
-    text = resources.files("confmerge.web").joinpath(f"static/{name}.js").read_text(encoding="utf-8")
-    return web.Response(text=text, content_type="application/javascript")
 
 
 # ---------------------------------------------------------------------------
@@ -333,7 +324,7 @@ def _lowest_warning(daemon: Daemon, server: int) -> list[str]:
 async def api_add_peer(request: web.Request) -> web.StreamResponse:
     """The "Add BQN to a cluster" dialog: without ``fingerprint``, the peer's key to confirm; with it, ``add-peer``."""
     daemon = daemon_of(request)
-    body = await _json_body(request)
+    body = await json_body(request)
     server = _int(body, "id", 0, 255)
     address = _address(body, "address")
     ssh_port = _int(body, "ssh_port", 1, 65535, 22)
@@ -381,7 +372,7 @@ async def api_remove_peer(request: web.Request) -> web.StreamResponse:
 async def api_self(request: web.Request) -> web.StreamResponse:
     """``{"id": N}`` (Modify BQN ID) or ``{"address": A}``: one at a time, each restarts the daemon in place."""
     daemon = daemon_of(request)
-    body = await _json_body(request)
+    body = await json_body(request)
     if ("id" in body) == ("address" in body):
         raise Problem(400, 'give {"id": N} or {"address": A}, one at a time (each reloads the service)')
     if "id" in body:
@@ -405,7 +396,7 @@ async def api_self(request: web.Request) -> web.StreamResponse:
 async def api_check(request: web.Request) -> web.StreamResponse:
     """``clusterd check``: each probe of each peer (control port, key, logins, SSH, a transfer) and a verdict."""
     daemon = daemon_of(request)
-    body = await _json_body(request)
+    body = await json_body(request)
     peer = body.get("peer")
     peers = [p for p in daemon.config.peers if peer is None or p.id == peer]
     if not peers:

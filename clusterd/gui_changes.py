@@ -15,10 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
-from confmerge.web import views
-from confmerge.web.app import LIMITS, _download, _json_body
-from confmerge.web.errors import Problem
-from confmerge.web.uploads import files, form, load
+from confmerge.web import LIMITS, Problem, compare_page, download, escape, files, form, json_body, load_uploads
 
 from .changes import MAX_CONFIRM_MINUTES, ChangeError, when
 from .gui_common import audit, csrf_of, daemon_of, frame
@@ -41,7 +38,7 @@ async def _local(request: web.Request, message: Any, status: int = 409) -> dict[
 @routes.get("/backups")
 async def backups_page(request: web.Request) -> web.StreamResponse:
     daemon = daemon_of(request)
-    e = views.e
+    e = escape
     history = (await _local(request, Generations()))["generations"]
     waiting = daemon.admin.status().get("pending")
     banner = ""
@@ -95,7 +92,7 @@ async def generations_diff_page(request: web.Request) -> web.StreamResponse:
         old_text, new_text = await changes.text(found.old), await changes.text(found.new)
     except ChangeError as error:
         raise Problem(404, str(error)) from None
-    page = views.compare(found.diff, old_text.splitlines(), new_text.splitlines(), csrf_of(request))
+    page = compare_page(found.diff, old_text.splitlines(), new_text.splitlines(), csrf_of(request))
     head = (f'<p class="card">Generation {found.old.number} ({found.old.short}) to generation {found.new.number} '
             f'({found.new.short}): the cluster-wide configuration. <a href="/backups">Back to the backups</a></p>')
     return web.Response(text=page.replace("<main>", f"<main>{head}", 1), content_type="text/html")
@@ -108,7 +105,7 @@ async def generations_diff_page(request: web.Request) -> web.StreamResponse:
 async def api_live_backup(request: web.Request) -> web.StreamResponse:
     daemon = daemon_of(request)
     text = await daemon.admin.backup_text(daemon.config.id)
-    return _download(text.encode("utf-8"), daemon.config.backup.name, "text/plain; charset=utf-8")
+    return download(text.encode("utf-8"), daemon.config.backup.name, "text/plain; charset=utf-8")
 
 
 @routes.post("/api/v1/loads")
@@ -124,7 +121,7 @@ async def api_load(request: web.Request) -> web.StreamResponse:
     if minutes is not None and not 0 < minutes <= MAX_CONFIRM_MINUTES:
         raise Problem(400, f"confirm_minutes must be more than 0 and at most {MAX_CONFIRM_MINUTES:.0f}")
     dry_run = str(data.get("dry_run") or "").lower() in ("1", "true", "yes")
-    await asyncio.to_thread(load, [upload], None)  # bad input: 400 with every diagnostic, nothing sent
+    await asyncio.to_thread(load_uploads, [upload], None)  # bad input: 400 with every diagnostic, nothing sent
     reply = await _local(request, Load(text=upload.text, name=upload.name, confirm=minutes, dry_run=dry_run))
     made = reply.get("generation")
     if made:
@@ -143,7 +140,7 @@ async def api_confirm(request: web.Request) -> web.StreamResponse:
 @routes.post("/api/v1/rollbacks")
 async def api_rollback(request: web.Request) -> web.StreamResponse:
     """``{"steps": N}`` back along the history, or ``{"to": G}`` (a number or an id prefix): a new generation."""
-    body = await _json_body(request)
+    body = await json_body(request)
     steps, to = body.get("steps"), body.get("to")
     if (steps is None) == (to is None) or not (isinstance(steps, int) and not isinstance(steps, bool) and steps > 0
                                                or isinstance(to, str)):

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 import asyncssh
 from aiohttp import web
 
-from confmerge.web import views
+from confmerge.web import page
 
 from .admin import Admin
 from .changes import Changes
@@ -50,7 +50,7 @@ def csrf_of(request: web.Request) -> str:
 
 def frame(request: web.Request, title: str, body: str) -> web.Response:
     daemon = daemon_of(request)
-    text = views.page(f"{title} · server {daemon.config.id}", body, csrf_of(request), links=NAV,
+    text = page(f"{title} · server {daemon.config.id}", body, csrf_of(request), links=NAV,
                       scripts=("/static/cluster.js",))
     return web.Response(text=text, content_type="text/html")
 

@@ -11,9 +11,7 @@ from typing import Any
 
 from aiohttp import web
 
-from confmerge.web import views
-from confmerge.web.app import _json_body
-from confmerge.web.errors import Problem
+from confmerge.web import Problem, escape, json_body, page
 
 from .gui_common import NAV, audit, csrf_of, daemon_of
 from .protocol import Update
@@ -45,7 +43,7 @@ def refusal(reply: dict[str, Any]) -> Problem:
 
 def section(update: dict[str, Any]) -> str:
     """The roll-out and every server's version (what the script refreshes from ``GET /api/v1/updates``)."""
-    e = views.e
+    e = escape
     plan = update.get("rollout")
     steps = plan["steps"] if plan else {}
     rows = "".join(
@@ -84,7 +82,7 @@ primary last. The first failure stops the roll-out; servers not started are not 
 @routes.get("/updates")
 async def updates_page(request: web.Request) -> web.StreamResponse:
     daemon = daemon_of(request)
-    text = views.page(f"Software update · server {daemon.config.id}", page_body(daemon.updates.status()),
+    text = page(f"Software update · server {daemon.config.id}", page_body(daemon.updates.status()),
                       csrf_of(request), links=NAV, scripts=("/static/updates.js",))
     return web.Response(text=text, content_type="text/html")
 
@@ -102,7 +100,7 @@ async def api_updates(request: web.Request) -> web.StreamResponse:
 async def api_update_start(request: web.Request) -> web.StreamResponse:
     """``clusterd update PACKAGE``: 202 with the plan (the roll-out goes on in the cluster), or 200 for a dry run."""
     daemon = daemon_of(request)
-    wanted = start_request(await _json_body(request))
+    wanted = start_request(await json_body(request))
     reply = await daemon.updates.local(wanted)
     if not reply["ok"]:
         raise refusal(reply)

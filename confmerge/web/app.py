@@ -156,9 +156,16 @@ async def tools(request: web.Request) -> web.StreamResponse:
     return web.Response(text=views.home(_csrf(request) or ""), content_type="text/html")
 
 
-@routes.get("/static/app.js")
+SCRIPTS = frozenset({"app.js", "cluster.js", "updates.js"})
+"""The server's own scripts (``cluster.js``, ``updates.js``: clusterd's pages); the only ones the pages' policy lets run."""
+
+
+@routes.get("/static/{name}")
 async def script(request: web.Request) -> web.StreamResponse:
-    text = resources.files("confmerge.web").joinpath("static/app.js").read_text(encoding="utf-8")
+    name = request.match_info["name"]
+    if name not in SCRIPTS:
+        raise web.HTTPNotFound()
+    text = resources.files("confmerge.web").joinpath(f"static/{name}").read_text(encoding="utf-8")
     return web.Response(text=text, content_type="application/javascript")
 
 
@@ -230,7 +237,7 @@ async def api_draft(request: web.Request) -> web.StreamResponse:
 @routes.patch("/api/v1/merges/{id}")
 async def api_primary(request: web.Request) -> web.StreamResponse:
     draft = _draft(request)
-    body = await _json_body(request)
+    body = await json_body(request)
     primary = body.get("primary")
     if not isinstance(primary, str):
         raise Problem(400, "give {\"primary\": NAME}, NAME one of the merge's backups")
@@ -240,7 +247,7 @@ async def api_primary(request: web.Request) -> web.StreamResponse:
 @routes.patch("/api/v1/merges/{id}/conflicts/{n}")
 async def api_choose(request: web.Request) -> web.StreamResponse:
     draft = _draft(request)
-    take = (await _json_body(request)).get("take")
+    take = (await json_body(request)).get("take")
     if not isinstance(take, str):
         raise Problem(400, "give {\"take\": NAME}: a backup's name, \"primary\" or \"base\"")
     try:
@@ -268,25 +275,25 @@ async def api_output(request: web.Request) -> web.StreamResponse:
     name = request.match_info["file"]
     if name not in draft.outputs:
         raise Problem(404, f"no output {name}; the outputs are {', '.join(draft.outputs)}")
-    return _download((await _changing(request, draft.texts))[name].encode("utf-8"), name, "text/plain; charset=utf-8")
+    return download((await _changing(request, draft.texts))[name].encode("utf-8"), name, "text/plain; charset=utf-8")
 
 
 @routes.get("/api/v1/merges/{id}/report")
 async def api_report(request: web.Request) -> web.StreamResponse:
-    return _download((await _changing(request, _confirmed(request).texts))[REPORT].encode("utf-8"), REPORT,
+    return download((await _changing(request, _confirmed(request).texts))[REPORT].encode("utf-8"), REPORT,
                      "application/json")
 
 
 @routes.get("/api/v1/merges/{id}/resolutions")
 async def api_resolutions(request: web.Request) -> web.StreamResponse:
-    return _download((await _changing(request, _draft(request).texts))[RESOLUTIONS].encode("utf-8"), RESOLUTIONS,
+    return download((await _changing(request, _draft(request).texts))[RESOLUTIONS].encode("utf-8"), RESOLUTIONS,
                      "application/json")
 
 
 @routes.get("/api/v1/merges/{id}/archive")
 async def api_archive(request: web.Request) -> web.StreamResponse:
     draft = _confirmed(request)
-    return _download(await _changing(request, draft.archive), f"merge-{draft.id}.zip", "application/zip")
+    return download(await _changing(request, draft.archive), f"merge-{draft.id}.zip", "application/zip")
 
 
 # -- shared by pages and API
@@ -309,7 +316,7 @@ def _confirmed(request: web.Request) -> Draft:
     return draft
 
 
-def _download(data: bytes, name: str, content_type: str) -> web.Response:
+def download(data: bytes, name: str, content_type: str) -> web.Response:
     plain = "".join(ch if " " <= ch <= "~" and ch not in '"\\' else "_" for ch in name)
     disposition = f'attachment; filename="{plain}"' + ("" if plain == name else f"; filename*=UTF-8''{quote(name)}")
     response = web.Response(body=data, headers={"Content-Disposition": disposition})
@@ -319,7 +326,7 @@ def _download(data: bytes, name: str, content_type: str) -> web.Response:
     return response
 
 
-async def _json_body(request: web.Request) -> dict[str, Any]:
+async def json_body(request: web.Request) -> dict[str, Any]:
     try:
         body = json.loads(await read_body(request) or b"{}")
     except (ValueError, UnicodeDecodeError, RecursionError):

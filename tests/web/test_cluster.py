@@ -30,7 +30,6 @@ from clusterd.local import Cluster, wait_for
 
 from .server import Client, Server
 
-CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 FAST = 40e6
 """bits/s: the traffic the tests make on lo is well over this; the daemons' own chatter well under."""
@@ -67,6 +66,10 @@ class Traffic:
         self.server.close()
 
 
+def _without_server_3(document: Any) -> None:
+    config_module.remove_peer(document, 3)
+
+
 class WebCluster:
     def __init__(self, root: Path) -> None:
         self.cluster = Cluster(root, [0, 1, 2, 3])
@@ -79,7 +82,7 @@ class WebCluster:
             path.write_text(path.read_text() + f"web:\n  listen: {self.cluster.address(i)}:{self.ports[i]}\n"
                             "visibility:\n  interfaces: [lo]\n")
             if i != 3:  # servers 0-2 do not know server 3 yet: it is added through the dialog
-                config_module.edit(path, lambda document: config_module.remove_peer(document, 3))
+                config_module.edit(path, _without_server_3)
 
     def url(self, i: int) -> str:
         return f"https://{self.cluster.address(i)}:{self.ports[i]}/"
@@ -198,15 +201,15 @@ def test_the_api_of_any_server_shows_the_whole_cluster_and_its_throughput(web_cl
     assert one.request("GET", "/api/v1/servers/5/diff").status == 404
 
 
-def test_backups_load_confirm_restore_and_roll_back_in_the_browser(web_cluster: WebCluster, tmp_path: Path) -> None:
+def test_backups_load_confirm_restore_and_roll_back_in_the_browser(web_cluster: WebCluster, browser: Any,
+                                                                   tmp_path: Path) -> None:
     """Issue 17's web side, on a secondary (server 1): the primary makes every generation, every server gets it."""
-    if not CHROMIUM.exists():
-        pytest.skip("chromium is not installed (/usr/bin/chromium)")
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    expect = playwright_api.expect
+    from playwright.sync_api import expect
     expect.set_options(timeout=20_000)
     cluster = web_cluster.cluster
     one = web_cluster.client(1)
+    cluster.wait("the API test's edit settled: one head everywhere", lambda: cluster.complete() and len(
+        {cluster.status(i)["generation"]["id"] for i in (0, 1, 2)}) == 1, 30, 0.2)  # type: ignore[index]
     live = one.request("GET", "/api/v1/backup")
     assert live.status == 200 and live.text == cluster.backup(1).read_text()
     assert live.headers["Content-Disposition"] == 'attachment; filename="bqn.conf"'
@@ -223,164 +226,156 @@ def test_backups_load_confirm_restore_and_roll_back_in_the_browser(web_cluster: 
     upload.write_text(cluster.backup(1).read_text().replace("  server 162.159.200.1\n",
                                                             "  server 162.159.200.1\n  server 192.0.2.200\n"))
     everywhere = (lambda line, present: all((line in cluster.backup(i).read_text()) == present for i in (0, 1, 2)))
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        try:
-            page = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 900},
-                                       accept_downloads=True).new_page()
-            server = web_cluster.server(1)
-            page.goto(f"{server.url}login?token={server.token}&next=/backups")
-            expect(page.locator("#history tr.generation").first).to_be_visible()
-            with page.expect_download() as download:
-                page.click("#save-live")
-            assert Path(download.value.path()).read_text() == cluster.backup(1).read_text()
+    context = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    try:
+        page = context.new_page()
+        server = web_cluster.server(1)
+        page.goto(f"{server.url}login?token={server.token}&next=/backups")
+        expect(page.locator("#history tr.generation").first).to_be_visible()
+        with page.expect_download() as download:
+            page.click("#save-live")
+        assert Path(download.value.path()).read_text() == cluster.backup(1).read_text()
 
-            page.set_input_files("#load-form input[name=file]", str(upload))
-            page.fill("#load-form input[name=confirm_minutes]", "5")
-            page.click("#load-form button[type=submit]")
-            expect(page.locator("#load-diff")).to_contain_text("192.0.2.200")
-            assert not any("192.0.2.200" in cluster.backup(i).read_text() for i in (0, 1, 2))  # nothing before confirming
-            page.click("#load-confirm")
-            expect(page.locator("#pending")).to_be_visible()  # the page reloads with the countdown
-            expect(page.locator("#countdown")).to_have_text(re.compile(r"^[45]:\d\d$"))
-            cluster.wait("the load on every server", lambda: everywhere("server 192.0.2.200", True), 30, 0.2)
-            expect(page.locator("#history tr.generation").first.locator(".how")).to_contain_text("load on server 1")
-            _shot(page, "cluster-backups", full=True)
-            page.click("#confirm-load")
-            expect(page.locator("#history tr.generation").first.locator(".how")).to_contain_text("confirm", timeout=30_000)
-            expect(page.locator("#pending")).to_have_count(0)
+        page.set_input_files("#load-form input[name=file]", str(upload))
+        page.fill("#load-form input[name=confirm_minutes]", "5")
+        page.click("#load-form button[type=submit]")
+        expect(page.locator("#load-diff")).to_contain_text("192.0.2.200")
+        assert not any("192.0.2.200" in cluster.backup(i).read_text() for i in (0, 1, 2))  # nothing before confirming
+        page.click("#load-confirm")
+        expect(page.locator("#pending")).to_be_visible()  # the page reloads with the countdown
+        expect(page.locator("#countdown")).to_have_text(re.compile(r"^[45]:\d\d$"))
+        cluster.wait("the load on every server", lambda: everywhere("server 192.0.2.200", True), 30, 0.2)
+        expect(page.locator("#history tr.generation").first.locator(".how")).to_contain_text("load on server 1")
+        _shot(page, "cluster-backups", full=True)
+        page.click("#confirm-load")
+        expect(page.locator("#history tr.generation").first.locator(".how")).to_contain_text("confirm", timeout=30_000)
+        expect(page.locator("#pending")).to_have_count(0)
 
-            # restore the generation before the load: a new generation, on every server
-            target = page.locator(f'#history tr.generation[data-id="{before["generations"][0]["id"]}"]')
-            target.locator("button.restore").click()
-            cluster.wait("the restore on every server", lambda: everywhere("server 192.0.2.200", False), 30, 0.2)
-            expect(page.locator("#history tr.generation").first.locator(".how")).to_contain_text("rollback", timeout=30_000)
+        # restore the generation before the load: a new generation, on every server
+        target = page.locator(f'#history tr.generation[data-id="{before["generations"][0]["id"]}"]')
+        target.locator("button.restore").click()
+        cluster.wait("the restore on every server", lambda: everywhere("server 192.0.2.200", False), 30, 0.2)
+        expect(page.locator("#history tr.generation").first.locator(".how")).to_contain_text("rollback", timeout=30_000)
 
-            # the difference between two generations
-            page.locator("#history tr.generation").nth(1).locator("input[name=new]").check()
-            page.locator("#history tr.generation").nth(3).locator("input[name=old]").check()
-            page.click("#compare-generations")
-            expect(page.locator("main")).to_contain_text("192.0.2.200")
+        # the difference between two generations
+        page.locator("#history tr.generation").nth(1).locator("input[name=new]").check()
+        page.locator("#history tr.generation").nth(3).locator("input[name=old]").check()
+        page.click("#compare-generations")
+        expect(page.locator("main")).to_contain_text("192.0.2.200")
 
-            # another provisional load (through the API), rolled back from the countdown at once
-            loaded = one.request("POST", "/api/v1/loads", files={"file": [("bqn-new.conf", upload.read_bytes())]},
-                                 fields={"confirm_minutes": "5"})
-            assert loaded.status == 201 and loaded.json()["generation"]["deadline"]
-            cluster.wait("the second load on every server", lambda: everywhere("server 192.0.2.200", True), 30, 0.2)
-            page.goto(server.url)
-            expect(page.locator("#pending-banner")).to_contain_text("is provisional")
-            page.goto(server.url + "backups")
-            page.click("#rollback-now")
-            cluster.wait("the roll back on every server", lambda: everywhere("server 192.0.2.200", False), 30, 0.2)
-            expect(page.locator("#pending")).to_have_count(0, timeout=30_000)
-        except AssertionError as error:
-            raise AssertionError(f"{error}\n{cluster.logs()}") from None
-        finally:
-            browser.close()
+        # another provisional load (through the API), rolled back from the countdown at once
+        loaded = one.request("POST", "/api/v1/loads", files={"file": [("bqn-new.conf", upload.read_bytes())]},
+                             fields={"confirm_minutes": "5"})
+        assert loaded.status == 201 and loaded.json()["generation"]["deadline"]
+        cluster.wait("the second load on every server", lambda: everywhere("server 192.0.2.200", True), 30, 0.2)
+        page.goto(server.url)
+        expect(page.locator("#pending-banner")).to_contain_text("is provisional")
+        page.goto(server.url + "backups")
+        page.click("#rollback-now")
+        cluster.wait("the roll back on every server", lambda: everywhere("server 192.0.2.200", False), 30, 0.2)
+        expect(page.locator("#pending")).to_have_count(0, timeout=30_000)
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n{cluster.logs()}") from None
+    finally:
+        context.close()
 
 
-def test_the_cluster_in_the_browser(web_cluster: WebCluster) -> None:
-    if not CHROMIUM.exists():
-        pytest.skip("chromium is not installed (/usr/bin/chromium)")
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    expect = playwright_api.expect
+def test_the_cluster_in_the_browser(web_cluster: WebCluster, browser: Any) -> None:
+    from playwright.sync_api import expect
     expect.set_options(timeout=20_000)
     cluster = web_cluster.cluster
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        try:
-            context = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 860})
-            context.set_default_timeout(20_000)
-            page = context.new_page()
-            server = web_cluster.server(1)
-            page.goto(server.url)
-            expect(page.locator("#token")).to_be_visible()
-            expect(page.locator("main")).to_contain_text("web-token")
-            page.fill("#token", server.token)
-            page.click("#login")
+    try:
+        context = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 860})
+        context.set_default_timeout(20_000)
+        page = context.new_page()
+        server = web_cluster.server(1)
+        page.goto(server.url)
+        expect(page.locator("#token")).to_be_visible()
+        expect(page.locator("main")).to_contain_text("web-token")
+        page.fill("#token", server.token)
+        page.click("#login")
 
-            # Home: one box per server, live, the primary and this server marked, the cluster ready and complete
-            boxes = page.locator("#boxes .box")
-            expect(boxes).to_have_count(3)
-            expect(page.locator("#cluster-state")).to_have_text("ready")
-            expect(page.locator("#cluster-status")).to_have_text("complete")
-            expect(page.locator('.box[data-id="0"] .badge.primary')).to_have_text("primary")
-            expect(page.locator('.box[data-id="1"] .badge.here')).to_be_visible()
-            expect(page.locator('.box[data-id="2"]')).to_have_attribute("href", web_cluster.url(2))
-            for i in (0, 1, 2):
-                expect(page.locator(f'.box[data-id="{i}"] .dl')).to_contain_text("Mbit/s")
-                expect(page.locator(f'.box[data-id="{i}"] .sync.ok')).to_have_text("in sync")
-            page.evaluate("window.notReloaded = true")
-            time.sleep(1.5)  # a few seconds of sparkline for the screenshot
-            _shot(page, "cluster-home")
+        # Home: one box per server, live, the primary and this server marked, the cluster ready and complete
+        boxes = page.locator("#boxes .box")
+        expect(boxes).to_have_count(3)
+        expect(page.locator("#cluster-state")).to_have_text("ready")
+        expect(page.locator("#cluster-status")).to_have_text("complete")
+        expect(page.locator('.box[data-id="0"] .badge.primary')).to_have_text("primary")
+        expect(page.locator('.box[data-id="1"] .badge.here')).to_be_visible()
+        expect(page.locator('.box[data-id="2"]')).to_have_attribute("href", web_cluster.url(2))
+        for i in (0, 1, 2):
+            expect(page.locator(f'.box[data-id="{i}"] .dl')).to_contain_text("Mbit/s")
+            expect(page.locator(f'.box[data-id="{i}"] .sync.ok')).to_have_text("in sync")
+        page.evaluate("window.notReloaded = true")
+        time.sleep(1.5)  # a few seconds of sparkline for the screenshot
+        _shot(page, "cluster-home")
 
-            # Status -> Throughput: the chart, all servers or one, this server marked
-            page.click("header nav >> text=Throughput")
-            expect(page.locator("#legend tr.legend-row")).to_have_count(3)
-            expect(page.locator("#legend tr.here")).to_contain_text("BQN 1 ★")
-            expect(page.locator("#server option[value='1']")).to_have_text("BQN 1 ★ (this server)")
-            expect(page.locator("#chart path.series")).to_have_count(6)
-            _shot(page, "cluster-throughput")
-            page.select_option("#server", "2")
-            expect(page.locator("#legend tr.legend-row")).to_have_count(1)
-            expect(page.locator("#legend tr.legend-row")).to_contain_text("BQN 2")
-            page.select_option("#range", "86400")
-            expect(page.locator("#chart .scale").first).to_contain_text("per minute")
+        # Status -> Throughput: the chart, all servers or one, this server marked
+        page.click("header nav >> text=Throughput")
+        expect(page.locator("#legend tr.legend-row")).to_have_count(3)
+        expect(page.locator("#legend tr.here")).to_contain_text("BQN 1 ★")
+        expect(page.locator("#server option[value='1']")).to_have_text("BQN 1 ★ (this server)")
+        expect(page.locator("#chart path.series")).to_have_count(6)
+        _shot(page, "cluster-throughput")
+        page.select_option("#server", "2")
+        expect(page.locator("#legend tr.legend-row")).to_have_count(1)
+        expect(page.locator("#legend tr.legend-row")).to_contain_text("BQN 2")
+        page.select_option("#range", "86400")
+        expect(page.locator("#chart .scale").first).to_contain_text("per minute")
 
-            # Administration -> Cluster: sync states, what is never synced, check, add a server with its key
-            page.click("header nav >> text=Cluster")
-            expect(page.locator("#servers tr.server")).to_have_count(3)
-            expect(page.locator('#servers tr[data-id="2"] .sync.ok')).to_have_text("in sync")
-            expect(page.locator("#own-sections")).to_contain_text("hostname")
-            expect(page.locator("#own-sections")).to_contain_text("wire wire0")
-            page.click("#check")
-            expect(page.locator("#result .verdict")).to_have_count(2)
-            expect(page.locator("#result .verdict.ok")).to_have_count(2)
-            add = page.locator("#add-peer")
-            add.locator("[name=id]").fill("2")
-            add.locator("[name=address]").fill("127.0.0.3")
-            add.locator("button[type=submit]").click()
-            expect(page.locator("#result .error")).to_have_text("id 2 is used by server 2 (127.0.0.3); ids are unique in a cluster")
-            cluster.start(3)
-            cluster.wait("server 3 to run", lambda: cluster.status(3) is not None, 30, 0.1)
-            add.locator("[name=id]").fill("3")
-            add.locator("[name=address]").fill(cluster.address(3))
-            add.locator("[name=ssh_port]").fill(str(cluster.ssh_port(3)))
-            add.locator("button[type=submit]").click()
-            expect(page.locator("#peer-fingerprint")).to_have_text(keys.fingerprint(cluster.node_keys[3]))
-            _shot(page, "cluster-add")
-            page.click("#trust")
-            expect(page.locator("#add-confirm .done")).to_have_text("server 3 added")
-            expect(page.locator("#servers tr.server")).to_have_count(4)  # the page reloads with it
-            expect(page.locator('#servers tr[data-id="3"]')).to_contain_text("up")
-            assert config_module.load(cluster.config(1)).peer(3) is not None
-            _shot(page, "cluster-admin", full=True)
-            page.goto(server.url + "cluster/servers/2/diff")
-            expect(page.locator("main")).to_contain_text("Server 2's cluster-wide sections against the cluster's")
+        # Administration -> Cluster: sync states, what is never synced, check, add a server with its key
+        page.click("header nav >> text=Cluster")
+        expect(page.locator("#servers tr.server")).to_have_count(3)
+        expect(page.locator('#servers tr[data-id="2"] .sync.ok')).to_have_text("in sync")
+        expect(page.locator("#own-sections")).to_contain_text("hostname")
+        expect(page.locator("#own-sections")).to_contain_text("wire wire0")
+        page.click("#check")
+        expect(page.locator("#result .verdict")).to_have_count(2)
+        expect(page.locator("#result .verdict.ok")).to_have_count(2)
+        add = page.locator("#add-peer")
+        add.locator("[name=id]").fill("2")
+        add.locator("[name=address]").fill("127.0.0.3")
+        add.locator("button[type=submit]").click()
+        expect(page.locator("#result .error")).to_have_text("id 2 is used by server 2 (127.0.0.3); ids are unique in a cluster")
+        cluster.start(3)
+        cluster.wait("server 3 to run", lambda: cluster.status(3) is not None, 30, 0.1)
+        add.locator("[name=id]").fill("3")
+        add.locator("[name=address]").fill(cluster.address(3))
+        add.locator("[name=ssh_port]").fill(str(cluster.ssh_port(3)))
+        add.locator("button[type=submit]").click()
+        expect(page.locator("#peer-fingerprint")).to_have_text(keys.fingerprint(cluster.node_keys[3]))
+        _shot(page, "cluster-add")
+        page.click("#trust")
+        expect(page.locator("#add-confirm .done")).to_have_text("server 3 added")
+        expect(page.locator("#servers tr.server")).to_have_count(4)  # the page reloads with it
+        expect(page.locator('#servers tr[data-id="3"]')).to_contain_text("up")
+        assert config_module.load(cluster.config(1)).peer(3) is not None
+        _shot(page, "cluster-admin", full=True)
+        page.goto(server.url + "cluster/servers/2/diff")
+        expect(page.locator("main")).to_contain_text("Server 2's cluster-wide sections against the cluster's")
 
-            # remove server 3 again, through the page
-            page.goto(server.url + "cluster")
-            page.locator('#servers tr[data-id="3"] button.remove').click()
-            page.click("#remove-3")
-            expect(page.locator("#result .done")).to_have_text("server 3 removed; its key is no longer trusted")
-            expect(page.locator("#servers tr.server")).to_have_count(3)
-            assert config_module.load(cluster.config(1)).peer(3) is None
+        # remove server 3 again, through the page
+        page.goto(server.url + "cluster")
+        page.locator('#servers tr[data-id="3"] button.remove').click()
+        page.click("#remove-3")
+        expect(page.locator("#result .done")).to_have_text("server 3 removed; its key is no longer trusted")
+        expect(page.locator("#servers tr.server")).to_have_count(3)
+        assert config_module.load(cluster.config(1)).peer(3) is None
 
-            # kill the primary: the home page shows the failover without a reload
-            page.goto(server.url)
-            expect(page.locator("#boxes .box")).to_have_count(3)
-            page.evaluate("window.notReloaded = true")
-            cluster.kill(0)
-            expect(page.locator('.box[data-id="0"]')).to_have_class("box down down", timeout=30_000)
-            expect(page.locator('.box[data-id="1"] .badge.primary')).to_have_text("primary", timeout=30_000)
-            expect(page.locator('.box[data-id="0"] .dl')).to_have_text("↓ no data")
-            assert page.evaluate("window.notReloaded") is True
-            _shot(page, "cluster-failover")
-            context.close()
-        except AssertionError as error:
-            raise AssertionError(f"{error}\n{cluster.logs()}") from None
-        finally:
-            browser.close()
+        # kill the primary: the home page shows the failover without a reload
+        page.goto(server.url)
+        expect(page.locator("#boxes .box")).to_have_count(3)
+        page.evaluate("window.notReloaded = true")
+        cluster.kill(0)
+        expect(page.locator('.box[data-id="0"]')).to_have_class("box down down", timeout=30_000)
+        expect(page.locator('.box[data-id="1"] .badge.primary')).to_have_text("primary", timeout=30_000)
+        expect(page.locator('.box[data-id="0"] .dl')).to_have_text("↓ no data")
+        assert page.evaluate("window.notReloaded") is True
+        _shot(page, "cluster-failover")
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n{cluster.logs()}") from None
+    finally:
+        context.close()
 
     # Modify BQN ID in a session on server 2: the daemon restarts in place as server 5, its GUI with it, and the
     # session stays logged in
