@@ -16,7 +16,11 @@ from .membership import Role
 from .primary import Primary
 from .protocol import MAX_FRAME, BadMessage, Diff, Fetch, Message, Reload, Status, Sync, read_frame
 from .protocol import Compare, Confirm, Generations, Load, Rollback, Show
+from .protocol import Throughput
+from .protocol import Update
 from .status import status
+from .throughput import DAY_MINUTES, Board
+from .updates import Updates
 
 
 READ_TIMEOUT = 10.0
@@ -25,9 +29,12 @@ READ_TIMEOUT = 10.0
 
 class Admin:
     def __init__(self, core: Core, primary: Primary, links: dict[int, PeerLink],
-                 reload: Callable[[], dict[str, Any]], changes: Changes | None = None) -> None:
+                 reload: Callable[[], dict[str, Any]], changes: Changes | None = None,
+                 board: Board | None = None, updates: Updates | None = None) -> None:
+        self.updates = updates
         self.core = core
         self.changes = changes
+        self.board = board or Board(core.config.id)
         self.primary = primary
         self.links = links
         self.reload = reload
@@ -68,8 +75,9 @@ class Admin:
 
     async def answer(self, request: Message) -> dict[str, Any]:
         if isinstance(request, Status):
-            return {"ok": True, "status": status(self.core, self.primary.pushes,
-                                                {i: link.problem for i, link in self.links.items()})}
+            return {"ok": True, "status": self.status()}
+        if isinstance(request, Update) and self.updates is not None:
+            return await self.updates.local(request)
         if isinstance(request, Reload):
             return self.reload()
         if isinstance(request, Sync):
@@ -78,7 +86,26 @@ class Admin:
             return await self.cluster_diff(request.peer)
         if isinstance(request, (Generations, Show, Compare, Load, Confirm, Rollback)) and self.changes is not None:
             return await self.changes.local(request)
+        if isinstance(request, Throughput):
+            return self.throughput(request.server, request.seconds)
         return {"ok": False, "error": f"{request.type} is not a local request"}
+
+    def status(self) -> dict[str, Any]:
+        data = status(self.core, self.primary.pushes, {i: link.problem for i, link in self.links.items()})
+        if self.updates is not None:
+            data["update"] = self.updates.status()
+        return data
+
+    def throughput(self, server: int | None, seconds: int) -> dict[str, Any]:
+        """Every server's throughput (or one's) over the last ``seconds``, from the rings this server keeps."""
+        config = self.core.config
+        ids = sorted([config.id, *(p.id for p in config.peers)])
+        if server is not None and server not in ids:
+            return {"ok": False, "error": f"server {server} is not in the cluster (servers: {', '.join(map(str, ids))})"}
+        if not 1 <= seconds <= DAY_MINUTES * 60:
+            return {"ok": False, "error": f"seconds must be between 1 and {DAY_MINUTES * 60} (a day), not {seconds}"}
+        up = {config.id: True} | {i: view.up for i, view in self.core.membership.peers.items()}
+        return {"ok": True, "throughput": self.board.series(ids if server is None else [server], seconds, up)}
 
     async def force_sync(self) -> dict[str, Any]:
         """``clusterd sync`` on the primary: a new generation from its backup, sent to everyone at once."""
@@ -94,27 +121,31 @@ class Admin:
         self.primary.retry_all()
         return {"ok": True, "generation": generation.number if generation else core.head.number}
 
+    async def backup_text(self, server: int) -> str:
+        """A server's whole live backup (this one's, or a peer's over its link): :class:`LinkDown` if it cannot be had.
+
+        A diff of it is scoped to cluster-wide content and keeps its real line numbers.
+        """
+        core = self.core
+        if server == core.config.id:
+            await core.refresh_live(force=True)
+            if core.live is None:
+                raise LinkDown(core.live_error or "no live backup")
+            return core.live.text
+        link = self.links.get(server)
+        if link is None:
+            raise LinkDown(f"server {server} is not a peer")
+        reply = await link.request(Fetch(rid=0), timeout=30)
+        if not reply.ok or not isinstance(reply.body.get("text"), str):
+            raise LinkDown(reply.error or "no text in the reply")
+        return str(reply.body["text"])
+
     async def cluster_diff(self, peer_id: int | None) -> dict[str, Any]:
         """What each server's cluster-wide sections would gain or lose from the cluster's configuration."""
         from confmerge import Scope, diff, diff_text, parse
 
         core = self.core
-
-        async def backup_text(server: int) -> str:
-            """The server's whole live backup: the diff is scoped to cluster-wide content, with its real line numbers."""
-            if server == core.config.id:
-                await core.refresh_live(force=True)
-                if core.live is None:
-                    raise LinkDown(core.live_error or "no live backup")
-                return core.live.text
-            link = self.links.get(server)
-            if link is None:
-                raise LinkDown(f"server {server} is not a peer")
-            reply = await link.request(Fetch(rid=0), timeout=30)
-            if not reply.ok or not isinstance(reply.body.get("text"), str):
-                raise LinkDown(reply.error or "no text in the reply")
-            return reply.body["text"]
-
+        backup_text = self.backup_text
         primary = core.membership.primary
         if primary is None:
             return {"ok": False, "error": "no primary: the cluster is not ready"}

@@ -557,6 +557,8 @@ def rollback(args: argparse.Namespace) -> int:
 
 def _demo_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep", type=Path, help="keep the demo's files in this directory")
+    p.add_argument("--web", action="store_true", help="keep the three servers running with the web GUI (HTTPS on "
+                   "127.0.0.1-3:8443, lo as the measured interface) until Ctrl-C, instead of the narration")
 
 
 @command("demo", "a three-server cluster on 127.0.0.1-3 from the fixtures: unify, edit, fail over, stop",
@@ -564,7 +566,227 @@ def _demo_arguments(p: argparse.ArgumentParser) -> None:
 def demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(args.keep)
+    return run_demo(args.keep, web=args.web)
+
+
+# -- common visibility (clusterd.throughput)
+
+
+def _throughput_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--server", default="all", help="a BQN id, or all (default)")
+    p.add_argument("--seconds", type=int, default=60, help="how far back, up to 86400 (a day; per minute past an hour)")
+    p.add_argument("--json", action="store_true", help="machine-readable output (the API's object)")
+
+
+@command("throughput", "each server's downlink and uplink, as measured on its interfaces, from any server",
+         _throughput_arguments)
+def throughput(args: argparse.Namespace) -> int:
+    if args.server != "all" and not args.server.isdigit():
+        raise Trouble(f"--server is a BQN id or all, not {args.server!r}")
+    reply = ask(_config(args), {"type": "throughput", "server": None if args.server == "all" else int(args.server),
+                                "seconds": args.seconds})
+    if not reply.get("ok"):
+        raise Trouble(str(reply.get("error")))
+    data = reply["throughput"]
+    if args.json:
+        json.dump(data, sys.stdout, indent=2)
+        print()
+        return EXIT_OK
+    for server in data["servers"]:
+        known = [s for s in server["samples"] if s[1] is not None]
+        average = [sum(s[1] for s in known) / len(known), sum(s[2] for s in known) / len(known)] if known else None
+        print(printable(f"server {server['id']}{' (this server)' if server['this'] else ''}: now "
+                        f"{_rate(server['current'], 0)} down, {_rate(server['current'], 1)} up; last "
+                        f"{data['seconds']} s: {_rate(average, 0)} down, {_rate(average, 1)} up on average, "
+                        f"{len(known)} of {len(server['samples'])} {'seconds' if data['step'] == 1 else 'minutes'} "
+                        f"with data" + (f" ({server['problem']})" if server["problem"] else ""), one_line=True))
+    return EXIT_OK
+
+
+def _rate(pair: list[float] | None, index: int) -> str:
+    """A rate as people read it (``12.3 Mbit/s``); ``no data`` when there is none."""
+    if pair is None or pair[index] is None:
+        return "no data"
+    value, unit = float(pair[index]), "bit/s"
+    for bigger in ("kbit/s", "Mbit/s", "Gbit/s", "Tbit/s"):
+        if value < 1000:
+            break
+        value, unit = value / 1000, bigger
+    return f"{value:.1f} {unit}"
+
+
+def _top_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--count", type=int, default=0, help="stop after this many refreshes (default: until q or Ctrl-C)")
+
+
+@command("top", "a live table of every server's role, sync state and throughput (q or Ctrl-C to leave)", _top_arguments)
+def top(args: argparse.Namespace) -> int:
+    import select
+    import termios
+    import time
+    import tty
+
+    config = _config(args)
+
+    def table() -> list[str]:
+        status = ask(config, {"type": "status"}, timeout=10)["status"]
+        rates = ask(config, {"type": "throughput", "server": None, "seconds": 1}, timeout=10)["throughput"]
+        now = {s["id"]: s["current"] for s in rates["servers"]}
+        lines = [f"clusterd top: server {status['server']}, cluster {status['state']}, {status['status']}  "
+                 f"{time.strftime('%H:%M:%S')}  (q to quit)",
+                 f"  {'ID':>3}  {'ADDRESS':<16} {'ROLE':<10} {'SYNC':<22} {'DOWNLINK':>14} {'UPLINK':>14}"]
+        for s in status["servers"]:
+            lines.append(f"{'*' if s['this'] else ' '} {s['id']:>3}  {s['address']:<16} {s['role']:<10} "
+                         f"{s['sync']:<22} {_rate(now.get(s['id']), 0):>14} {_rate(now.get(s['id']), 1):>14}")
+        return [printable(line, one_line=True) for line in lines]
+
+    if not sys.stdout.isatty() or not sys.stdin.isatty():
+        print("\n".join(table()))
+        return EXIT_OK
+    saved = termios.tcgetattr(sys.stdin)
+    shown = 0
+    try:
+        tty.setcbreak(sys.stdin)
+        while not args.count or shown < args.count:
+            sys.stdout.write("\x1b[H\x1b[2J" + "\n".join(table()) + "\n")
+            sys.stdout.flush()
+            shown += 1
+            ready, _, _ = select.select([sys.stdin], [], [], 1.0)
+            if ready and sys.stdin.read(1) in ("q", "Q"):
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        termios.tcsetattr(sys.stdin, termios.TCSADRAIN, saved)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------
+# Software updates (clusterd.updates, clusterd.package)
+
+
+UPDATE_ACTIONS = ("status", "resume", "abort")
+
+
+def _update_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("package", metavar="PACKAGE|status|resume|abort",
+                   help="a package file (its PACKAGE.manifest beside it), or what to do with the roll-out under way")
+    p.add_argument("--parallel", type=int, default=1, help="servers installing at once (default 1; the primary "
+                   "always goes alone, last)")
+    p.add_argument("--dry-run", action="store_true", help="check the package and show the order; change nothing")
+    p.add_argument("--detach", action="store_true", help="start the roll-out and return (it goes on without the CLI)")
+    p.add_argument("--json", action="store_true", help="machine-readable output (status)")
+
+
+@command("update", "install a software package on every server, one at a time, the primary last", _update_arguments)
+def update(args: argparse.Namespace) -> int:
+    config = _config(args)
+    if args.package in UPDATE_ACTIONS:
+        reply = ask(config, {"type": "update", "action": args.package})
+        if not reply.get("ok"):
+            raise Trouble(str(reply.get("error")))
+        if args.package == "status":
+            if args.json:
+                json.dump(reply["update"], sys.stdout, indent=2)
+                print()
+            else:
+                print("\n".join(printable(line, one_line=True) for line in render_update(reply["update"])))
+            return EXIT_OK
+        print(f"roll-out {reply['plan']['id']}: {args.package}d here" if args.package == "resume"
+              else f"roll-out {reply['plan']['id']} aborted; servers not started stay as they are")
+        return EXIT_OK if args.package == "abort" or args.detach else _follow(config, reply["plan"]["id"])
+    path = Path(args.package).absolute()
+    reply = ask(config, {"type": "update", "action": "start", "path": str(path), "parallel": args.parallel,
+                         "dry_run": args.dry_run})
+    if not reply.get("ok"):
+        raise Trouble(str(reply.get("error")))
+    plan = reply["plan"]
+    print(f"package {plan['package']['name']} version {plan['package']['version']} (sha256 "
+          f"{plan['package']['sha256'][:12]}, {plan['package']['size']} bytes): checked")
+    print(f"order: {' -> '.join(map(str, plan['order']))} ({plan['parallel']} at a time; server {plan['primary']}, "
+          "the primary, last)")
+    if args.dry_run:
+        versions = reply.get("versions", {})
+        print("versions now: " + ", ".join(f"{k}: {v or '(unknown)'}" for k, v in versions.items()))
+        print("dry run: nothing copied, nothing installed")
+        return EXIT_OK
+    print(f"roll-out {plan['id']} started (clusterd update status shows it from any server)")
+    return EXIT_OK if args.detach else _follow(config, plan["id"])
+
+
+def _follow(config: ClusterConfig, rollout: str) -> int:
+    """Print each server's step as it ends, until the roll-out does; the daemon restarting on the way is waited for."""
+    import time
+
+    told: set[tuple[str, str]] = set()
+    quiet_since = time.monotonic()
+    while True:
+        try:
+            data = ask(config, {"type": "update", "action": "status"}, timeout=10)["update"]
+        except (Trouble, KeyError):
+            if time.monotonic() - quiet_since > config.update_timeout:
+                raise Trouble("this server's daemon has not answered for the update timeout; see clusterd update "
+                              "status") from None
+            time.sleep(0.5)
+            continue
+        quiet_since = time.monotonic()
+        plan = data.get("rollout") or {}
+        if plan.get("id") != rollout:
+            raise Trouble(f"roll-out {rollout} is no longer the one this server keeps")
+        for server in plan["order"]:
+            step = plan["steps"][str(server)]
+            if step["state"] in ("installing", "done", "failed") and (str(server), step["state"]) not in told:
+                told.add((str(server), step["state"]))
+                print(f"server {server}: {step['state']}" + (f": {step['error']}" if step["error"] else ""))
+                for line in step["tail"].splitlines() if step["state"] == "failed" else []:
+                    print(printable(f"  | {line}", one_line=True))
+        if plan["state"] not in ("copying", "installing"):
+            print(f"roll-out {plan['state']}" + (f": {plan['reason']}" if plan["reason"] else ""))
+            return EXIT_OK if plan["state"] == "done" else EXIT_FOUND
+        if any("interrupted" in w for w in data["warnings"]):
+            print(next(w for w in data["warnings"] if "interrupted" in w))
+            return EXIT_FOUND
+        time.sleep(0.5)
+
+
+def render_update(data: dict[str, Any]) -> list[str]:
+    """``clusterd update status``: the roll-out, each server's version and step, the warnings."""
+    plan = data.get("rollout")
+    lines = []
+    if plan:
+        lines.append(f"roll-out {plan['id']}: {plan['package']['name']} version {plan['package']['version']}, "
+                     f"{plan['state']} ({data['progress']} servers done; coordinator server {plan['coordinator']})"
+                     + (f": {plan['reason']}" if plan["reason"] else ""))
+    else:
+        lines.append("no roll-out yet")
+    lines.append(f"  {'ID':>3}  {'VERSION':<20} STEP")
+    steps = plan["steps"] if plan else {}
+    for server, version in data["versions"].items():
+        step = steps.get(server)
+        lines.append(f"  {server:>3}  {version or '(unknown)':<20} "
+                     + (f"{step['state']}" + (f": {step['error']}" if step["error"] else "") if step else "-"))
+    lines += [f"warning: {w}" for w in data["warnings"]]
+    return lines
+
+
+def _package_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", type=Path, help="the package file")
+    p.add_argument("--version", required=True, help="the version it installs")
+
+
+@command("package", "write FILE.manifest (version, size, sha256) for a package; sign it with ssh-keygen -Y sign",
+         _package_arguments)
+def package(args: argparse.Namespace) -> int:
+    from .package import NAMESPACE, PackageError, make, manifest_path
+
+    try:
+        manifest = make(args.file, args.version)
+    except (PackageError, OSError) as error:
+        raise Trouble(str(error)) from None
+    print(f"wrote {manifest_path(args.file)} (version {manifest.version}, sha256 {manifest.sha256[:12]})")
+    print(f"to sign it: ssh-keygen -Y sign -f KEY -n {NAMESPACE} {manifest_path(args.file)}  "
+          f"(makes {manifest_path(args.file)}.sig)")
+    return EXIT_OK
 
 
 # ---------------------------------------------------------------------------

@@ -58,6 +58,17 @@ class SshSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class WebSettings:
+    """The web GUI and HTTP API served by the daemon (docs/web.md); off unless the cluster file has a ``web`` section."""
+
+    host: str
+    port: int = 8443
+    token_file: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterConfig:
     path: Path
     id: int
@@ -70,6 +81,14 @@ class ClusterConfig:
     ssh: SshSettings = field(default_factory=SshSettings)
     timing: Timing = field(default_factory=Timing)
     peers: tuple[Peer, ...] = ()
+    # software updates (clusterd.updates)
+    update_command: str | None = None
+    version_command: str | None = None
+    update_signing_key: str | None = None
+    update_timeout: float = 600.0
+    web: WebSettings | None = None
+    interfaces: tuple[str, ...] | None = None
+    """``visibility.interfaces``: the interfaces whose traffic is this server's throughput (None: its wires')."""
 
     @property
     def control_port(self) -> int:
@@ -230,17 +249,61 @@ class _Reader:
                 self.fail(self.at(item, "id"), f"two peers have id {peer_id} (the other is on line {seen[peer_id] + 1})")
             seen.setdefault(peer_id, self.at(item, "id")[0])
             peers.append(peer)
+        update_command = self.get(doc, "update-command", str, None, "update-command") or None
+        version_command = self.get(doc, "version-command", str, None, "version-command") or None
+        signing_key = self.get(doc, "update-signing-key", str, None, "update-signing-key", _public_key) or None
+        update_timeout = self.get(doc, "update-timeout", float, 600.0, "update-timeout (seconds)",
+                                  lambda v: None if v > 0 else "must be more than 0")
+        web = self.web(doc, address)
+        interfaces = self.interfaces(doc)
         if self.problems:
             raise ConfError(self.problems)
         assert state_dir is not None and backup is not None
         return ClusterConfig(
             path=self.path, id=node_id, address=address, ssh_port=ssh_port, port_base=port_base,
             state_dir=state_dir, backup=backup, apply_command=apply_command, ssh=ssh, timing=timing,
-            peers=tuple(sorted(peers, key=lambda p: p.id)),
+            peers=tuple(sorted(peers, key=lambda p: p.id)), web=web, interfaces=interfaces,
+            update_command=update_command, version_command=version_command, update_signing_key=signing_key,
+            update_timeout=update_timeout,
         )
 
+    def web(self, doc: Any, address: str) -> WebSettings | None:
+        """``web``: absent or ``enabled: false``, no web server; else ``listen`` (default: address:8443)."""
+        if "web" not in doc:
+            return None
+        web_doc = doc.get("web") or {}
+        if not isinstance(web_doc, dict):
+            self.fail(self.at(doc, "web"), "web must be a mapping (enabled, listen, token-file, cert, key)")
+            return None
+        self.unknown(web_doc, {"enabled", "listen", "token-file", "cert", "key"}, "web")
+        if not self.get(web_doc, "enabled", bool, True, "web.enabled"):
+            return None
+        listen = self.get(web_doc, "listen", str, f"{address}:8443", "web.listen", _listen)
+        host, _, port = listen.rpartition(":")
+        cert, key = (self.path_of(self.get(web_doc, name, str, None, f"web.{name}")) for name in ("cert", "key"))
+        if (cert is None) != (key is None):
+            self.fail(self.at(web_doc, "cert" if cert else "key"), "web.cert and web.key go together")
+        return WebSettings(host.strip("[]"), int(port), self.path_of(self.get(web_doc, "token-file", str, None,
+                                                                               "web.token-file")), cert, key)
 
-_TOP = ("id", "address", "ssh-port", "port-base", "state-dir", "backup", "apply-command", "ssh", "timing", "peers")
+    def interfaces(self, doc: Any) -> tuple[str, ...] | None:
+        visibility = doc.get("visibility") or {}
+        if not isinstance(visibility, dict):
+            self.fail(self.at(doc, "visibility"), "visibility must be a mapping (interfaces)")
+            return None
+        self.unknown(visibility, {"interfaces"}, "visibility")
+        names = visibility.get("interfaces")
+        if names is None:
+            return None
+        if not isinstance(names, list) or not all(isinstance(n, str) and _interface_name(n) for n in names):
+            self.fail(self.at(visibility, "interfaces"), "visibility.interfaces must be a list of interface names")
+            return None
+        return tuple(names)
+
+
+_TOP = ("id", "address", "ssh-port", "port-base", "state-dir", "backup", "apply-command", "ssh", "timing", "peers",
+        "web", "visibility",
+        "update-command", "version-command", "update-signing-key", "update-timeout")
 _names = {int: "a whole number", float: "a number", str: "text", bool: "true or false"}
 
 
@@ -258,6 +321,22 @@ def _valid_id(value: int) -> str | None:
 
 def _valid_port(value: int) -> str | None:
     return None if 1 <= value <= 65535 else f"must be a TCP port (1-65535), not {value}"
+
+
+def _listen(value: str) -> str | None:
+    import ipaddress
+
+    host, _, port = value.rpartition(":")
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return f"must be ADDRESS:PORT with an IP address, not {value!r}"
+    return None if port.isdigit() and 1 <= int(port) <= 65535 else f"must end with a TCP port, not {value!r}"
+
+
+def _interface_name(name: str) -> bool:
+    """As the kernel allows: 1-15 characters, no slash, no whitespace, not . or .. (it names a /sys path)."""
+    return 0 < len(name) <= 15 and name not in (".", "..") and not any(c == "/" or c.isspace() for c in name)
 
 
 def _nonempty(value: str) -> str | None:
@@ -369,6 +448,15 @@ timing:
   missed: 3        # heartbeats missed before a peer is down
   hold: 3.0        # seconds a returning lower id waits before it takes the primary role back
   drift: 60        # seconds between full checks that every server holds the cluster's configuration
+
+# The web GUI and HTTP API on this server (docs/web.md): HTTPS with a token (state-dir/web-token).
+# Uncomment to serve it; it listens on exactly this address.
+# web:
+#   listen: {address}:8443
+
+# The interfaces whose traffic is this server's throughput (default: the access side of its wires).
+# visibility:
+#   interfaces: [en0o3]
 
 # The other servers: id, address and SSH port (clusterd add-peer fills these in).
 peers: []

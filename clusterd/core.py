@@ -96,6 +96,8 @@ class Core:
         """(head id, digest of the backup, what its edit changed from the head): made in a thread, used when recorded."""
         self._awake_at = now
         self.revalidating = False
+        self.version = ""
+        """The software version this server runs, as :mod:`clusterd.updates` found it ("" unknown)."""
         self.closed = False
         """Set when the daemon stops (or restarts with a new id): what is still in flight changes nothing."""
 
@@ -247,6 +249,7 @@ class Core:
             sees=sorted(m.up), head=self.head.id, generation=self.head.number,
             digest=self.live.digest if self.live else "", state=self.own_state().value, inbox=str(self.history.inbox),
             behind=self.behind() if m.primary == self.config.id and m.sparse else [],
+            version=self.version,
         )
 
     def behind(self) -> list[int]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from pathlib import Path
 from typing import Any, Coroutine
 
@@ -38,7 +39,11 @@ from .protocol import (
     Apply, BadMessage, Fetch, Head, Heartbeat, OversizedFrame, Probe, Reply, Request, Text, encode, from_data, read_frame,
 )
 from .protocol import Confirm, Load, Rollback
+from .protocol import Visibility
+from .protocol import Install, Installed, PackageArrived, Rollout
 from .secondary import Secondary
+from .throughput import Board, wire_interfaces
+from .updates import Updates
 
 log = logging.getLogger("clusterd")
 
@@ -92,7 +97,12 @@ class Daemon:
         self.primary = Primary(self.core, self.links, self.spawn)
         self.secondary = Secondary(self.core)
         self.changes = Changes(self.core, self.primary, self.links, self.spawn)
-        self.admin = Admin(self.core, self.primary, self.links, self.reload, self.changes)
+        self.board = Board(config.id)
+        self.updates = Updates(self.core, self.links, self.spawn)
+        self.admin = Admin(self.core, self.primary, self.links, self.reload, self.changes, board=self.board,
+                           updates=self.updates)
+        self.web_url = ""
+        """The URL of this server's web GUI ("" while it serves none)."""
         self.incoming: dict[int, object] = {}
         self._control_gate = sshserver.Gate(f"control port {config.address}:{config.control_port}")
         self._ssh_gate = sshserver.Gate(f"SFTP on {config.address}:{config.ssh_port}")
@@ -127,6 +137,10 @@ class Daemon:
                 area=self.core.history.inbox, user=config.ssh.user, gate=self._ssh_gate,
             ))
         self._servers.append(await self.admin.start())
+        web_runner = None
+        if config.web is not None:
+            from .gui import start_web
+            web_runner, self.web_url = await start_web(self)
         for peer in config.peers:
             self.links[peer.id] = PeerLink(self, peer, wanted=peer.id in self.core.membership.linked)
         self.heartbeats = Heartbeats(self, self.links)
@@ -136,12 +150,17 @@ class Daemon:
         if self.core.applying:
             self.spawn(self.core.recover())
         await self.core.refresh_live(force=True)
+        await self.updates.start()
         self.core.running()
         ticker = asyncio.create_task(self._tick_forever())
+        sampler = asyncio.create_task(self._sample_forever())
         try:
             await self.stopping.wait()
         finally:
             ticker.cancel()
+            sampler.cancel()
+            if web_runner is not None:
+                await web_runner.cleanup()
             self.core.closed = True
             if self.heartbeats is not None:
                 self.heartbeats.stop()
@@ -211,6 +230,21 @@ class Daemon:
                 log.exception("tick failed")
             await asyncio.sleep(min(self.config.timing.heartbeat / 2, 0.1))
 
+    async def _sample_forever(self) -> None:
+        """Common visibility: this server's throughput each wall-clock second, sent to every peer that is connected."""
+        while True:
+            try:
+                live = self.core.live.config if self.core.live is not None else None
+                self.board.sample(self.config.interfaces if self.config.interfaces is not None
+                                  else wire_interfaces(live), (live.hostname if live is not None else None) or "",
+                                  self.web_url)
+                for peer_id, link in list(self.links.items()):
+                    if link.connected:
+                        link.post(self.board.message(peer_id, link.connections))
+            except Exception:  # like the tick: a bug here must not stop the sampling
+                log.exception("throughput sampling failed")
+            await asyncio.sleep(1.0 - time.time() % 1.0 + 0.005)
+
     async def _serve_channel(self, process: asyncssh.SSHServerProcess) -> None:
         owner = process.get_extra_info("connection").get_owner()
         peer_id = owner.peer_id
@@ -237,8 +271,12 @@ class Daemon:
                         link = self.links.get(peer_id)
                         if link is not None and link.wanted:
                             link.poke()
-                elif isinstance(message, (Apply, Head, Text, Fetch, Probe, Load, Confirm, Rollback)):
+                elif isinstance(message, (Apply, Head, Text, Fetch, Probe, Load, Confirm, Rollback,
+                                          PackageArrived, Install, Installed, Rollout)):
                     self.spawn(self._answer(message, peer_id, process.stdout))
+                elif isinstance(message, Visibility):
+                    if message.id == peer_id:
+                        self.board.receive(message)
                 else:
                     log.warning("server %d: dropped a %s message on the control channel", peer_id, message.type)
         except (asyncio.IncompleteReadError, asyncssh.Error, ConnectionError, BrokenPipeError):
@@ -253,6 +291,8 @@ class Daemon:
         try:
             if isinstance(message, (Load, Confirm, Rollback)):
                 reply = await self.changes.answer(message, peer_id)
+            elif isinstance(message, (PackageArrived, Install, Installed, Rollout)):
+                reply = await self.updates.answer(message, peer_id)
             else:
                 reply = await self.secondary.answer(message, peer_id)
         except Exception as error:  # the requester gets the reason; the daemon goes on
@@ -310,6 +350,7 @@ class Daemon:
             core.membership.alive.discard(peer_id)
         self.relink()
         self._revoke()
+        self.board.forget(p.id for p in fresh.peers)
         core.events.add(f"reload: {len(fresh.peers)} peer(s)")
         return {"ok": True, "restarting": False}
 

@@ -44,7 +44,7 @@ def _differences(old: str, new: str, scope: Scope) -> list[str]:
             for c in diff(parse(old, "old"), parse(new, "new"), scope).changes]
 
 
-def run_demo(keep: Path | None = None) -> int:
+def run_demo(keep: Path | None = None, web: bool = False) -> int:
     names = ["bqn0-v1.conf", "bqn1-v1.conf", "bqn2-v1.conf"]
     if not all((FIXTURES / name).exists() for name in names):
         print(f"clusterd demo: the fixtures are not at {FIXTURES}; run it from a clone (pip install -e .)")
@@ -55,7 +55,7 @@ def run_demo(keep: Path | None = None) -> int:
     root = Path(keep) if keep else Path(tempfile.mkdtemp(prefix="clusterd-demo-"))
     previous = signal.signal(signal.SIGTERM, _interrupted)
     try:
-        return _narrate(root, names)
+        return _web(root, names) if web else _narrate(root, names)
     finally:
         signal.signal(signal.SIGTERM, previous)
         if keep:
@@ -67,6 +67,44 @@ def run_demo(keep: Path | None = None) -> int:
 def _interrupted(signum: int, frame: FrameType | None) -> None:
     """SIGTERM ends the demo as Ctrl-C does: every daemon stopped, the temporary directory (node keys too) removed."""
     raise KeyboardInterrupt
+
+
+def _web(root: Path, names: list[str]) -> int:
+    """The three servers with the web GUI, running until Ctrl-C or SIGTERM: where to open each is printed."""
+    import socket
+
+    backups = {i: (FIXTURES / name).read_text() for i, name in enumerate(names)}
+    cluster = Cluster(root, [0, 1, 2], backups=backups, port_base=63500, heartbeat=0.5, missed=3, hold=3.0)
+    ports = {}
+    for i in cluster.ids:
+        with socket.socket() as probe:
+            try:
+                probe.bind((cluster.address(i), 8443))
+            except OSError:
+                probe.bind((cluster.address(i), 0))
+            ports[i] = probe.getsockname()[1]
+        cluster.config(i).write_text(cluster.config(i).read_text() + f"web:\n  listen: {cluster.address(i)}:{ports[i]}\n"
+                                     "visibility:\n  interfaces: [lo]\n")
+    try:
+        cluster.start_all()
+        cluster.wait("the cluster to be complete", lambda: cluster.complete() or None, 30, every=0.1)
+        _say("three BQN servers with the web GUI (self-signed certificates: the browser asks to accept each once)")
+        for i in cluster.ids:
+            token = (cluster.dir(i) / "state" / "web-token").read_text().strip()
+            print(f"  server {i}: open https://{cluster.address(i)}:{ports[i]}/login?token={token}")
+        print("  Ctrl-C stops every server", flush=True)
+        while all(process.poll() is None for process in cluster.processes.values()):
+            time.sleep(0.5)
+        print("\nclusterd demo: a server stopped; see its log in " + str(root))
+        return 1
+    except AssertionError as error:
+        print(f"\nclusterd demo: {error}")
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        cluster.stop_all()
+        _say("every daemon stopped")
 
 
 def _narrate(root: Path, names: list[str]) -> int:

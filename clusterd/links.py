@@ -30,7 +30,7 @@ from . import keys
 from .transfer import CIPHERS
 from .config import ClusterConfig, Peer
 from .membership import SLOW
-from .protocol import BadMessage, Heartbeat, OversizedFrame, Reply, Request, encode, read_frame
+from .protocol import BadMessage, Heartbeat, OversizedFrame, Reply, Request, Visibility, encode, read_frame
 
 log = logging.getLogger("clusterd")
 
@@ -79,6 +79,8 @@ class PeerLink:
         self._task = asyncio.create_task(self._run(), name=f"link-{peer.id}")
         self.problem: str | None = None
         """Why the link is not up, in words that say what to do (logged once, shown in status); None while up."""
+        self.connections = 0
+        """Counts the connections made: a message stream that must start over on a new one (throughput) watches it."""
 
     def stop(self) -> None:
         self._task.cancel()
@@ -127,6 +129,17 @@ class PeerLink:
             raise LinkDown(f"the channel to server {self.peer.id} closed: {error}") from None
         finally:
             self._waiting.pop(rid, None)
+
+    def post(self, message: Visibility) -> bool:
+        """Send a message that needs no reply, if the link is up now; False if it is not (nothing is queued)."""
+        if self._writer is None:
+            return False
+        try:
+            self._writer.write(encode(message))
+        except (BadMessage, OSError, asyncssh.Error) as error:
+            log.warning("could not send server %d a %s message: %s", self.peer.id, message.type, error)
+            return False
+        return True
 
     def _problem(self, text: str | None) -> None:
         if text != self.problem and text is not None:
@@ -194,6 +207,7 @@ class PeerLink:
                     process = await connection.create_process(encoding=None)
                     self.rtt = time.monotonic() - started
                     self._writer, self.connected = process.stdin, True
+                    self.connections += 1
                     self.ready.set()
                     self._problem(None)
                     log.info("link to server %d up (%s:%d)", peer.id, peer.address, owner.config.port_of(peer))

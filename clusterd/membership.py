@@ -122,6 +122,8 @@ class PeerView:
     inbox: str = ""
     behind: frozenset[int] = frozenset()
     """From a primary of a sparse cluster: the servers not in sync with it."""
+    version: str = ""
+    """The software version it runs (``clusterd.updates``)."""
 
 
 @dataclass(slots=True)
@@ -195,6 +197,7 @@ class Membership:
         peer.uptime, peer.head, peer.generation = float(message.uptime), message.head, message.generation
         peer.digest, peer.state, peer.inbox = message.digest, message.state, message.inbox
         peer.behind = frozenset(i for i in message.behind if isinstance(i, int))
+        peer.version = message.version
         claim = message.primary
         if claim == message.id and message.epoch >= self.epoch:
             self.announced = peer.sees

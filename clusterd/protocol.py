@@ -43,6 +43,8 @@ class Heartbeat:
     inbox: str
     behind: list[int] = field(default_factory=list)
     """From a primary: the servers up that do not hold its head in sync (what a sparse cluster's members know of the others)."""
+    version: str = ""
+    """The software version this server runs ("" unknown; ``clusterd.updates``); older servers send none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,13 +189,104 @@ class Compare:
     new: str
 
 
+# common visibility (clusterd.throughput)
+
+@dataclass(frozen=True, slots=True)
+class Visibility:
+    """Peer to peer, once a second: the sender's throughput samples not sent yet on this connection (all on a new one)."""
+
+    type: ClassVar[str] = "visibility"
+    id: int
+    hostname: str
+    version: str
+    web: str
+    """The URL of the sender's web GUI ("" if it serves none)."""
+    interfaces: list[str]
+    problem: str
+    """Why the sender has no samples ("" when it has)."""
+    seconds: list[list[Any]]
+    """[time, downlink, uplink]: wall-clock second, bits per second."""
+    minutes: list[list[Any]]
+    """[time, downlink, uplink]: one-minute averages older than the hour the seconds cover."""
+
+
+@dataclass(frozen=True, slots=True)
+class Throughput:
+    """The local socket: ``clusterd throughput`` and ``clusterd top``."""
+
+    type: ClassVar[str] = "throughput"
+    server: int | None
+    seconds: int
+
+
+
+# software updates (clusterd.updates)
+
+@dataclass(frozen=True, slots=True)
+class PackageArrived:
+    """The coordinator to a peer: a package was copied to ``name`` in the inbox; check it and keep it."""
+
+    type: ClassVar[str] = "package"
+    rid: int
+    name: str
+    manifest: str
+    """The manifest's text, as signed."""
+    signature: str
+    """The detached signature of the manifest ("" for none)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Install:
+    """The coordinator to a server: run the update command for a package it keeps, once per roll-out."""
+
+    type: ClassVar[str] = "install"
+    rid: int
+    rollout: str
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class Installed:
+    """How a roll-out's install went here: running, its exit status, the last lines of its output, the version now."""
+
+    type: ClassVar[str] = "installed"
+    rid: int
+    rollout: str
+
+
+@dataclass(frozen=True, slots=True)
+class Rollout:
+    """A roll-out's record, kept by every server (an empty record asks for the one the server keeps)."""
+
+    type: ClassVar[str] = "rollout"
+    rid: int
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """Local: ``clusterd update``: ``start`` (a package at ``path``), ``status``, ``resume``, ``abort``."""
+
+    type: ClassVar[str] = "update"
+    action: str
+    path: str = ""
+    parallel: int = 1
+    dry_run: bool = False
+
+
+UpdateRequest = PackageArrived | Install | Installed | Rollout
+
 Message = (Heartbeat | Probe | Apply | Head | Text | Fetch | Reply | Status | Reload | Sync | Diff
-           | Load | Confirm | Rollback | Generations | Show | Compare)
-Request = Probe | Apply | Head | Text | Fetch | Load | Confirm | Rollback
+           | Load | Confirm | Rollback | Generations | Show | Compare
+           | Visibility | Throughput
+           | PackageArrived | Install | Installed | Rollout | Update)
+Request = Probe | Apply | Head | Text | Fetch | Load | Confirm | Rollback | UpdateRequest
 
 TYPES: dict[str, type] = {cls.type: cls for cls in (Heartbeat, Probe, Apply, Head, Text, Fetch, Reply,
                                                      Status, Reload, Sync, Diff,
-                                                     Load, Confirm, Rollback, Generations, Show, Compare)}
+                                                     Load, Confirm, Rollback, Generations, Show, Compare,
+                                                     Visibility, Throughput,
+                                                     PackageArrived, Install, Installed, Rollout, Update)}
 
 
 def _allowed(annotation: Any) -> tuple[type, ...]:

@@ -28,7 +28,7 @@ def status(core: Core, pushes: dict[int, PushState], problems: dict[int, str | N
         "this": True, "last_heartbeat": 0.0, "generation": head.number, "head": head.id,
         "digest": core.live.digest if core.live else "", "sync": own.value,
         "error": (core.apply_error if own is SyncState.SYNC_FAILED else None) or core.live_error
-        or core.faults.text(),
+        or core.faults.text(), "version": core.version,
     }]
     announcer = m.peers.get(m.primary) if m.primary is not None and m.primary != core.config.id else None
     for peer in core.config.peers:
@@ -66,6 +66,7 @@ def status(core: Core, pushes: dict[int, PushState], problems: dict[int, str | N
             "digest": view.digest if view else "", "sync": (state or SyncState.DISCONNECTED).value,
             "error": error or (problems or {}).get(peer.id),
             "trusted": peer.key is not None, "ssh_port": peer.ssh_port, "inbox": view.inbox if view else "",
+            "version": view.version if view else "",
         })
     ready = primary_up and role is not Role.JOINING
     complete = ready and all(s["up"] and s["sync"] == SyncState.IN_SYNC for s in servers)

@@ -30,8 +30,14 @@ MAX_FILE = 64 * 1024 * 1024
 CIPHERS = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com", "aes128-ctr",
            "aes256-ctr")
 """AES-GCM first: one call per packet into the C library, where asyncssh's ChaCha20-Poly1305 makes three."""
-_NAME = re.compile(r"generation-[0-9a-f][0-9a-f-]{0,79}\.conf(\.part)?")
-"""``generation-`` and an id of hex digits and hyphens (a number and an epoch, or a content hash): no path in it."""
+_NAME = re.compile(r"(generation-[0-9a-f][0-9a-f-]{0,79}\.conf|package-[0-9a-f]{64}\.pkg)(\.part)?")
+"""``generation-`` and an id of hex digits and hyphens (a number and an epoch, or a content hash), or
+``package-`` and a package's sha256 (:mod:`clusterd.updates`): no path in either."""
+
+
+def package_name(sha256: str) -> str:
+    """The name a software package travels under."""
+    return f"package-{sha256}.pkg"
 
 
 def file_name(*id_parts: int | str) -> str:

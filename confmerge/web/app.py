@@ -30,16 +30,20 @@ DRAFTS = web.AppKey("drafts", Drafts)
 DRAFT_LOCK = web.AppKey("draft lock", asyncio.Lock)
 LIMITS = web.AppKey("limits", Limits)
 SECURE = web.AppKey("secure", bool)
+LOGIN_HINT = web.AppKey("login hint", str)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 T = TypeVar("T")
 routes = web.RouteTableDef()
 
 
 def create_app(token: str, *, secure: bool = True, limits: Limits = Limits(), rules: Rules | None = None,
-               draft_lifetime: float = 3600.0, body_seconds: float = 120.0) -> web.Application:
+               draft_lifetime: float = 3600.0, body_seconds: float = 120.0, home: Handler | None = None,
+               login_hint: str = "printed by <code>confmerge serve</code> (or stored in its token file)") -> web.Application:
     """The whole server for ``token``; ``secure``: served over HTTPS (the session cookie is then Secure).
 
     ``body_seconds`` bounds the time a request body may take to arrive (408 past it), so a slow sender holds nothing.
+    ``home``: another home page (``clusterd``'s cluster); compare, merge and check are then at ``/tools``.
+    ``login_hint`` (HTML) says where the token is.
     """
     app = web.Application(middlewares=[problems, authenticate], client_max_size=limits.total_bytes)
     app[SESSIONS] = Sessions(token)
@@ -48,6 +52,10 @@ def create_app(token: str, *, secure: bool = True, limits: Limits = Limits(), ru
     app[LIMITS] = limits
     app[SECURE] = secure
     app[BODY_SECONDS] = body_seconds
+    app[LOGIN_HINT] = login_hint
+    app.router.add_get("/", home or tools)
+    if home is not None:
+        app.router.add_get("/tools", tools)
     app.add_routes(routes)
     app.on_response_prepare.append(_guard)
     return app
@@ -108,7 +116,7 @@ async def login_page(request: web.Request) -> web.StreamResponse:
     token = request.query.get("token")
     if token is not None:
         return _log_in(request, token, request.query.get("next", "/"))
-    return web.Response(text=views.login(), content_type="text/html")
+    return web.Response(text=views.login(hint=request.app[LOGIN_HINT]), content_type="text/html")
 
 
 @routes.post("/login")
@@ -121,7 +129,8 @@ async def login(request: web.Request) -> web.StreamResponse:
 def _log_in(request: web.Request, token: str, follow: str = "/") -> web.StreamResponse:
     sessions = request.app[SESSIONS]
     if not sessions.valid_token(token):
-        return web.Response(status=401, text=views.login("That token is not valid."), content_type="text/html")
+        return web.Response(status=401, text=views.login("That token is not valid.", request.app[LOGIN_HINT]),
+                            content_type="text/html")
     key, _ = sessions.open()
     # A browser drops tabs and newlines from a URL, so "/\t/host" would become "//host": nothing but visible ASCII.
     local = (follow.startswith("/") and not follow.startswith("//") and "\\" not in follow
@@ -143,14 +152,20 @@ async def logout(request: web.Request) -> web.StreamResponse:
 # -- pages
 
 
-@routes.get("/")
-async def home(request: web.Request) -> web.StreamResponse:
+async def tools(request: web.Request) -> web.StreamResponse:
     return web.Response(text=views.home(_csrf(request) or ""), content_type="text/html")
 
 
-@routes.get("/static/app.js")
+SCRIPTS = frozenset({"app.js", "cluster.js", "updates.js"})
+"""The server's own scripts (``cluster.js``, ``updates.js``: clusterd's pages); the only ones the pages' policy lets run."""
+
+
+@routes.get("/static/{name}")
 async def script(request: web.Request) -> web.StreamResponse:
-    text = resources.files("confmerge.web").joinpath("static/app.js").read_text(encoding="utf-8")
+    name = request.match_info["name"]
+    if name not in SCRIPTS:
+        raise web.HTTPNotFound()
+    text = resources.files("confmerge.web").joinpath(f"static/{name}").read_text(encoding="utf-8")
     return web.Response(text=text, content_type="application/javascript")
 
 
@@ -222,7 +237,7 @@ async def api_draft(request: web.Request) -> web.StreamResponse:
 @routes.patch("/api/v1/merges/{id}")
 async def api_primary(request: web.Request) -> web.StreamResponse:
     draft = _draft(request)
-    body = await _json_body(request)
+    body = await json_body(request)
     primary = body.get("primary")
     if not isinstance(primary, str):
         raise Problem(400, "give {\"primary\": NAME}, NAME one of the merge's backups")
@@ -232,7 +247,7 @@ async def api_primary(request: web.Request) -> web.StreamResponse:
 @routes.patch("/api/v1/merges/{id}/conflicts/{n}")
 async def api_choose(request: web.Request) -> web.StreamResponse:
     draft = _draft(request)
-    take = (await _json_body(request)).get("take")
+    take = (await json_body(request)).get("take")
     if not isinstance(take, str):
         raise Problem(400, "give {\"take\": NAME}: a backup's name, \"primary\" or \"base\"")
     try:
@@ -260,25 +275,25 @@ async def api_output(request: web.Request) -> web.StreamResponse:
     name = request.match_info["file"]
     if name not in draft.outputs:
         raise Problem(404, f"no output {name}; the outputs are {', '.join(draft.outputs)}")
-    return _download((await _changing(request, draft.texts))[name].encode("utf-8"), name, "text/plain; charset=utf-8")
+    return download((await _changing(request, draft.texts))[name].encode("utf-8"), name, "text/plain; charset=utf-8")
 
 
 @routes.get("/api/v1/merges/{id}/report")
 async def api_report(request: web.Request) -> web.StreamResponse:
-    return _download((await _changing(request, _confirmed(request).texts))[REPORT].encode("utf-8"), REPORT,
+    return download((await _changing(request, _confirmed(request).texts))[REPORT].encode("utf-8"), REPORT,
                      "application/json")
 
 
 @routes.get("/api/v1/merges/{id}/resolutions")
 async def api_resolutions(request: web.Request) -> web.StreamResponse:
-    return _download((await _changing(request, _draft(request).texts))[RESOLUTIONS].encode("utf-8"), RESOLUTIONS,
+    return download((await _changing(request, _draft(request).texts))[RESOLUTIONS].encode("utf-8"), RESOLUTIONS,
                      "application/json")
 
 
 @routes.get("/api/v1/merges/{id}/archive")
 async def api_archive(request: web.Request) -> web.StreamResponse:
     draft = _confirmed(request)
-    return _download(await _changing(request, draft.archive), f"merge-{draft.id}.zip", "application/zip")
+    return download(await _changing(request, draft.archive), f"merge-{draft.id}.zip", "application/zip")
 
 
 # -- shared by pages and API
@@ -301,7 +316,7 @@ def _confirmed(request: web.Request) -> Draft:
     return draft
 
 
-def _download(data: bytes, name: str, content_type: str) -> web.Response:
+def download(data: bytes, name: str, content_type: str) -> web.Response:
     plain = "".join(ch if " " <= ch <= "~" and ch not in '"\\' else "_" for ch in name)
     disposition = f'attachment; filename="{plain}"' + ("" if plain == name else f"; filename*=UTF-8''{quote(name)}")
     response = web.Response(body=data, headers={"Content-Disposition": disposition})
@@ -311,7 +326,7 @@ def _download(data: bytes, name: str, content_type: str) -> web.Response:
     return response
 
 
-async def _json_body(request: web.Request) -> dict[str, Any]:
+async def json_body(request: web.Request) -> dict[str, Any]:
     try:
         body = json.loads(await read_body(request) or b"{}")
     except (ValueError, UnicodeDecodeError, RecursionError):

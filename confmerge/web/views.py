@@ -32,15 +32,21 @@ def _style() -> str:
     return resources.files("confmerge.web").joinpath("static/style.css").read_text(encoding="utf-8")
 
 
-def page(title: str, body: str, csrf: str | None = None, script: bool = True, nav: bool = True) -> str:
-    """A whole page: the header (with log out when there is a session), the body, the key script."""
+def page(title: str, body: str, csrf: str | None = None, script: bool = True, nav: bool = True,
+         links: Sequence[tuple[str, str]] = (), scripts: Sequence[str] = ()) -> str:
+    """A whole page: the header (with log out when there is a session), the body, the key script.
+
+    ``links`` (href, label) follow Home in the header; ``scripts`` are more of the server's own script paths.
+    """
     head_nav = ""
     if nav and csrf is not None:
-        head_nav = (f'<nav><a href="/">Home</a>'
+        more = "".join(f'<a href="{e(href)}">{e(label)}</a>' for href, label in links)
+        head_nav = (f'<nav><a href="/">Home</a>{more}'
                     f'<form method="post" action="/logout" class="inline"><input type="hidden" name="csrf" value="{e(csrf)}">'
                     f'<button type="submit" class="link" id="logout">Log out</button></form></nav>')
     meta = f'<meta name="csrf-token" content="{e(csrf)}">' if csrf else ""
-    js = '<script src="/static/app.js" defer></script>' if script and csrf is not None else ""
+    js = "".join(f'<script src="{e(src)}" defer></script>' for src in ("/static/app.js", *scripts)
+                 ) if script and csrf is not None else ""
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" '
             f'content="width=device-width, initial-scale=1">{meta}<title>{e(title)} · confmerge</title>'
             f'<style>{_style()}</style>{js}</head><body><header><a class="brand" href="/">confmerge</a>'
@@ -51,10 +57,10 @@ def _csrf_field(csrf: str | None) -> str:
     return f'<input type="hidden" name="csrf" value="{e(csrf)}">' if csrf else ""
 
 
-def login(message: str | None = None) -> str:
+def login(message: str | None = None, hint: str = "printed by <code>confmerge serve</code> (or stored in its token file)") -> str:
     note = f'<p class="error" role="alert">{e(message)}</p>' if message else ""
     body = (f'<section class="card narrow"><h1>Log in</h1>{note}'
-            '<p>Give the access token printed by <code>confmerge serve</code> (or stored in its token file).</p>'
+            f'<p>Give the access token {hint}.</p>'
             '<form method="post" action="/login"><label>Token <input type="password" name="token" id="token" '
             'autocomplete="current-password" autofocus required></label>'
             '<button type="submit" class="primary" id="login">Log in</button></form></section>')

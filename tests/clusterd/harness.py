@@ -1,5 +1,5 @@
-"""The tests' clusters are the demo's: :mod:`clusterd.local`."""
+"""The tests' clusters are the demo's: :mod:`clusterd.local` (``Supervised`` restarts a daemon that exits)."""
 
-from clusterd.local import FIXTURES, Cluster, free_base, status_of, wait_for
+from clusterd.local import FIXTURES, Cluster, Supervised, free_base, status_of, wait_for
 
-__all__ = ["FIXTURES", "Cluster", "free_base", "status_of", "wait_for"]
+__all__ = ["FIXTURES", "Cluster", "Supervised", "free_base", "status_of", "wait_for"]

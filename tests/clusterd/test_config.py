@@ -26,6 +26,8 @@ def test_defaults_for_everything_that_can_have_one(tmp_path):
     assert config.state_dir == tmp_path / "state" and config.backup == tmp_path / "bqn.conf"
     assert config.identity == tmp_path / "state" / "node_key"
     assert config.peers == () and config.ssh_port == 22 and config.apply_command is None
+    assert (config.update_command, config.version_command, config.update_signing_key, config.update_timeout) == (
+        None, None, None, 600.0)
 
 
 @pytest.mark.parametrize("text, line, column, message", [
@@ -38,6 +40,8 @@ def test_defaults_for_everything_that_can_have_one(tmp_path):
     ("id: 0\naddress: a\npeers:\n  - id: 1\n    address: b\n    key: nonsense\n", 6, 5, "peer key is not an SSH public key"),
     ("id: 0\naddress: a\ntiming:\n  heartbeat: 0\n", 4, 3, "must be more than 0"),
     ("id: 0\naddress: a\nport: 22\n", 3, 1, "unknown setting 'port'"),
+    ("id: 0\naddress: a\nupdate-signing-key: nonsense\n", 3, 1, "update-signing-key is not an SSH public key"),
+    ("id: 0\naddress: a\nupdate-timeout: 0\n", 3, 1, "update-timeout (seconds) must be more than 0"),
     ("id: 0\naddress: [a\n", 3, 1, "not valid YAML"),
 ])
 def test_every_problem_is_an_error_at_its_line(tmp_path, text, line, column, message):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import select
 import signal
@@ -74,3 +75,42 @@ def test_an_interrupted_demo_stops_its_daemons_and_removes_its_directory(signum)
         if demo.poll() is None:
             demo.kill()
             demo.wait(timeout=10)
+
+
+def test_the_web_demo_keeps_three_servers_with_their_gui_until_ctrl_c(tmp_path):
+    import json
+    import ssl
+    import urllib.request
+
+    root = tmp_path / "demo"
+    demo = subprocess.Popen([sys.executable, "-m", "clusterd", "demo", "--web", "--keep", str(root)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+    try:
+        urls, seen = {}, ""
+        deadline = time.monotonic() + 80
+        while time.monotonic() < deadline and "Ctrl-C stops" not in seen:
+            if select.select([demo.stdout], [], [], 1)[0]:
+                seen += os.read(demo.stdout.fileno(), 65536).decode()
+        for found in re.finditer(r"server (\d): open (https://\S+)/login\?token=(\S+)\n", seen):
+            urls[int(found.group(1))] = (found.group(2), found.group(3))
+        lines = [seen]
+        assert len(urls) == 3, seen
+        url, token = urls[1]
+        context = ssl.create_default_context(cafile=str(root / "server1" / "state" / "web-cert.pem"))
+        request = urllib.request.Request(url + "/api/v1/cluster", headers={"Authorization": f"Bearer {token}"})
+        cluster = json.load(urllib.request.urlopen(request, context=context, timeout=30))
+        assert (cluster["state"], cluster["server"], [s["id"] for s in cluster["servers"]]) == ("ready", 1, [0, 1, 2])
+        demo.send_signal(signal.SIGINT)
+        out, _ = demo.communicate(timeout=60)
+        assert demo.returncode == 0 and "every daemon stopped" in out, "".join(lines) + out
+        assert not running_with(str(root)), "no daemon left running"
+    finally:
+        if demo.poll() is None:
+            demo.terminate()  # the demo stops its daemons on SIGTERM; SIGKILL would leave them running
+            try:
+                demo.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                demo.kill()
+                demo.wait(timeout=10)
+        for pid in running_with(str(root)):
+            os.kill(pid, signal.SIGKILL)

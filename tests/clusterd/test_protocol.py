@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import struct
 
 import pytest
@@ -8,6 +9,7 @@ import pytest
 from clusterd.protocol import (
     MAX_FRAME, Apply, BadMessage, Diff, Heartbeat, OversizedFrame, Reply, decode, encode, read_frame,
 )
+from clusterd.protocol import Rollout, as_data
 
 
 def heartbeat() -> Heartbeat:
@@ -69,3 +71,10 @@ def test_messages_are_typed_values_and_optional_fields_may_be_left_out():
     assert decode(b'{"type": "reply", "rid": 7, "ok": true}') == Reply(7, True)
     assert decode(b'{"type": "diff", "peer": null, "future": 1}') == Diff(None), "unknown fields are ignored"
     assert encode({"type": "status"}) == encode(decode(b'{"type": "status"}'))
+
+
+def test_a_heartbeat_from_a_server_without_updates_reads_with_an_unknown_version():
+    older = {k: v for k, v in as_data(heartbeat()).items() if k != "version"}
+    assert decode(json.dumps(older).encode()).version == "", "an older server's heartbeat: version unknown"
+    rollout = Rollout(rid=1, record={"id": "r"})
+    assert decode(encode(rollout)[4:]) == rollout
