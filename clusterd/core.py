@@ -246,7 +246,13 @@ class Core:
             id=self.config.id, epoch=m.epoch, primary=m.primary, uptime=round(time.monotonic() - self.started, 3),
             sees=sorted(m.up), head=self.head.id, generation=self.head.number,
             digest=self.live.digest if self.live else "", state=self.own_state().value, inbox=str(self.history.inbox),
+            behind=self.behind() if m.primary == self.config.id and m.sparse else [],
         )
+
+    def behind(self) -> list[int]:
+        """The peers up whose head or backup is not this server's head (announced by a primary of a sparse cluster)."""
+        head = self.head
+        return [p.id for p in self.membership.peers.values() if p.up and (p.head != head.id or p.digest != head.digest)]
 
     def settle(self, changed: bool) -> None:
         """After any observation: run the election, log what happened, tell peers at once if the view changed."""

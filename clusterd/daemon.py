@@ -32,7 +32,7 @@ from .admin import Admin
 from .changes import Changes
 from .config import ClusterConfig
 from .core import Core
-from .links import LinkDown, PeerLink
+from .links import Heartbeats, LinkDown, PeerLink
 from .membership import PeerView, Role
 from .primary import Primary
 from .protocol import (
@@ -90,6 +90,7 @@ class Daemon:
     def __init__(self, config: ClusterConfig) -> None:
         self.key = keys.load_or_create(config.identity)
         self.links: dict[int, PeerLink] = {}
+        self.heartbeats: Heartbeats | None = None
         self.core = Core(config, self.nudge)
         self.primary = Primary(self.core, self.links, self.spawn)
         self.secondary = Secondary(self.core)
@@ -137,7 +138,9 @@ class Daemon:
             from .gui import start_web
             web_runner, self.web_url = await start_web(self)
         for peer in config.peers:
-            self.links[peer.id] = PeerLink(self, peer)
+            self.links[peer.id] = PeerLink(self, peer, wanted=peer.id in self.core.membership.linked)
+        self.heartbeats = Heartbeats(self, self.links)
+        self.relink()
         self.core.events.add(f"server {config.id} listening on {config.address}:{config.control_port}"
                              + (f", SFTP on {config.address}:{config.ssh_port}" if config.ssh.serve else ""))
         if self.core.applying:
@@ -154,6 +157,8 @@ class Daemon:
             if web_runner is not None:
                 await web_runner.cleanup()
             self.core.closed = True
+            if self.heartbeats is not None:
+                self.heartbeats.stop()
             for link in self.links.values():
                 link.stop()
             for server in self._servers:
@@ -175,8 +180,15 @@ class Daemon:
         task.add_done_callback(self._tasks.discard)
 
     def nudge(self) -> None:
-        for link in self.links.values():
-            link.wake.set()
+        """The view changed: links follow the topology, and every peer linked hears of it at once."""
+        if self.heartbeats is not None:
+            self.relink()
+            self.heartbeats.now()
+
+    def relink(self) -> None:
+        shape = self.core.membership.relink()
+        for peer_id, link in self.links.items():
+            link.want(peer_id in shape.linked, slow=peer_id in shape.send_slow, patient=self.core.membership.sparse)
 
     def _awake(self) -> bool:
         """False right after a pause: a revalidation starts, and nothing heard before counts until it ends."""
@@ -187,7 +199,7 @@ class Daemon:
 
     async def _probe(self, peer_id: int) -> Heartbeat | None:
         link = self.links.get(peer_id)
-        if link is None:
+        if link is None or not link.wanted:
             return None
         try:
             reply = await link.request(Probe(rid=0), timeout=max(self.config.timing.detection, 1.0))
@@ -251,6 +263,9 @@ class Daemon:
                         log.warning("server %d sent a heartbeat as server %d; dropped", peer_id, message.id)
                     elif awake:
                         self.core.observe(message)
+                        link = self.links.get(peer_id)
+                        if link is not None and link.wanted:
+                            link.poke()
                 elif isinstance(message, (Apply, Head, Text, Fetch, Probe, Load, Confirm, Rollback)):
                     self.spawn(self._answer(message, peer_id, process.stdout))
                 elif isinstance(message, Visibility):
@@ -319,11 +334,13 @@ class Daemon:
             if link is not None:
                 link.peer = peer
             else:
-                self.links[peer.id] = PeerLink(self, peer)
                 core.membership.peers.setdefault(peer.id, PeerView(peer.id))
+                self.links[peer.id] = PeerLink(self, peer, wanted=False)
         for peer_id in set(self.links) - {p.id for p in fresh.peers}:
             self.links.pop(peer_id).stop()
             core.membership.peers.pop(peer_id, None)
+            core.membership.alive.discard(peer_id)
+        self.relink()
         self._revoke()
         self.board.forget(p.id for p in fresh.peers)
         core.events.add(f"reload: {len(fresh.peers)} peer(s)")

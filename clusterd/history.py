@@ -199,6 +199,12 @@ class History:
         """The head this server holds descends from ``generation_id`` (or it is none at all)."""
         return self.contains(generation_id, self.head.id)
 
+    def common_ancestor(self, ours: str, theirs: str) -> Generation | None:
+        """The nearest common ancestor known here, by metadata (its text may be pruned here but kept by a peer)."""
+        mine = {g.id for g in self.ancestors(ours)}
+        common = [g for g in self.ancestors(theirs) if g.id in mine]
+        return max(common, key=lambda g: g.number) if common else None
+
     def merge_base(self, ours: str, theirs: str) -> Generation | None:
         """The nearest common ancestor whose text is kept; None when pruning left none."""
         mine = {g.id for g in self.ancestors(ours)}

@@ -1,11 +1,17 @@
 """This server's links to its peers: one SSH connection each to the peer's control port.
 
-A link keeps its connection up (reconnecting as long as the daemon runs),
-sends this server's heartbeat every interval and at once when the daemon's
-view changes, and carries requests (:data:`clusterd.protocol.Request`) with
-their replies matched by request id. The peer's host key must be the key
-recorded for it in the cluster file; anything else is refused and logged once.
-A link knows its owner only through :class:`LinkOwner`.
+A link is kept up (reconnecting as long as the daemon runs) while the
+topology wants it (:func:`clusterd.membership.topology`: every peer in a small
+cluster; the primary and the neighbours in a large one), and for a minute
+after a request to a peer it does not keep (``clusterd diff``, a probe). It
+carries requests (:data:`clusterd.protocol.Request`) with their replies
+matched by request id. :class:`Heartbeats` sends this server's heartbeat over
+every link that is up: each interval to the fast ones, every
+:data:`~clusterd.membership.SLOW` intervals to the slow ones, and at once
+to all when the daemon's view changes; one frame is encoded for all. The
+peer's host key must be the key recorded for it in the cluster file; anything
+else is refused and logged once. A link knows its owner only through
+:class:`LinkOwner`.
 """
 
 from __future__ import annotations
@@ -13,19 +19,24 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import random
 import time
 from dataclasses import replace
-from typing import Protocol
+from typing import Callable, Protocol
 
 import asyncssh
 
 from . import keys
+from .transfer import CIPHERS
 from .config import ClusterConfig, Peer
+from .membership import SLOW
 from .protocol import BadMessage, Heartbeat, OversizedFrame, Reply, Request, Visibility, encode, read_frame
 
 log = logging.getLogger("clusterd")
 
 REQUEST_TIMEOUT = 150.0
+DEMAND = 60.0
+"""Seconds a link the topology does not want stays up after a request over it."""
 
 
 class LinkDown(Exception):
@@ -50,10 +61,16 @@ _request_ids = itertools.count(1)
 class PeerLink:
     """Keeps an SSH connection to one peer's control port; sends heartbeats and requests over it."""
 
-    def __init__(self, owner: LinkOwner, peer: Peer) -> None:
+    def __init__(self, owner: LinkOwner, peer: Peer, wanted: bool = True) -> None:
         self.owner = owner
         self.peer = peer
-        self.wake = asyncio.Event()
+        self.wanted = wanted
+        self.slow = False
+        self.patient = False
+        """SSH keepalives every missed × SLOW intervals, not every detection time (a sparse cluster)."""
+        """Heartbeats every :data:`~clusterd.membership.SLOW` intervals (a neighbour), not every one."""
+        self.demand_until = 0.0
+        self._changed = asyncio.Event()
         self.ready = asyncio.Event()
         self.connected = False
         self.rtt: float | None = None
@@ -68,11 +85,32 @@ class PeerLink:
     def stop(self) -> None:
         self._task.cancel()
 
+    def want(self, wanted: bool, slow: bool = False, patient: bool = False) -> None:
+        """Keep the link up (at a fast or slow heartbeat) or let it go; ``patient``: SSH keepalives SLOW times rarer."""
+        self.slow, self.patient = slow, patient
+        if wanted != self.wanted:
+            self.wanted = wanted
+            self._changed.set()
+
+    def active(self) -> bool:
+        return self.wanted or time.monotonic() < self.demand_until
+
+    def send(self, frame: bytes) -> None:
+        """Write a frame (a heartbeat) if the link is up; a link going down says so itself."""
+        if self._writer is not None:
+            try:
+                self._writer.write(frame)
+            except (OSError, asyncssh.Error):
+                pass
+
     async def request(self, message: Request, timeout: float = REQUEST_TIMEOUT) -> Reply:
         """Send a request (its ``rid`` is set here) and wait for the reply; :class:`LinkDown` if there is none."""
+        if not self.wanted:
+            self.demand_until = time.monotonic() + DEMAND
+            self._changed.set()
         if self._writer is None:
             try:
-                async with asyncio.timeout(max(self.owner.config.timing.detection, 1.0)):
+                async with asyncio.timeout(max(self.owner.config.timing.detection, 1.0 if self.wanted else 10.0)):
                     await self.ready.wait()
             except TimeoutError:
                 raise LinkDown(f"no connection to server {self.peer.id}") from None
@@ -106,10 +144,31 @@ class PeerLink:
             log.warning("link to server %d: %s", self.peer.id, text)
         self.problem = text
 
+    def poke(self) -> None:
+        """The peer was heard (on the link it opened): a link waiting to reconnect tries now."""
+        if not self.connected:
+            self._changed.set()
+
+    async def _rest(self, seconds: float) -> None:
+        """Wait before connecting again: ``seconds``, or until poked (the peer is back) or wanted otherwise."""
+        self._changed.clear()
+        try:
+            async with asyncio.timeout(seconds):
+                await self._changed.wait()
+        except TimeoutError:
+            pass
+
     async def _run(self) -> None:
         owner = self.owner
+        failures = 0  # in a row: the wait doubles (jittered, up to 8 intervals), so that a large cluster's
+        # links to a server that is starting or swamped do not storm it; its own heartbeat pokes them
         while True:
             peer = self.peer
+            if not self.active():
+                self._problem(None)
+                self._changed.clear()
+                await self._changed.wait()
+                continue
             if peer.key is None:
                 self._problem("not trusted yet (no key recorded; run clusterd add-peer)")
                 await asyncio.sleep(owner.config.timing.heartbeat)
@@ -121,7 +180,9 @@ class PeerLink:
                     client_keys=[owner.key], known_hosts=([keys.parse_public_key(peer.key)], [], []),
                     agent_path=None, config=None, password=None, kbdint_auth=False, gss_host=None,
                     connect_timeout=max(owner.config.timing.detection, 1.0),
-                    keepalive_interval=max(owner.config.timing.detection, 1.0), keepalive_count_max=2,
+                    keepalive_interval=max(owner.config.timing.detection, 1.0) * (SLOW if self.patient else 1),
+                    keepalive_count_max=2,
+                    encryption_algs=CIPHERS, local_addr=(owner.config.address, 0),
                 )
             except asyncssh.HostKeyNotVerifiable:
                 self._problem(f"the key on {peer.address}:{owner.config.port_of(peer)} is not the one recorded "
@@ -135,8 +196,10 @@ class PeerLink:
                 continue
             except (OSError, asyncssh.Error, TimeoutError) as error:
                 self._problem(f"cannot connect to {peer.address}:{owner.config.port_of(peer)} ({reason(error)})")
-                await asyncio.sleep(owner.config.timing.heartbeat)
+                failures += 1
+                await self._rest(owner.config.timing.heartbeat * random.uniform(1.0, 2.0) * 2 ** min(failures - 1, 2))
                 continue
+            failures = 0
             try:
                 async with connection:
                     process = await connection.create_process(encoding=None)
@@ -147,14 +210,14 @@ class PeerLink:
                     self._problem(None)
                     log.info("link to server %d up (%s:%d)", peer.id, peer.address, owner.config.port_of(peer))
                     reader = asyncio.create_task(self._read(process.stdout))
+                    process.stdin.write(encode(owner.heartbeat()))
                     try:
-                        while not reader.done():
-                            self.wake.clear()
-                            process.stdin.write(encode(owner.heartbeat()))
-                            woken = asyncio.ensure_future(self.wake.wait())
-                            await asyncio.wait({reader, woken}, timeout=owner.config.timing.heartbeat,
+                        while not reader.done() and self.active():
+                            self._changed.clear()
+                            changed = asyncio.ensure_future(self._changed.wait())
+                            await asyncio.wait({reader, changed}, timeout=DEMAND / 4,
                                                return_when=asyncio.FIRST_COMPLETED)
-                            woken.cancel()
+                            changed.cancel()
                     finally:
                         reader.cancel()
             except (OSError, asyncssh.Error, BrokenPipeError, ConnectionError) as error:
@@ -183,6 +246,43 @@ class PeerLink:
                 future = self._waiting.get(message.rid)
                 if future is not None and not future.done():
                     future.set_result(message)
+
+
+class Heartbeats:
+    """Sends this server's heartbeat over the links that are up: on a timer by their rate, and at once on a change."""
+
+    def __init__(self, owner: LinkOwner, links: dict[int, PeerLink]) -> None:
+        self.owner = owner
+        self.links = links
+        self._soon = False
+        self._task = asyncio.create_task(self._run(), name="heartbeats")
+
+    def stop(self) -> None:
+        self._task.cancel()
+
+    def now(self) -> None:
+        """A heartbeat to every link soon (once for however many changes this turn of the event loop makes)."""
+        if not self._soon:
+            self._soon = True
+            asyncio.get_running_loop().call_soon(self._send_all)
+
+    def _send_all(self) -> None:
+        self._soon = False
+        self._send(lambda link: True)
+
+    def _send(self, due: Callable[[PeerLink], bool]) -> None:
+        frame: bytes | None = None
+        for link in self.links.values():
+            if link.connected and due(link):
+                frame = frame or encode(self.owner.heartbeat())
+                link.send(frame)
+
+    async def _run(self) -> None:
+        beat = 0
+        while True:
+            await asyncio.sleep(self.owner.config.timing.heartbeat)
+            beat += 1
+            self._send(lambda link: not link.slow or (beat + link.peer.id) % SLOW == 0)
 
 
 def reason(error: BaseException) -> str:

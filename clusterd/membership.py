@@ -19,6 +19,15 @@ The rules (``docs/clusterd.md`` has the reasoning):
   from its start, or from the moment it found it had been paused
   (:meth:`Membership.returned`).
 
+Past :data:`NEIGHBOURS` × 2 + 1 servers the links are sparse (:func:`topology`):
+a secondary keeps heartbeats with the primary (every interval) and with its
+neighbours in id order (every :data:`SLOW` intervals, and at once when its
+view changes), and knows everyone else from the primary, whose heartbeat
+lists who is up (its ``sees``: the *announcement*). The rules above hold over
+that view: the witnesses that a primary is alive are the neighbours, and
+the lowest id up is the lowest of the announcement (less the servers this
+one saw go down) and its own links.
+
 Time is passed in (``now``, monotonic seconds), so tests drive it directly.
 """
 
@@ -34,6 +43,50 @@ from .protocol import Heartbeat
 
 IDS = 256
 """BQN ids are 0-255."""
+
+NEIGHBOURS = 2
+"""Neighbours on each side in id order that a server keeps heartbeats with; up to 2 × this + 1 servers, all are."""
+
+SLOW = 4
+"""A neighbour's heartbeats come every SLOW intervals (and at once on a change of view); it is down after missed × SLOW."""
+
+
+def neighbours(me: int, ids: list[int]) -> set[int]:
+    """The :data:`NEIGHBOURS` ids before and after ``me`` in the ring of the cluster's ids (all of them in a small cluster)."""
+    ring = sorted(set(ids) | {me})
+    if len(ring) <= 2 * NEIGHBOURS + 1:
+        return set(ring) - {me}
+    at = ring.index(me)
+    return {ring[(at + k) % len(ring)] for k in range(-NEIGHBOURS, NEIGHBOURS + 1)} - {me}
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    """Whom this server keeps links with, and the heartbeat rate each way (:func:`topology`)."""
+
+    linked: frozenset[int]
+    send_slow: frozenset[int]
+    """Peers this server sends heartbeats to every :data:`SLOW` intervals (the rest: every interval)."""
+    expect_slow: frozenset[int]
+    """Peers whose heartbeats come every :data:`SLOW` intervals: down after missed × SLOW of silence."""
+
+
+def topology(me: int, ids: list[int], primary: int | None) -> Topology:
+    """Symmetric when the servers agree on the primary: the primary with every server, each server with its neighbours.
+
+    In a small cluster, everyone with everyone at the full rate (the mesh).
+    In a large one only the primary's heartbeats come every interval (a
+    hung primary is found within the detection time); a secondary's come
+    every :data:`SLOW` intervals, and at once when its view changes.
+    """
+    peers = set(ids) - {me}
+    near = neighbours(me, list(peers))
+    if near == peers:
+        return Topology(frozenset(peers), frozenset(), frozenset())
+    if primary == me:
+        return Topology(frozenset(peers), frozenset(), frozenset(peers))
+    linked = near | ({primary} & peers if primary is not None else set())
+    return Topology(frozenset(linked), frozenset(linked), frozenset(linked) - {primary})
 
 
 def claim_epoch(current: int, me: int) -> int:
@@ -67,6 +120,8 @@ class PeerView:
     digest: str = ""
     state: str = ""
     inbox: str = ""
+    behind: frozenset[int] = frozenset()
+    """From a primary of a sparse cluster: the servers not in sync with it."""
 
 
 @dataclass(slots=True)
@@ -85,11 +140,42 @@ class Membership:
     log: list[str] = field(default_factory=list)
     refused: set[tuple[int, int]] = field(default_factory=set)
     """Stale claims already logged (a server's heartbeats repeat its claim until it learns the epoch)."""
+    slow: frozenset[int] = frozenset()
+    """Peers whose heartbeats come every :data:`SLOW` intervals (in a sparse cluster)."""
+    sparse: bool = False
+    """The links are sparse (:func:`topology`): more servers than a server's neighbours."""
+    announced: frozenset[int] = frozenset()
+    """Who is up as the primary last said it (its ``sees``); what a sparse cluster's members know of each other."""
+    discovered: bool = False
+    """Discovery is over (it happens once, at the start)."""
+    alive: set[int] = field(default_factory=set)
+    """The peers that are up (kept with each change, so that a tick costs what the links do, not the cluster's size)."""
+    linked: frozenset[int] = frozenset()
+    """The peers this server keeps heartbeats with (:func:`topology`; all of them in a small cluster)."""
+    orphaned: float | None = None
+    """Since when no primary is alive in this server's view (None while one is)."""
 
     @classmethod
     def start(cls, me: int, peer_ids: list[int], detection: float, hold: float, now: float,
               epoch: int = 0) -> "Membership":
-        return cls(me, {p: PeerView(p) for p in peer_ids}, detection, hold, now, epoch)
+        membership = cls(me, {p: PeerView(p) for p in peer_ids}, detection, hold, now, epoch)
+        membership.relink()
+        return membership
+
+    def relink(self) -> Topology:
+        """Recompute whom to keep heartbeats with (:func:`topology`) after the primary changed.
+
+        A peer this server stops linking to is no longer known to be up or
+        down (the primary's announcement speaks for it); nothing is logged.
+        """
+        shape = topology(self.me, list(self.peers), self.primary)
+        for peer in self.peers.values():
+            if peer.id not in shape.linked and peer.id in self.linked:
+                peer.up, peer.last = False, -math.inf
+                self.alive.discard(peer.id)
+        self.linked, self.slow = shape.linked, shape.expect_slow
+        self.sparse = shape.linked != frozenset(self.peers) or bool(shape.expect_slow)
+        return shape
 
     # -- observations -------------------------------------------------
 
@@ -101,13 +187,17 @@ class Membership:
         changed = not peer.up
         if not peer.up:
             peer.up, peer.since = True, now
+            self.alive.add(peer.id)
             self.log.append(f"server {peer.id} is up")
         peer.last = now
         peer.epoch, peer.primary = message.epoch, message.primary
         peer.sees = frozenset(i for i in message.sees if isinstance(i, int))
         peer.uptime, peer.head, peer.generation = float(message.uptime), message.head, message.generation
         peer.digest, peer.state, peer.inbox = message.digest, message.state, message.inbox
+        peer.behind = frozenset(i for i in message.behind if isinstance(i, int))
         claim = message.primary
+        if claim == message.id and message.epoch >= self.epoch:
+            self.announced = peer.sees
         if message.epoch > self.epoch:
             if self.primary == self.me and claim != self.me:
                 self.log.append(f"server {claim} is primary in epoch {message.epoch}; this server steps down"
@@ -133,14 +223,15 @@ class Membership:
         if peer is None or not peer.up:
             return False
         peer.up = False
+        self.alive.discard(peer_id)
         self.log.append(f"server {peer_id} is down ({why})")
         return True
 
     def expire(self, now: float) -> bool:
         """Mark down every peer silent for longer than the detection time."""
         changed = False
-        for peer in self.peers.values():
-            if peer.up and now - peer.last > self.detection:
+        for peer in [self.peers[i] for i in self.alive]:
+            if now - peer.last > self.detection * (SLOW if peer.id in self.slow else 1):
                 changed |= self.lost(peer.id, now, f"no heartbeat for {now - peer.last:.1f} s")
         return changed
 
@@ -148,7 +239,7 @@ class Membership:
 
     @property
     def up(self) -> set[int]:
-        return {self.me} | {p.id for p in self.peers.values() if p.up}
+        return {self.me} | self.alive
 
     @property
     def discovery(self) -> float:
@@ -161,8 +252,12 @@ class Membership:
         return max(2 * self.detection, 3.0)
 
     def discovering(self, now: float) -> bool:
-        heard = all(p.last > -math.inf for p in self.peers.values())
-        return not heard and now - self.started < self.discovery
+        if self.discovered:
+            return False
+        listened = self.linked if self.sparse else self.peers
+        heard = all(self.peers[i].last > -math.inf for i in listened if i in self.peers)
+        self.discovered = heard or now - self.started >= self.discovery
+        return not self.discovered
 
     def role(self, now: float) -> Role:
         if self.primary == self.me:
@@ -177,11 +272,43 @@ class Membership:
             return False
         if self.primary in self.up:
             return True
-        return any(self.primary in p.sees for p in self.peers.values() if p.up)
+        return any(self.primary in self.peers[i].sees for i in self.alive)
+
+    def others_up(self, now: float) -> set[int]:
+        """In a sparse cluster, the servers this one does not link to that the primary last announced as up.
+
+        Less the primary it lost and any server it saw go down itself. When no
+        primary is alive for 3 × the detection time the announcement is
+        stale (the servers below this one may have failed with the primary),
+        and only this server's own links count.
+        """
+        if not self.sparse or (self.orphaned is not None and now - self.orphaned > 3 * self.detection):
+            return set()
+        gone = self.gone()
+        lost = {self.primary} if self.primary is not None and not self.primary_alive() else set()
+        return set(self.announced) - gone - lost - {self.me}
+
+    def patience(self, now: float) -> float:
+        """How long a server of a sparse cluster with no fresh announcement waits before it claims.
+
+        It cannot hear every server, so a cold start, or the loss of the
+        primary with the servers below this one, would have every local
+        lowest id claim at once. Each lower id not seen to go down here adds
+        a detection time, as VRRP's priorities skew its timers: server 0 claims
+        at once, and a higher one only if no lower one has claimed by then.
+        """
+        if not self.sparse or self.others_up(now):
+            return 0.0
+        gone = self.gone()
+        return self.detection * sum(1 for i in self.peers if i < self.me and i not in gone)
+
+    def gone(self) -> set[int]:
+        """Peers this server links to and saw go down."""
+        return {i for i in self.linked if i in self.peers and not self.peers[i].up and self.peers[i].last > -math.inf}
 
     def caught_up(self) -> bool:
         """This server's head descends from the head of every up peer."""
-        return all(self.covers(p.head) for p in self.peers.values() if p.up)
+        return all(self.covers(self.peers[i].head) for i in self.alive)
 
     def returned(self, now: float, away: float) -> None:
         """This process was paused for ``away`` seconds: the hold counts again from now."""
@@ -192,10 +319,13 @@ class Membership:
         """Claim the primary role if the rules give it to this server; the new epoch, or None."""
         if self.primary == self.me or self.discovering(now):
             return None
-        if self.primary_alive():
+        alive = self.primary_alive()
+        self.orphaned = None if alive else (now if self.orphaned is None else self.orphaned)
+        orphaned = now if self.orphaned is None else self.orphaned
+        if alive:
             retake = (
                 self.me < (self.primary if self.primary is not None else math.inf)
-                and min(self.up) == self.me
+                and min(self.up | self.others_up(now)) == self.me
                 and now - self.started >= self.hold
                 and self.caught_up()
             )
@@ -204,9 +334,9 @@ class Membership:
             self.log.append(f"server {self.me} has been back {now - self.started:.1f} s and is caught up; "
                             f"taking the primary role back from server {self.primary}")
         else:
-            holders = {p.id for p in self.peers.values() if p.up and p.head}
+            holders = {i for i in self.alive if self.peers[i].head} | self.others_up(now)
             candidates = ({self.me} if self.head else set()) | holders or {self.me} | self.up
-            if min(candidates) != self.me:
+            if min(candidates) != self.me or now - orphaned < self.patience(now):
                 return None
             if self.primary is not None:
                 self.log.append(f"primary {self.primary} is down; server {self.me} is the lowest id up")

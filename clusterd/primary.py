@@ -45,6 +45,12 @@ class PushState:
     retry_at: float = 0.0
     error: str | None = None
     sent_bytes: int = 0
+    whole: bool = False
+    """Send the whole text next time (a delta failed)."""
+
+
+PUSHES = 32
+"""Generations sent at once: the rest wait for a free place (a 256-server cluster is not 255 SSH sessions at a time)."""
 
 
 class Primary:
@@ -55,6 +61,7 @@ class Primary:
         self.spawn = spawn
         self.pushes: dict[int, PushState] = {}
         self.reconciling = False
+        self._deltas: dict[tuple[str, str], list[Any] | None] = {}
         self._failed_heads: dict[str, tuple[float, int, str]] = {}
         """A head that could not be taken in: when to try again, how often it failed, and why (logged once)."""
 
@@ -139,15 +146,22 @@ class Primary:
     async def _merge(self, link: PeerLink, theirs: Generation, text: str, term: int) -> None:
         core = self.core
         ours = core.head
-        base = core.history.merge_base(ours.id, theirs.id)
-        base_text = core.history.text(base.id) if base is not None else None
-        if base is None:
-            base = self._base_named_by_peer(ours, theirs)
-            if base is not None:
-                reply = await link.request(Text(rid=0, id=base.id))
-                if reply.ok and isinstance(reply.body.get("text"), str):
-                    base_text = reply.body["text"]
-                    core.history.add(base, base_text)
+        nearest = core.history.common_ancestor(ours.id, theirs.id)
+        base_text = core.history.text(nearest.id) if nearest is not None else None
+        how = "three-way"
+        if nearest is not None and base_text is None:
+            reply = await link.request(Text(rid=0, id=nearest.id))
+            if reply.ok and isinstance(reply.body.get("text"), str):
+                base_text = reply.body["text"]
+                core.history.add(nearest, base_text)
+        if nearest is not None and base_text is None:
+            older = core.history.merge_base(ours.id, theirs.id)
+            if older is not None:
+                base_text = core.history.text(older.id)
+                how = (f"three-way against generation {older.number} ({older.short}), an older common ancestor: "
+                       f"the nearest, {nearest.number} ({nearest.short}), is kept nowhere reached")
+        if base_text is None:
+            how = "as a union (no merge base is kept anywhere reached)"
         live = core.live
         if live is None:
             raise SyncError(core.live_error or "the live backup is unreadable")
@@ -186,25 +200,19 @@ class Primary:
             await core.refresh_live(force=True)  # an operator's edit made meanwhile: recorded on the next tick
         elif written is not None:
             await core.refresh_live(known=(merged_live, written.stamp))
-        how = "three-way" if base_text is not None else "as a union (no merge base is kept anywhere reached)"
         core.events.add(f"merged generation {theirs.number} ({theirs.short}) of server {theirs.author} {how}: "
                         f"generation {merged.number} (epoch {merged.epoch}, {merged.short})"
                         + (f", {len(outcome.conflicts)} conflict(s)" if outcome.conflicts else ""))
-
-    def _base_named_by_peer(self, ours: Generation, theirs: Generation) -> Generation | None:
-        """A common ancestor known by metadata only (its text was pruned here): the peer may still keep it."""
-        mine = {g.id for g in self.core.history.ancestors(ours.id)}
-        common = [g for g in self.core.history.ancestors(theirs.id) if g.id in mine]
-        return max(common, key=lambda g: g.number) if common else None
 
     # -- distribute --------------------------------------------------------
 
     def _distribute(self, now: float) -> None:
         core = self.core
-        head, text = core.head, core.head_text()
-        if text is None:
-            return
+        head, text = core.head, None
+        running = sum(push.running for push in self.pushes.values())
         for peer in core.config.peers:
+            if running >= PUSHES:
+                return
             view = core.membership.peers.get(peer.id)
             if view is None or not view.up or not view.inbox or peer.id not in self.links:
                 continue
@@ -215,26 +223,39 @@ class Primary:
                 continue
             if view.head and not core.history.covers(view.head):
                 continue
+            text = text if text is not None else core.head_text()
+            if text is None:
+                return
             push.running = True
-            self.spawn(self._push(peer, head, text, view.inbox))
+            running += 1
+            self.spawn(self._push(peer, head, text, view.inbox, view.head))
 
-    async def _push(self, peer: Peer, generation: Generation, text: str, inbox: str) -> None:
+    async def _push(self, peer: Peer, generation: Generation, text: str, inbox: str, held: str = "") -> None:
+        """Send the generation: as a delta from the one the peer holds when this server keeps its text, else the file."""
         core = self.core
         push = self.pushes[peer.id]
         config = core.config
-        target = transfer.Target(peer.address, peer.ssh_port, config.ssh.user, config.identity, config.known_hosts)
+        target = transfer.Target(peer.address, peer.ssh_port, config.ssh.user, config.identity, config.known_hosts,
+                                 config.address)
         name = transfer.file_name(generation.id)
         started = time.monotonic()
+        script = None if push.whole or not held else await self._delta(held, generation.id, text)
         try:
-            push.sent_bytes = await transfer.push(target, inbox, name, text.encode("utf-8"))
+            if script is None:
+                push.sent_bytes = await transfer.push(target, inbox, name, text.encode("utf-8"))
+            else:
+                push.sent_bytes = sum(len(line) for _, _, lines in script for line in lines)
             copied = time.monotonic()
             link = self.links.get(peer.id)
             if link is None:
                 raise LinkDown(f"server {peer.id} is no longer a peer")
             reply = await link.request(Apply(rid=0, epoch=core.membership.epoch, generation=generation.as_data(),
-                                             lineage=core.history.lineage(generation.id), name=name))
+                                             lineage=core.history.lineage(generation.id), name=name,
+                                             base=held if script is not None else "", delta=script or []))
             if not reply.ok:
+                push.whole = script is not None
                 raise SyncError(reply.error or "refused")
+            push.whole = False
             if (reply.body.get("head"), reply.body.get("digest")) != (generation.id, generation.digest):
                 raise SyncError(f"server {peer.id} confirmed generation {str(reply.body.get('head'))[:12]} and digest "
                                 f"{str(reply.body.get('digest'))[:12]}, not {generation.short}")
@@ -245,7 +266,8 @@ class Primary:
             done = time.monotonic()
             core.events.add(f"server {peer.id} applied generation {generation.number} ({generation.short})"
                             + ("" if reply.body.get("written") else " (its backup already held it)")
-                            + f" in {done - started:.2f} s (copy {copied - started:.2f} s, {push.sent_bytes} bytes)")
+                            + f" in {done - started:.2f} s ({'delta' if script is not None else 'copy'} "
+                            f"{copied - started:.2f} s, {push.sent_bytes} bytes)")
         except (transfer.TransferError, SyncError, LinkDown) as error:
             push.failures += 1
             push.retry_at = time.monotonic() + min(0.5 * 2 ** push.failures, config.timing.drift)
@@ -255,6 +277,17 @@ class Primary:
             push.error = reason
         finally:
             push.running = False
+
+    async def _delta(self, held: str, wanted: str, text: str) -> list[Any] | None:
+        """The delta from a kept generation to the head, made once for every secondary that holds the same one."""
+        key = (held, wanted)
+        if key not in self._deltas:
+            base = self.core.history.text(held)
+            script = await asyncio.to_thread(transfer.delta, base, text) if base is not None else None
+            if len(self._deltas) >= 8:
+                self._deltas.clear()
+            self._deltas[key] = script
+        return self._deltas[key]
 
     def retry_all(self) -> None:
         for push in self.pushes.values():

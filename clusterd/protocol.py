@@ -41,6 +41,8 @@ class Heartbeat:
     """Of the cluster-wide content of the live backup, in normal form."""
     state: str
     inbox: str
+    behind: list[int] = field(default_factory=list)
+    """From a primary: the servers up that do not hold its head in sync (what a sparse cluster's members know of the others)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,10 @@ class Apply:
     lineage: list[dict[str, Any]]
     """Its ancestors' metadata, newest first: the secondary checks that its own head is among them."""
     name: str
+    base: str = ""
+    """With ``delta``: the kept generation the text is rebuilt from (nothing was copied to the inbox)."""
+    delta: list[Any] = field(default_factory=list)
+    """The text as an edit of ``base``'s (:func:`clusterd.transfer.delta`); empty: the text is the file ``name``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,10 +84,10 @@ class Secondary:
                                              f"{core.head.short} held here; take it in first")
                 core.applying = True
                 try:
-                    text = path.read_bytes().decode("utf-8")
+                    text = transfer.received(core.history, message, path)
                     applied = await asyncio.to_thread(apply_generation, core.history, core.config.backup, text,
                                                       generation, core.config.apply_command, core.live)
-                except (SyncError, OSError, UnicodeDecodeError) as error:
+                except (SyncError, OSError, UnicodeDecodeError, ValueError) as error:
                     reason = str(error) if isinstance(error, SyncError) else f"cannot read the transferred file: {error}"
                     core.apply_error = reason
                     core.events.add(f"generation {generation.number} not applied: {reason}")

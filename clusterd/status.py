@@ -30,12 +30,24 @@ def status(core: Core, pushes: dict[int, PushState], problems: dict[int, str | N
         "error": (core.apply_error if own is SyncState.SYNC_FAILED else None) or core.live_error
         or core.faults.text(),
     }]
+    announcer = m.peers.get(m.primary) if m.primary is not None and m.primary != core.config.id else None
     for peer in core.config.peers:
         view = m.peers.get(peer.id)
         up = bool(view and view.up)
         push = pushes.get(peer.id)
         state = SyncState(view.state) if view and view.state in SyncState._value2member_map_ else None
         error = None
+        if not up and view is not None and announcer is not None and announcer.up and peer.id not in m.linked \
+                and peer.id in m.announced:  # a sparse cluster: not linked here, up as the primary says
+            second = peer.id not in announcer.behind
+            servers.append({
+                "id": peer.id, "address": peer.address, "this": False, "role": "secondary", "up": True,
+                "last_heartbeat": None, "generation": announcer.generation if second else 0,
+                "head": announcer.head if second else "", "digest": announcer.digest if second else "",
+                "sync": (SyncState.IN_SYNC if second else SyncState.CHANGES_PENDING).value, "error": None,
+                "trusted": peer.key is not None, "ssh_port": peer.ssh_port, "inbox": "", "via": m.primary,
+            })
+            continue
         if not up:
             state = SyncState.DISCONNECTED
         elif role is Role.PRIMARY and view is not None:

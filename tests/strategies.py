@@ -30,7 +30,7 @@ def generic_blocks(draw, depth: int = 0) -> Block:
     head = (draw(generic_keywords), *draw(st.lists(words, max_size=3)))
     children: tuple[Block, ...] = ()
     if depth < 2:
-        children = tuple(draw(st.lists(generic_blocks(depth + 1), max_size=3)))
+        children = tuple(draw(st.lists(generic_blocks(depth + 1), max_size=3, unique_by=lambda b: b[0])))
     return head, children
 
 

@@ -225,9 +225,11 @@ class Operator:
                 left, found = self.sections[keyword].splitlines(), mine[keyword].splitlines()
                 changes += [f"-{line.strip()}" for line in left if line not in found]
                 changes += [f"+{line.strip()}" for line in found if line not in left]
+                if not changes:
+                    changes += [f"{keyword} was {left!r}, found {found!r}"]
             with self.record.lock:
                 self.record.violations.append(f"server {self.server}'s own sections were changed behind its "
-                                              f"operator: {'; '.join(changes) or 'order or blank lines'}")
+                                              f"operator: {'; '.join(changes)}")
         self.sections = server_sections(changed)
         with self.record.lock:
             self.record.sections[self.server] = self.sections

@@ -74,8 +74,8 @@ def test_acknowledged_secondary_edit_survives_primary_death(cluster_factory):
     """Defect 4: the primary took a secondary's edit and died before distributing it; the edit stays.
 
     The primary's copies fail from the moment of the edit (its known-hosts
-    file names other host keys), so it can take the edit in and answer, but
-    not send it on.
+    file names other host keys), and it keeps no text to send a delta of, so
+    it can take the edit in and answer, but not send it on.
     """
     import asyncssh
 
@@ -87,6 +87,8 @@ def test_acknowledged_secondary_edit_survives_primary_death(cluster_factory):
     for j in (1, 2):
         keys.add_known_host(known_hosts, cluster.address(j), cluster.ssh_port(j),
                             asyncssh.generate_private_key("ssh-ed25519"))
+    for kept in (cluster.dir(0) / "state" / "sync" / "history").glob("*.conf"):
+        kept.unlink()
     cluster.edit(2, "  downlink 100M\n", "  downlink 200M\n")
     cluster.wait("the primary took the edit", lambda: all_have(cluster, (0,), "downlink 200M"), 15)
     cluster.wait("the primary tried to send it on", lambda: (s := cluster.seen(0, 1)) and s["sync"] == "sync failed"

@@ -39,6 +39,18 @@ def test_ancestry_and_the_merge_base_of_two_branches(tmp_path):
     assert merged.number == 3 and merged.parents == (left.id, right.id)
 
 
+def test_the_nearest_common_ancestor_is_known_by_metadata_the_merge_base_by_its_text(tmp_path):
+    h = History(tmp_path)
+    root = child(h, [], "root\n")
+    nearest = Generation.make([root], 0, 1, 7.0, "nearest\n", "d")
+    h.add(nearest, None)
+    left = child(h, [nearest], "left\n", author=1)
+    right = child(h, [nearest], "right\n", author=2)
+    assert h.common_ancestor(left.id, right.id) == nearest, "a peer may still keep its text"
+    assert h.merge_base(left.id, right.id) == root, "the nearest whose text is kept here"
+    assert h.common_ancestor(left.id, child(h, [], "unrelated\n").id) is None
+
+
 def test_a_lineage_lets_another_server_place_a_generation_in_its_own_history(tmp_path):
     mine, theirs = History(tmp_path / "a"), History(tmp_path / "b")
     root = child(mine, [], "root\n")
