@@ -13,10 +13,10 @@ from .server import Client, Server, start
 CHROMIUM = Path("/usr/bin/chromium")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Debian's chromium through Playwright (never ``playwright install``): one for the session, since Playwright's
-    sync API runs one event loop per thread."""
+    """Debian's chromium through Playwright (never ``playwright install``), one per module: Playwright's sync API
+    holds an event loop in this thread while it runs, so two at once fail, and tests after it could not asyncio.run."""
     if not CHROMIUM.exists():
         pytest.skip("chromium is not installed (/usr/bin/chromium; .ci/run installs it with apt-get)")
     playwright_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[test]')")
