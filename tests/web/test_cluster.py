@@ -362,6 +362,16 @@ def test_the_cluster_in_the_browser(web_cluster: WebCluster, browser: Any) -> No
         expect(page.locator("#servers tr.server")).to_have_count(3)
         assert config_module.load(cluster.config(1)).peer(3) is None
 
+        # Software update: every server's version, and a refused start shown with its reason
+        page.goto(server.url + "updates")
+        expect(page.locator("#versions tbody tr")).to_have_count(3)
+        expect(page.locator("#rollout-line")).to_have_text("No roll-out yet.")
+        page.fill("#update-start [name=package]", "/nonexistent/bqn-9.9.tar.gz")
+        page.check("#update-start [name=dry_run]")
+        page.click("#update-start button[type=submit]")
+        expect(page.locator("#update-result")).to_have_class("result bad")
+        expect(page.locator("#update-result")).to_contain_text("nonexistent")
+
         # kill the primary: the home page shows the failover without a reload
         page.goto(server.url)
         expect(page.locator("#boxes .box")).to_have_count(3)
