@@ -77,8 +77,11 @@ class Identity:
 class Authority(Protocol):
     """Who may log in: tokens, and (where ``passwords``) system users."""
 
-    token: str
-    passwords: bool
+    @property
+    def token(self) -> str: ...
+
+    @property
+    def passwords(self) -> bool: ...
 
     def identify(self, token: str) -> Identity | None: ...
 
