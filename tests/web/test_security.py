@@ -17,6 +17,7 @@ import socket
 import ssl
 import stat
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -44,13 +45,13 @@ class Lone:
         self.state = self.cluster.dir(0) / "state"
 
     def client(self, token: str | None = None, bearer: bool = True) -> Client:
-        server = Server(self.cluster.processes[0], f"https://127.0.0.1:{self.port}/",  # type: ignore[arg-type]
+        server = Server(self.cluster.processes[0], f"https://127.0.0.1:{self.port}/",
                         token or (self.state / "web-token").read_text().strip(), self.state, [],
                         self.state / "web-cert.pem")
         return Client(server, bearer=bearer)
 
     def clusterd(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([os.sys.executable, "-m", "clusterd", "-c", str(self.cluster.config(0)), *args],  # type: ignore[attr-defined]
+        return subprocess.run([sys.executable, "-m", "clusterd", "-c", str(self.cluster.config(0)), *args],
                               capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
 
     def post_from(self, source: str, form: dict[str, str]) -> tuple[int, dict[str, str]]:
@@ -104,7 +105,10 @@ def test_tokens_roles_revocation_and_the_audit_log(lone: Lone) -> None:
         assert reader.request("GET", path).status == 200, path
     for method, path, body in (("POST", "/api/v1/sync", {}), ("PUT", "/api/v1/self", {"id": 9}),
                                ("DELETE", "/api/v1/peers/1", None), ("POST", "/api/v1/cluster/check", {}),
-                               ("POST", "/api/v1/confirm", {}), ("POST", "/api/v1/rollbacks", {"generation": 1})):
+                               ("POST", "/api/v1/confirm", {}), ("POST", "/api/v1/rollbacks", {"generation": 1}),
+                               ("POST", "/api/v1/peers", {"id": 5, "address": "127.0.0.6"}),
+                               ("POST", "/api/v1/loads", {}), ("POST", "/api/v1/updates", {}),
+                               ("POST", "/api/v1/updates/abort", {})):
         refused = reader.request(method, path, body=body)
         assert refused.status == 403, (method, path, refused.status)
         assert refused.json()["error"].startswith("token viewer is read-only"), refused.json()
@@ -119,6 +123,7 @@ def test_tokens_roles_revocation_and_the_audit_log(lone: Lone) -> None:
     assert 'id="read-only"' in page and "main button" in page
     assert 'id="read-only"' not in lone.client().request("GET", "/cluster").text
 
+    _read_only_in_the_browser(lone, viewer)
     revoked = lone.clusterd("token", "revoke", "viewer")
     assert revoked.returncode == 0 and "revoked token viewer" in revoked.stdout
     assert reader.request("GET", "/api/v1/cluster").status == 401  # at once
@@ -133,10 +138,32 @@ def test_tokens_roles_revocation_and_the_audit_log(lone: Lone) -> None:
     assert refusal["who"] == "token viewer" and refusal["role"] == "read-only" and refusal["status"] == 403
     assert "read-only" in refusal["result"] and abs(refusal["when"] - time.time()) < 120
     assert not any(e["what"].startswith("POST /api/v1/diff") for e in entries)
+    assert not any("/login" in e["what"] for e in entries)  # logins are not changes
+    assert stat.S_IMODE((lone.state / "audit.log").stat().st_mode) == 0o600
     lines = (lone.state / "audit.log").read_text().splitlines()
     assert [json.loads(line)["who"] for line in lines[-2:]] == ["token deploy", "token web-token"]
     admin_page = lone.client(deploy).request("GET", "/admin").text
     assert "token viewer" in admin_page and "deploy" in admin_page and "Audit log" in admin_page
+
+
+def _read_only_in_the_browser(lone: Lone, token: str) -> None:
+    """The GUI shows a read-only session no change button (one short check in Debian's chromium)."""
+    chromium = Path("/usr/bin/chromium")
+    playwright_api = pytest.importorskip("playwright.sync_api")
+    if not chromium.exists():
+        return
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=["--no-sandbox"])
+        try:
+            page = browser.new_context(ignore_https_errors=True).new_page()
+            page.goto(f"https://127.0.0.1:{lone.port}/login?token={token}&next=/cluster")
+            page.wait_for_selector("#read-only", timeout=20000)
+            assert page.is_visible("#read-only") and page.is_visible("#servers")
+            assert not page.is_visible("#sync-now") and not page.is_visible("#add-peer button")
+            page.goto(f"https://127.0.0.1:{lone.port}/backups")
+            assert page.locator("main button:visible").count() == 0
+        finally:
+            browser.close()
 
 
 def _user(name: str, group: str, password: str) -> None:
