@@ -4,7 +4,7 @@ A line says who (the token's name or the user), their role, when, what, from
 which address and the result (the HTTP status, and the reason of a refusal).
 Each is appended with one write and fsynced before the answer goes out, so
 a change the client saw is on disk; a line cut short by a crash is skipped
-when read.
+when read, and the next one starts on a line of its own.
 """
 
 from __future__ import annotations
@@ -33,8 +33,11 @@ class AuditLog:
 
     def append(self, entry: Entry) -> None:
         line = (json.dumps(asdict(entry), ensure_ascii=False) + "\n").encode("utf-8")
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
         try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                line = b"\n" + line
             os.write(fd, line)
             os.fsync(fd)
         finally:
