@@ -24,6 +24,8 @@ from confmerge.web.auth import ROLES
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 PREFIX = "cmt_"
+BOOTSTRAP = "web-token"
+"""The name the token file's token goes by (in the audit log); no API token may take it."""
 
 
 class TokenError(ValueError):
@@ -91,6 +93,8 @@ class TokenStore:
             raise TokenError(f"a token name is letters, digits, '.', '_' and '-' (up to 64), not {name!r}")
         if role not in ROLES:
             raise TokenError(f"the role is {' or '.join(ROLES)}, not {role!r}")
+        if name == BOOTSTRAP:
+            raise TokenError(f"{BOOTSTRAP} is the token file's token; choose another name")
         if self.has(name):
             raise TokenError(f"there is a token {name} already; revoke it first, or choose another name")
         secret = PREFIX + secrets.token_urlsafe(32)

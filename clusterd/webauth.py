@@ -17,11 +17,10 @@ from dataclasses import dataclass
 
 from confmerge.web.auth import ADMIN, READ_ONLY, Identity, same
 
-from .tokens import TokenStore
+from .tokens import BOOTSTRAP, TokenStore
 
 SERVICE = "login"
 """The PAM service whose stack checks a password: the console login's (``/etc/pam.d/login``)."""
-BOOTSTRAP = "web-token"
 
 
 def member(user: str, group: str) -> bool:
@@ -52,13 +51,13 @@ class ClusterAuthority:
 
     def identify(self, token: str) -> Identity | None:
         if same(token, self.token):
-            return Identity(f"token {BOOTSTRAP}", ADMIN, BOOTSTRAP)
+            return Identity(f"token {BOOTSTRAP}", ADMIN)
         found = self.store.find(token)
         return Identity(f"token {found.name}", found.role, found.name) if found else None
 
     def current(self, identity: Identity) -> bool:
         """A session opened with an API token ends when the token is revoked."""
-        return identity.token in (None, BOOTSTRAP) or self.store.has(identity.token)
+        return identity.token is None or self.store.has(identity.token)
 
     async def password(self, user: str, password: str) -> Identity | None:
         if not self.passwords or not user or not password or len(user) > 64 or "\0" in user + password:

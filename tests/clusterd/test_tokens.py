@@ -30,7 +30,7 @@ def test_a_token_is_found_by_its_secret_and_only_its_hash_is_kept(tmp_path: Path
 
 @pytest.mark.parametrize("name, role, why", [
     ("", "admin", "a token name is"), ("a b", "admin", "a token name is"), ("x" * 65, "admin", "a token name is"),
-    ("ok", "root", "the role is admin or read-only"),
+    ("ok", "root", "the role is admin or read-only"), ("web-token", "admin", "the token file's token"),
 ])
 def test_bad_names_and_roles_are_refused_and_nothing_is_written(tmp_path: Path, name: str, role: str, why: str) -> None:
     store = TokenStore(tmp_path / "web-tokens.json")
