@@ -40,9 +40,10 @@ DAEMON: web.AppKey[Any] = web.AppKey("daemon")
 AUDIT = web.AppKey("audit log", AuditLog)
 NAV = (("/throughput", "Throughput"), ("/cluster", "Cluster"), ("/backups", "Backups"),
        ("/tools", "Compare · Merge · Check"), ("/updates", "Software update"), ("/admin", "Administration"))
-READ_ONLY_STYLE = ('<style>main button, main form, main .actions {display: none !important}</style>'
+READ_ONLY_STYLE = ('<style>main button:not(.look), main form, main .actions:not(.look) {display: none !important}</style>'
                    '<p class="warn-note" id="read-only">You are logged in read-only: you can look, not change.</p>')
-"""What a read-only session sees in place of the change buttons (the server refuses the changes anyway: 403)."""
+"""What a read-only session sees in place of the change buttons (the server refuses the changes anyway: 403);
+a button of class ``look`` only shows something and stays."""
 
 
 def daemon_of(request: web.Request) -> Daemon:
