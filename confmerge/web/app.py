@@ -150,15 +150,16 @@ async def _log_in(request: web.Request, token: str, user: str | None, password: 
     if wait is not None:
         return _login_form(request, f"Too many failed logins from {address}; try again in {wait} s.", 429,
                            {"Retry-After": str(wait)})
+    throttle.failed(address)  # counted while it is checked (PAM takes seconds): guesses sent at once count too
     identity: Identity | None
     if user is None:
         identity = sessions.identify(token)
     else:
         identity = await sessions.authority.password(user, password)
     if identity is None:
-        throttle.failed(address)
         return _login_form(request, "That token is not valid." if user is None else
                            "That user name and password do not log in here.", 401)
+    throttle.succeeded(address)
     key, _ = sessions.open(identity)
     # A browser drops tabs and newlines from a URL, so "/\t/host" would become "//host": nothing but visible ASCII.
     local = (follow.startswith("/") and not follow.startswith("//") and "\\" not in follow

@@ -179,6 +179,14 @@ class Throttle:
             return None
         return max(1, int(times[0] + self.window - time.monotonic() + 0.999))
 
+    def succeeded(self, address: str) -> None:
+        """The attempt :meth:`failed` counted was a login after all."""
+        times = self.failures.get(address)
+        if times:
+            times.pop()
+            if not times:
+                del self.failures[address]
+
     def failed(self, address: str) -> None:
         self._recent(address)
         self.failures.setdefault(address, deque()).append(time.monotonic())

@@ -217,3 +217,13 @@ def test_failed_logins_are_limited_per_address(lone: Lone) -> None:
     status, headers = lone.post_from("127.0.0.8", {"token": token})
     assert status == 429 and 1 <= int(headers["Retry-After"]) <= 60  # the right token too, while limited
     assert lone.post_from("127.0.0.9", {"token": token})[0] == 303  # another address is not limited
+
+    # Guesses sent at once count while PAM checks them (seconds each): no more than 5 get through to it.
+    statuses: list[int] = []
+    guesses = [threading.Thread(target=lambda: statuses.append(lone.post_from(
+        "127.0.0.10", {"user": "cmweb-nobody", "password": "guess"})[0])) for _ in range(8)]
+    for guess in guesses:
+        guess.start()
+    for guess in guesses:
+        guess.join(timeout=60)
+    assert sorted(statuses) == [401] * 5 + [429] * 3
