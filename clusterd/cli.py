@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -786,6 +787,45 @@ def package(args: argparse.Namespace) -> int:
     print(f"wrote {manifest_path(args.file)} (version {manifest.version}, sha256 {manifest.sha256[:12]})")
     print(f"to sign it: ssh-keygen -Y sign -f KEY -n {NAMESPACE} {manifest_path(args.file)}  "
           f"(makes {manifest_path(args.file)}.sig)")
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------------------
+# API tokens of the web GUI and API (clusterd.tokens)
+
+
+def _token_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("action", choices=("create", "revoke", "list"),
+                   help="create NAME: make a token and print it (once: only its hash is kept); revoke NAME: end it "
+                        "now, and the sessions opened with it; list: name, role, when made")
+    p.add_argument("name", nargs="?", help="the token's name (create, revoke)")
+    p.add_argument("--role", choices=("admin", "read-only"), default="admin",
+                   help="admin (every change) or read-only (look only); default admin")
+
+
+@command("token", "API tokens of the web GUI and API: create NAME [--role read-only], revoke NAME, list",
+         _token_arguments)
+def token(args: argparse.Namespace) -> int:
+    from .tokens import TokenError, TokenStore, tokens_path
+
+    if (args.name is None) != (args.action == "list"):
+        raise Trouble("give a NAME to create or revoke, and none to list")
+    store = TokenStore(tokens_path(_config(args).state_dir))
+    try:
+        if args.action == "create":
+            secret = store.create(args.name, args.role)
+            print(secret)
+            print(f"token {args.name} ({args.role}): give it as 'Authorization: Bearer TOKEN', or log in with it; "
+                  "it is not shown again", file=sys.stderr)
+        elif args.action == "revoke":
+            gone = store.revoke(args.name)
+            print(f"revoked token {gone.name} ({gone.role}); it and its sessions no longer work")
+        else:
+            for t in store.tokens():
+                made = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t.created))
+                print(f"{t.name}\t{t.role}\t{made}")
+    except (TokenError, OSError) as error:
+        raise Trouble(str(error)) from None
     return EXIT_OK
 
 

@@ -66,6 +66,10 @@ class WebSettings:
     token_file: Path | None = None
     cert: Path | None = None
     key: Path | None = None
+    group: str | None = None
+    """Members of this local group log in with their system password (PAM) as admins."""
+    read_only_group: str | None = None
+    """Members of this one (and not of ``group``) log in read-only."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,9 +277,10 @@ class _Reader:
             return None
         web_doc = doc.get("web") or {}
         if not isinstance(web_doc, dict):
-            self.fail(self.at(doc, "web"), "web must be a mapping (enabled, listen, token-file, cert, key)")
+            self.fail(self.at(doc, "web"), "web must be a mapping (enabled, listen, token-file, cert, key, group, "
+                                           "read-only-group)")
             return None
-        self.unknown(web_doc, {"enabled", "listen", "token-file", "cert", "key"}, "web")
+        self.unknown(web_doc, {"enabled", "listen", "token-file", "cert", "key", "group", "read-only-group"}, "web")
         if not self.get(web_doc, "enabled", bool, True, "web.enabled"):
             return None
         listen = self.get(web_doc, "listen", str, f"{address}:8443", "web.listen", _listen)
@@ -283,8 +288,10 @@ class _Reader:
         cert, key = (self.path_of(self.get(web_doc, name, str, None, f"web.{name}")) for name in ("cert", "key"))
         if (cert is None) != (key is None):
             self.fail(self.at(web_doc, "cert" if cert else "key"), "web.cert and web.key go together")
+        group, read_only = (self.get(web_doc, name, str, None, f"web.{name}") for name in ("group", "read-only-group"))
         return WebSettings(host.strip("[]"), int(port), self.path_of(self.get(web_doc, "token-file", str, None,
-                                                                               "web.token-file")), cert, key)
+                                                                               "web.token-file")), cert, key,
+                           group, read_only)
 
     def interfaces(self, doc: Any) -> tuple[str, ...] | None:
         visibility = doc.get("visibility") or {}
@@ -453,6 +460,8 @@ timing:
 # Uncomment to serve it; it listens on exactly this address.
 # web:
 #   listen: {address}:8443
+#   group: clusteradmin          # its members log in with their system password, as admins
+#   read-only-group: clusterview # and these, read-only
 
 # The interfaces whose traffic is this server's throughput (default: the access side of its wires).
 # visibility:

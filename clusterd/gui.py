@@ -8,8 +8,9 @@ the daemon's state directly (:mod:`clusterd.status`, the throughput
 every change to the cluster file runs the ``clusterd`` command that makes it
 from the shell (``add-peer --fingerprint``, ``remove-peer``, ``set-id``,
 ``set-self-address``), so the browser and the CLI share one code path, its
-checks and its reload. Each change is an event in status: who (a session or
-the token), from where, what.
+checks and its reload. Each change is an event in status and a line of the
+audit log (:mod:`clusterd.audit`): who, their role, from where, what, the result.
+Who may log in, and as what, is :class:`clusterd.webauth.ClusterAuthority`.
 """
 
 from __future__ import annotations
@@ -37,7 +38,10 @@ from . import keys
 from .check import check_peer
 from .links import LinkDown, reason
 from .sync import SyncState
-from .gui_common import DAEMON, Daemon, audit, csrf_of, daemon_of, frame
+from .audit import AuditLog
+from .gui_common import AUDIT, DAEMON, Daemon, audit, csrf_of, daemon_of, frame, record
+from .tokens import TokenError, TokenStore, tokens_path
+from .webauth import ClusterAuthority
 
 
 log = logging.getLogger("clusterd")
@@ -68,10 +72,15 @@ async def start_web(daemon: Daemon) -> tuple[web.AppRunner, str]:
         context = server_context(cert, key)
     except (OSError, ValueError) as error:
         raise OSError(f"the web GUI cannot start: {error}") from None
+    authority = ClusterAuthority(token, TokenStore(tokens_path(config.state_dir)), settings.group,
+                                 settings.read_only_group)
     app = create_app(token, secure=True, home=home, login_hint=f"in <code>{escape(token_file)}</code> "
-                     f"(<code>cat</code> it as the daemon's user)")
+                     f"(<code>cat</code> it as the daemon's user), or one made by <code>clusterd token create</code>",
+                     authority=authority, middlewares=(record,))
+    app[AUDIT] = AuditLog(config.state_dir / "audit.log")
     kept = _kept.get(token_file)
     if kept is not None and kept.token == token:
+        kept.authority = authority
         app[SESSIONS] = kept
     _kept[token_file] = app[SESSIONS]
     app[DAEMON] = daemon
@@ -214,8 +223,51 @@ async def diff_page(request: web.Request) -> web.StreamResponse:
     return web.Response(text=lines.replace("<main>", f"<main>{title}", 1), content_type="text/html")
 
 
+@routes.get("/admin")
+async def admin_page(request: web.Request) -> web.StreamResponse:
+    """Administration: who may log in (the API tokens, the groups) and the audit log, newest first."""
+    daemon = daemon_of(request)
+    e = escape
+    settings = daemon.config.web
+    try:
+        tokens = TokenStore(tokens_path(daemon.config.state_dir)).tokens()
+    except TokenError as error:
+        raise Problem(500, str(error)) from None
+    token_rows = "".join(f'<tr><td>{e(t.name)}</td><td>{e(t.role)}</td>'
+                         f'<td>{time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t.created))}</td></tr>'
+                         for t in tokens) or '<tr><td colspan="3">none yet</td></tr>'
+    groups = (f"<code>{e(settings.group or '(none)')}</code> (admin), "
+              f"<code>{e(settings.read_only_group or '(none)')}</code> (read-only)") if settings else "(none)"
+    rows = "".join(
+        f'<tr class="audit"><td>{time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(a["when"]))}</td>'
+        f'<td>{e(a["who"])}</td><td>{e(a["role"])}</td><td>{e(a["address"])}</td><td>{e(a["what"])}</td>'
+        f'<td>{a["status"]} {e(a["result"])}</td></tr>' for a in await asyncio.to_thread(request.app[AUDIT].newest))
+    body = f'''
+<section class="card"><h1>Administration</h1><h2>API tokens</h2>
+<p class="muted">Made with <code>clusterd token create NAME [--role read-only]</code> (shown once, kept hashed),
+ended with <code>clusterd token revoke NAME</code>. The token in the token file is the admin's from the start.
+Groups whose members log in with their system password: {groups}.</p>
+<table class="plain" id="tokens"><thead><tr><th>name</th><th>role</th><th>created</th></tr></thead>
+<tbody>{token_rows}</tbody></table></section>
+<section class="card"><h2>Audit log</h2><p class="muted">Every change asked through the GUI or API, newest first
+(<code>{e(request.app[AUDIT].path)}</code>).</p>
+<table class="plain" id="audit"><thead><tr><th>when</th><th>who</th><th>role</th><th>from</th><th>what</th>
+<th>result</th></tr></thead><tbody>{rows}</tbody></table></section>'''
+    return frame(request, "Administration", body)
+
+
 # ---------------------------------------------------------------------------
 # The API
+
+
+@routes.get("/api/v1/audit")
+async def api_audit(request: web.Request) -> web.StreamResponse:
+    """The audit log, newest first (``limit``: how many, default 500)."""
+    limit = request.query.get("limit", "500")
+    if not limit.isdigit() or int(limit) < 1:
+        raise Problem(400, "limit must be a whole number from 1")
+    return web.json_response({"entries": await asyncio.to_thread(request.app[AUDIT].newest, int(limit))})
+
 
 
 @routes.get("/api/v1/cluster")

@@ -78,7 +78,7 @@ server; each server's own sections stay. It is checked and compared with the clu
 configuration (nothing is rewritten).</p>
 <table class="plain history" id="history"><thead><tr><th>from/to</th><th>gen</th><th>time (UTC)</th><th>by</th>
 <th>how</th><th>what changed</th><th></th></tr></thead><tbody>{"".join(rows)}</tbody></table>
-<div class="actions"><button id="compare-generations">Show the difference</button></div>
+<div class="actions look"><button id="compare-generations" class="look">Show the difference</button></div>
 <div id="backups-result" class="result" role="status"></div></section>'''
     return frame(request, "Backups", body)
 

@@ -19,7 +19,9 @@ from ..data import diff_data
 from ..diff import Scope, diff
 from ..rules import Rules
 from . import views
-from .auth import SESSIONS, Sessions, authenticate, clear_session, set_session
+from .auth import (
+    SESSIONS, Authority, Identity, OneToken, Sessions, Throttle, authenticate, authorize, clear_session, set_session,
+)
 from .drafts import REPORT, RESOLUTIONS, Draft, Drafts
 from .errors import Problem
 from .openapi import openapi
@@ -31,6 +33,7 @@ DRAFT_LOCK = web.AppKey("draft lock", asyncio.Lock)
 LIMITS = web.AppKey("limits", Limits)
 SECURE = web.AppKey("secure", bool)
 LOGIN_HINT = web.AppKey("login hint", str)
+THROTTLE = web.AppKey("throttle", Throttle)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 T = TypeVar("T")
 routes = web.RouteTableDef()
@@ -38,15 +41,20 @@ routes = web.RouteTableDef()
 
 def create_app(token: str, *, secure: bool = True, limits: Limits = Limits(), rules: Rules | None = None,
                draft_lifetime: float = 3600.0, body_seconds: float = 120.0, home: Handler | None = None,
-               login_hint: str = "printed by <code>confmerge serve</code> (or stored in its token file)") -> web.Application:
+               login_hint: str = "printed by <code>confmerge serve</code> (or stored in its token file)",
+               authority: Authority | None = None, middlewares: tuple[Any, ...] = (),
+               throttle: Throttle | None = None) -> web.Application:
     """The whole server for ``token``; ``secure``: served over HTTPS (the session cookie is then Secure).
 
     ``body_seconds`` bounds the time a request body may take to arrive (408 past it), so a slow sender holds nothing.
     ``home``: another home page (``clusterd``'s cluster); compare, merge and check are then at ``/tools``.
-    ``login_hint`` (HTML) says where the token is.
+    ``login_hint`` (HTML) says where the token is. ``authority``: who may log in (default: ``token``, the admin);
+    ``middlewares`` run after authentication and before the role check; ``throttle`` limits failed logins.
     """
-    app = web.Application(middlewares=[problems, authenticate], client_max_size=limits.total_bytes)
-    app[SESSIONS] = Sessions(token)
+    app = web.Application(middlewares=[problems, authenticate, *middlewares, authorize],
+                          client_max_size=limits.total_bytes)
+    app[SESSIONS] = Sessions(authority or OneToken(token))
+    app[THROTTLE] = throttle or Throttle()
     app[DRAFTS] = Drafts(rules, draft_lifetime)
     app[DRAFT_LOCK] = asyncio.Lock()
     app[LIMITS] = limits
@@ -115,23 +123,44 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
 async def login_page(request: web.Request) -> web.StreamResponse:
     token = request.query.get("token")
     if token is not None:
-        return _log_in(request, token, request.query.get("next", "/"))
-    return web.Response(text=views.login(hint=request.app[LOGIN_HINT]), content_type="text/html")
+        return await _log_in(request, token, None, "", request.query.get("next", "/"))
+    return _login_form(request)
 
 
 @routes.post("/login")
 async def login(request: web.Request) -> web.StreamResponse:
     data = await posted(request)
-    token = data.get("token")
-    return _log_in(request, token if isinstance(token, str) else "")
+    token, user, password = (data.get(name) for name in ("token", "user", "password"))
+    if isinstance(user, str) and user:
+        return await _log_in(request, "", user, password if isinstance(password, str) else "")
+    return await _log_in(request, token if isinstance(token, str) else "", None, "")
 
 
-def _log_in(request: web.Request, token: str, follow: str = "/") -> web.StreamResponse:
-    sessions = request.app[SESSIONS]
-    if not sessions.valid_token(token):
-        return web.Response(status=401, text=views.login("That token is not valid.", request.app[LOGIN_HINT]),
-                            content_type="text/html")
-    key, _ = sessions.open()
+def _login_form(request: web.Request, message: str | None = None, status: int = 200,
+                headers: dict[str, str] | None = None) -> web.Response:
+    text = views.login(message, request.app[LOGIN_HINT], request.app[SESSIONS].authority.passwords)
+    return web.Response(status=status, text=text, content_type="text/html", headers=headers)
+
+
+async def _log_in(request: web.Request, token: str, user: str | None, password: str,
+                  follow: str = "/") -> web.StreamResponse:
+    """A session for a valid token, or a user's password; past the failed logins an address may make, 429."""
+    sessions, throttle, address = request.app[SESSIONS], request.app[THROTTLE], request.remote or ""
+    wait = throttle.retry_after(address)
+    if wait is not None:
+        return _login_form(request, f"Too many failed logins from {address}; try again in {wait} s.", 429,
+                           {"Retry-After": str(wait)})
+    throttle.failed(address)  # counted while it is checked (PAM takes seconds): guesses sent at once count too
+    identity: Identity | None
+    if user is None:
+        identity = sessions.identify(token)
+    else:
+        identity = await sessions.authority.password(user, password)
+    if identity is None:
+        return _login_form(request, "That token is not valid." if user is None else
+                           "That user name and password do not log in here.", 401)
+    throttle.succeeded(address)
+    key, _ = sessions.open(identity)
     # A browser drops tabs and newlines from a URL, so "/\t/host" would become "//host": nothing but visible ASCII.
     local = (follow.startswith("/") and not follow.startswith("//") and "\\" not in follow
              and all("!" <= ch <= "~" for ch in follow))

@@ -1,10 +1,12 @@
-"""Who may use the server: one token, given as a Bearer header by scripts or traded for a session cookie.
+"""Who may use the server: a token (or, on a cluster, a system password), as a Bearer header or traded for a session.
 
 Every route but the login answers 401 without it. A browser session is a
 random id in an HttpOnly, SameSite=Strict cookie (Secure over HTTPS) with its
 own CSRF token, which every state-changing request made with the cookie must
 carry (``X-CSRF-Token`` header or ``csrf`` form field); a Bearer request
-carries no ambient authority and needs none.
+carries no ambient authority and needs none. Who is asking is an
+:class:`Identity` with a role: a read-only one may look at everything and
+change nothing (403); failed logins are limited per address (429).
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ import hmac
 import os
 import secrets
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Protocol
 
 from aiohttp import web
 
@@ -25,6 +28,10 @@ from .uploads import posted
 COOKIE = "confmerge_session"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PUBLIC = frozenset({"/login"})
+ADMIN, READ_ONLY = "admin", "read-only"
+ROLES = (ADMIN, READ_ONLY)
+PURE = ("/compare", "/check", "/merge", "/merges", "/api/v1/check", "/api/v1/diff", "/api/v1/merges", "/logout")
+"""Paths whose POST/PATCH compute and change nothing kept (compare, check, merge drafts, log out): any role may."""
 
 
 def token_from_file(path: Path) -> str:
@@ -58,40 +65,133 @@ def same(given: str, expected: str) -> bool:
     return hmac.compare_digest(given.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
 
 
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who made a request: ``who`` for the audit log, ``role`` (admin or read-only), ``token``: the API token's name."""
+
+    who: str
+    role: str
+    token: str | None = None
+
+
+class Authority(Protocol):
+    """Who may log in: tokens, and (where ``passwords``) system users."""
+
+    @property
+    def token(self) -> str: ...
+
+    @property
+    def passwords(self) -> bool: ...
+
+    def identify(self, token: str) -> Identity | None: ...
+
+    def current(self, identity: Identity) -> bool: ...
+
+    async def password(self, user: str, password: str) -> Identity | None: ...
+
+
+@dataclass
+class OneToken:
+    """``confmerge serve``'s authority: one token, the admin."""
+
+    token: str
+    passwords: bool = False
+
+    def identify(self, token: str) -> Identity | None:
+        return Identity("the token", ADMIN) if same(token, self.token) else None
+
+    def current(self, identity: Identity) -> bool:
+        return True
+
+    async def password(self, user: str, password: str) -> Identity | None:
+        return None
+
+
 @dataclass
 class Session:
     csrf: str
     expires: float
+    identity: Identity = Identity("the token", ADMIN)
 
 
 @dataclass
 class Sessions:
     """The browser sessions of one server, in memory: a restart logs everybody out."""
 
-    token: str
+    authority: Authority
     lifetime: float = 12 * 3600
     sessions: dict[str, Session] = field(default_factory=dict)
 
-    def valid_token(self, given: str) -> bool:
-        return same(given, self.token)
+    @property
+    def token(self) -> str:
+        return self.authority.token
 
-    def open(self) -> tuple[str, Session]:
+    def identify(self, given: str) -> Identity | None:
+        return self.authority.identify(given)
+
+    def valid_token(self, given: str) -> bool:
+        return self.identify(given) is not None
+
+    def open(self, identity: Identity = Identity("the token", ADMIN)) -> tuple[str, Session]:
         now = time.monotonic()
         self.sessions = {key: s for key, s in self.sessions.items() if s.expires > now}
         key = secrets.token_urlsafe(32)
-        session = Session(secrets.token_urlsafe(32), now + self.lifetime)
+        session = Session(secrets.token_urlsafe(32), now + self.lifetime, identity)
         self.sessions[key] = session
         return key, session
 
     def get(self, key: str | None) -> Session | None:
+        """The session of ``key``; none once it expired or its token was revoked (the session ends with it)."""
         session = self.sessions.get(key) if key else None
         if session is None or session.expires <= time.monotonic():
+            return None
+        if not self.authority.current(session.identity):
+            self.close(key)
             return None
         return session
 
     def close(self, key: str | None) -> None:
         if key:
             self.sessions.pop(key, None)
+
+
+@dataclass
+class Throttle:
+    """Failed logins per source address: ``limit`` in ``window`` seconds, then refused until the oldest ages out."""
+
+    limit: int = 5
+    window: float = 60.0
+    failures: dict[str, deque[float]] = field(default_factory=dict)
+
+    def _recent(self, address: str) -> deque[float]:
+        now = time.monotonic()
+        times = self.failures.setdefault(address, deque())
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        if not times:
+            del self.failures[address]
+        return times
+
+    def retry_after(self, address: str) -> int | None:
+        """Seconds until ``address`` may try again, or None when it may now."""
+        times = self._recent(address)
+        if len(times) < self.limit:
+            return None
+        return max(1, int(times[0] + self.window - time.monotonic() + 0.999))
+
+    def succeeded(self, address: str) -> None:
+        """The attempt :meth:`failed` counted was a login after all."""
+        times = self.failures.get(address)
+        if times:
+            times.pop()
+            if not times:
+                del self.failures[address]
+
+    def failed(self, address: str) -> None:
+        self._recent(address)
+        self.failures.setdefault(address, deque()).append(time.monotonic())
+        if len(self.failures) > 10000:
+            self.failures.pop(next(iter(self.failures)))
 
 
 SESSIONS = web.AppKey("sessions", Sessions)
@@ -112,16 +212,32 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         return await handler(request)
     token = bearer(request)
     if token is not None:
-        if not sessions.valid_token(token):
+        identity = sessions.identify(token)
+        if identity is None:
             raise Unauthorized("the token is not valid")
-        request["session"] = None
+        request["session"], request["identity"] = None, identity
         return await handler(request)
     session = sessions.get(request.cookies.get(COOKIE))
     if session is None:
         raise Unauthorized("log in first: a Bearer token, or a session from /login")
-    request["session"] = session
+    request["session"], request["identity"] = session, session.identity
     if request.method not in SAFE_METHODS:
         await require_csrf(request, session)
+    return await handler(request)
+
+
+def changes(request: web.Request) -> bool:
+    """A request that changes something kept: any method but GET/HEAD/OPTIONS, outside :data:`PURE`."""
+    path = request.path
+    return request.method not in SAFE_METHODS and not any(path == p or path.startswith(p + "/") for p in PURE)
+
+
+@web.middleware
+async def authorize(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A change needs the admin role: a read-only identity gets 403."""
+    identity = request.get("identity")
+    if identity is not None and identity.role != ADMIN and changes(request):
+        raise Problem(403, f"{identity.who} is read-only: {request.method} {request.path} needs the admin role")
     return await handler(request)
 
 

@@ -57,13 +57,19 @@ def _csrf_field(csrf: str | None) -> str:
     return f'<input type="hidden" name="csrf" value="{e(csrf)}">' if csrf else ""
 
 
-def login(message: str | None = None, hint: str = "printed by <code>confmerge serve</code> (or stored in its token file)") -> str:
+def login(message: str | None = None, hint: str = "printed by <code>confmerge serve</code> (or stored in its token file)",
+          passwords: bool = False) -> str:
     note = f'<p class="error" role="alert">{e(message)}</p>' if message else ""
+    users = ('<form method="post" action="/login" id="password-login"><p>Or log in as a member of the web group, '
+             'with your system password.</p><label>User <input type="text" name="user" id="user" '
+             'autocomplete="username" required></label><label>Password <input type="password" name="password" '
+             'id="password" autocomplete="current-password" required></label>'
+             '<button type="submit" id="login-user">Log in</button></form>') if passwords else ""
     body = (f'<section class="card narrow"><h1>Log in</h1>{note}'
             f'<p>Give the access token {hint}.</p>'
             '<form method="post" action="/login"><label>Token <input type="password" name="token" id="token" '
             'autocomplete="current-password" autofocus required></label>'
-            '<button type="submit" class="primary" id="login">Log in</button></form></section>')
+            f'<button type="submit" class="primary" id="login">Log in</button></form>{users}</section>')
     return page("Log in", body, nav=False)
 
 

@@ -262,7 +262,7 @@ def test_a_roll_out_survives_its_coordinator_and_is_resumed_from_another_server(
     assert "/api/v1/updates/resume" in api(cluster, 1).request("GET", "/static/updates.js").text
     resumed = api(cluster, 1).request("POST", "/api/v1/updates/resume")
     assert resumed.status == 200 and resumed.json()["plan"]["coordinator"] == 1, resumed.json()
-    assert any("web: software update" in line and "resume (by the API token" in line
+    assert any("web: software update" in line and "resume (by token web-token" in line
                for line in cluster.status(1)["events"]), "who resumed it, in the events"
     code, out, err = update(cluster, 2, "resume", capsys=capsys)
     assert code == 2 and "coordinates roll-out" in err, "one coordinator at a time"

@@ -188,7 +188,7 @@ def test_the_api_of_any_server_shows_the_whole_cluster_and_its_throughput(web_cl
     assert refused.status == 409 and "not the primary" in refused.json()["error"]
     synced = web_cluster.client(0).request("POST", "/api/v1/sync")
     assert synced.status == 200 and synced.json()["generation"] >= 2
-    assert any("web: sync now" in line and "by the API token from 127.0.0.1" in line
+    assert any("web: sync now" in line and "by token web-token from 127.0.0.1" in line
                for line in web_cluster.client(0).request("GET", "/api/v1/cluster").json()["events"])
     checked = one.request("POST", "/api/v1/cluster/check", body={})
     assert checked.status == 200 and [(p["id"], p["verdict"]) for p in checked.json()["peers"]] == [(0, "OK"), (2, "OK")]
