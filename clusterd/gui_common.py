@@ -10,7 +10,7 @@ import asyncssh
 from aiohttp import web
 
 from confmerge.web import Problem, page
-from confmerge.web.auth import READ_ONLY, changes
+from confmerge.web import READ_ONLY, changes
 
 from .admin import Admin
 from .audit import AuditLog, Entry

@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from confmerge.files import write_atomic
-from confmerge.web.auth import ROLES
+from confmerge import write_atomic
+from confmerge.web import ROLES
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 PREFIX = "cmt_"

@@ -15,7 +15,7 @@ import grp
 import pwd
 from dataclasses import dataclass
 
-from confmerge.web.auth import ADMIN, READ_ONLY, Identity, same
+from confmerge.web import ADMIN, READ_ONLY, Identity, same
 
 from .tokens import BOOTSTRAP, TokenStore
 

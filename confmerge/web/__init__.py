@@ -9,7 +9,7 @@ document), ``tls`` (the self-signed certificate). ``__all__`` is what ``clusterd
 """
 
 from .app import LIMITS, create_app, download, json_body
-from .auth import SESSIONS, Sessions, token_from_file
+from .auth import ADMIN, READ_ONLY, ROLES, SESSIONS, Identity, Sessions, changes, same, token_from_file
 from .errors import Problem
 from .tls import fingerprint, self_signed, server_context
 from .uploads import Limits, files, form
@@ -20,4 +20,4 @@ from .views import page
 
 __all__ = ["create_app", "token_from_file", "Limits", "LIMITS", "SESSIONS", "Sessions", "Problem", "json_body",
            "download", "files", "form", "load_uploads", "fingerprint", "self_signed", "server_context",
-           "compare_page", "escape", "page"]
+           "compare_page", "escape", "page", "ADMIN", "READ_ONLY", "ROLES", "Identity", "changes", "same"]
