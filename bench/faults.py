@@ -31,7 +31,7 @@ def main() -> int:
     parser.add_argument("--servers", type=int, default=3)
     parser.add_argument("--rate", type=float, default=4.0, help="edits per second per operator")
     parser.add_argument("--faults", default=",".join(FAULTS), help=f"a comma-separated choice of {', '.join(FAULTS)}")
-    parser.add_argument("--keep", type=Path, help="run in this new directory and keep it (the servers' logs, backups)")
+    parser.add_argument("--keep", type=Path, help="run in this new directory and keep it (the servers' logs, backups, and state directories as serverN/state.kept)")
     args = parser.parse_args()
     reason = unavailable()
     if reason:
@@ -46,7 +46,8 @@ def main() -> int:
     def say(text: str) -> None:
         print(f"{time.monotonic() - started:8.1f} s  {text}", flush=True)
 
-    with tempfile.TemporaryDirectory() as scratch, make_lab(args.keep or Path(scratch), list(range(args.servers))) as lab:
+    with tempfile.TemporaryDirectory() as scratch, make_lab(args.keep or Path(scratch), list(range(args.servers)),
+                                                          keep_state=args.keep is not None) as lab:
         verdict = soak(lab, args.minutes * 60, args.seed, kinds, args.rate, settle=120, say=say)
     print(f"\n{args.minutes:g} min of {', '.join(kinds)} on {args.servers} servers (seed {args.seed}):")
     print(verdict.summary())

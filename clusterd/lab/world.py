@@ -21,6 +21,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -88,6 +89,17 @@ def _remove_namespace(name: str) -> None:
     ip("netns", "del", name, check=False)
 
 
+def _copy_files(source: Path, target: Path) -> None:
+    """Regular files and directories only (not the daemon's socket); a failed copy is said, never raised."""
+    def special(directory: str, names: list[str]) -> list[str]:
+        return [n for n in names if not (os.path.isfile(os.path.join(directory, n))
+                                         or os.path.isdir(os.path.join(directory, n)))]
+    try:
+        shutil.copytree(source, target, ignore=special, dirs_exist_ok=True)
+    except (OSError, shutil.Error) as error:
+        print(f"fault lab: could not keep {source}: {error}", file=sys.stderr)
+
+
 def _unmount(path: str) -> None:
     if subprocess.run(["umount", path], capture_output=True, timeout=15).returncode != 0:
         subprocess.run(["umount", "-l", path], capture_output=True, timeout=15)
@@ -122,7 +134,7 @@ class Lab(Cluster):
     """
 
     def __init__(self, root: Path, ids: list[int], small_disk: set[int] | frozenset[int] = frozenset(),
-                 disk_size: str = "2m", **options: Any) -> None:
+                 disk_size: str = "2m", keep_state: bool = False, **options: Any) -> None:
         reason = unavailable()
         if reason:
             raise Unavailable(reason)
@@ -136,6 +148,8 @@ class Lab(Cluster):
         self.full: set[int] = set()
         self._configs: dict[int, ClusterConfig] = {}
         self._closed = False
+        self.keep_state = keep_state
+        """Copy each small disk's state directory to ``state.kept`` before it is unmounted (for a post-mortem)."""
         self._lock = threading.RLock()
         options.setdefault("backups", {i: unified_backup(i) for i in ids})
         options.setdefault("port_base", 63500)  # any free base will do: the namespaces are the lab's
@@ -214,6 +228,8 @@ class Lab(Cluster):
                 _remove_namespace(name)
             self.namespaces.clear()
             for path in reversed(self.mounts):
+                if self.keep_state:
+                    _copy_files(path, path.with_name("state.kept"))
                 _unmount(str(path))
             self.mounts.clear()
         finally:

@@ -91,7 +91,7 @@ def mounts() -> str:
 
 def test_the_lab_removes_every_namespace_mount_and_process_it_made_even_after_a_failure(tmp_path):
     with pytest.raises(RuntimeError, match="the test failed here"):
-        with make_lab(tmp_path, [0, 1], small_disk={1}) as lab:
+        with make_lab(tmp_path, [0, 1], small_disk={1}, keep_state=True) as lab:
             lab.start_all()
             lab.wait("both answer", lambda: all(lab.status(i) for i in lab.ids) or None, 30)
             made = {lab.namespace(0), lab.namespace(1), lab.bridge}
@@ -105,6 +105,7 @@ def test_the_lab_removes_every_namespace_mount_and_process_it_made_even_after_a_
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text()
     assert lab.backup(1).exists(), "the state directory's tmpfs is gone, the files beside it stay"
+    assert (lab.dir(1) / "state.kept" / "sync" / "history").is_dir(), "keep_state: a copy for a post-mortem"
 
 
 def test_what_a_dead_lab_left_is_swept_when_the_next_one_starts(tmp_path):
