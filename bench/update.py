@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -82,7 +83,7 @@ def main() -> int:
           f"({spent / len(ids):.2f} s each); overhead {total - spent:.1f} s ({(total - spent) / len(ids):.2f} s "
           f"a server, {total / spent:.2f}x the installs)")
     print(f"  check and copy to {args.servers - 1} peers: {copy:.1f} s; after an install ends, until its server is "
-          f"back in sync: median {sorted(back)[len(back) // 2]:.2f} s, max {max(back):.2f} s "
+          f"back in sync: median {statistics.median(back):.2f} s, max {max(back):.2f} s "
           f"(the primary, with its role back: {back[0]:.2f} s)")
     return 0
 

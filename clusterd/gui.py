@@ -30,7 +30,7 @@ from aiohttp import web
 
 from confmerge import ConfError, MergeClass, Scope, diff, diff_data, parse
 from confmerge.web import (
-    SESSIONS, Problem, Sessions, compare_page, create_app, escape, fingerprint, json_body, self_signed, server_context,
+    SESSIONS, Problem, Sessions, create_app, escape, fingerprint, json_body, self_signed, server_context,
     token_from_file,
 )
 
@@ -39,7 +39,7 @@ from .check import check_peer
 from .links import LinkDown, reason
 from .sync import SyncState
 from .audit import AuditLog
-from .gui_common import AUDIT, DAEMON, Daemon, audit, csrf_of, daemon_of, frame, record
+from .gui_common import AUDIT, DAEMON, Daemon, audit, daemon_of, frame, record, titled_compare
 from .tokens import TokenError, TokenStore, tokens_path
 from .webauth import ClusterAuthority
 
@@ -217,10 +217,9 @@ keeps its own, the cluster never changes them.</p><ul class="sections" id="own-s
 @routes.get("/cluster/servers/{id}/diff")
 async def diff_page(request: web.Request) -> web.StreamResponse:
     server, primary, result, target, cluster = await _server_diff(request)
-    lines = compare_page(result, target.splitlines(), cluster.splitlines(), csrf_of(request))
     title = (f'<p class="card">Server {server}\'s cluster-wide sections against the cluster\'s configuration '
              f'(the primary, server {primary}): what syncing would change on server {server}.</p>')
-    return web.Response(text=lines.replace("<main>", f"<main>{title}", 1), content_type="text/html")
+    return titled_compare(request, result, target, cluster, title)
 
 
 @routes.get("/admin")

@@ -15,10 +15,10 @@ from typing import Any
 
 from aiohttp import web
 
-from confmerge.web import LIMITS, Problem, compare_page, download, escape, files, form, json_body, load_uploads
+from confmerge.web import LIMITS, Problem, download, escape, files, form, json_body, load_uploads
 
 from .changes import MAX_CONFIRM_MINUTES, ChangeError, when
-from .gui_common import audit, csrf_of, daemon_of, frame
+from .gui_common import audit, daemon_of, frame, titled_compare
 from .protocol import Compare, Confirm, Generations, Load, Rollback, Show
 
 routes = web.RouteTableDef()
@@ -92,10 +92,9 @@ async def generations_diff_page(request: web.Request) -> web.StreamResponse:
         old_text, new_text = await changes.text(found.old), await changes.text(found.new)
     except ChangeError as error:
         raise Problem(404, str(error)) from None
-    page = compare_page(found.diff, old_text.splitlines(), new_text.splitlines(), csrf_of(request))
     head = (f'<p class="card">Generation {found.old.number} ({found.old.short}) to generation {found.new.number} '
             f'({found.new.short}): the cluster-wide configuration. <a href="/backups">Back to the backups</a></p>')
-    return web.Response(text=page.replace("<main>", f"<main>{head}", 1), content_type="text/html")
+    return titled_compare(request, found.diff, old_text, new_text, head)
 
 
 # -- the API

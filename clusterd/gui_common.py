@@ -9,8 +9,7 @@ from typing import Any, Awaitable, Callable, Protocol
 import asyncssh
 from aiohttp import web
 
-from confmerge.web import Problem, page
-from confmerge.web import READ_ONLY, changes
+from confmerge.web import READ_ONLY, Problem, changes, compare_page, page
 
 from .admin import Admin
 from .audit import AuditLog, Entry
@@ -64,6 +63,12 @@ def frame(request: web.Request, title: str, body: str) -> web.Response:
     text = page(f"{title} · server {daemon.config.id}", body, csrf_of(request), links=NAV,
                       scripts=("/static/cluster.js",))
     return web.Response(text=text, content_type="text/html")
+
+
+def titled_compare(request: web.Request, result: Any, old: str, new: str, head: str) -> web.Response:
+    """Part 1's compare page of ``result`` (old text against new) with ``head`` (a card saying what is compared) on top."""
+    text = compare_page(result, old.splitlines(), new.splitlines(), csrf_of(request))
+    return web.Response(text=text.replace("<main>", f"<main>{head}", 1), content_type="text/html")
 
 
 def audit(request: web.Request, what: str) -> None:

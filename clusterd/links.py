@@ -66,9 +66,9 @@ class PeerLink:
         self.peer = peer
         self.wanted = wanted
         self.slow = False
+        """Heartbeats every :data:`~clusterd.membership.SLOW` intervals (a neighbour), not every one."""
         self.patient = False
         """SSH keepalives every missed × SLOW intervals, not every detection time (a sparse cluster)."""
-        """Heartbeats every :data:`~clusterd.membership.SLOW` intervals (a neighbour), not every one."""
         self.demand_until = 0.0
         self._changed = asyncio.Event()
         self.ready = asyncio.Event()
