@@ -16,7 +16,7 @@ from .membership import Role
 from .primary import Primary
 from .protocol import MAX_FRAME, BadMessage, Diff, Fetch, Message, Reload, Status, Sync, read_frame
 from .protocol import Compare, Confirm, Generations, Load, Rollback, Show
-from .protocol import Throughput
+from .protocol import Board as BoardRequest, Throughput
 from .protocol import Update
 from .status import status
 from .throughput import DAY_MINUTES, Board
@@ -87,7 +87,7 @@ class Admin:
         if isinstance(request, (Generations, Show, Compare, Load, Confirm, Rollback)) and self.changes is not None:
             return await self.changes.local(request)
         if isinstance(request, Throughput):
-            return self.throughput(request.server, request.seconds)
+            return await self.throughput(request.server, request.seconds)
         return {"ok": False, "error": f"{request.type} is not a local request"}
 
     def status(self) -> dict[str, Any]:
@@ -96,16 +96,57 @@ class Admin:
             data["update"] = self.updates.status()
         return data
 
-    def throughput(self, server: int | None, seconds: int) -> dict[str, Any]:
-        """Every server's throughput (or one's) over the last ``seconds``, from the rings this server keeps."""
+    async def throughput(self, server: int | None, seconds: int) -> dict[str, Any]:
+        """Every server's throughput (or one's) over the last ``seconds``.
+
+        From the rings this server keeps; on a secondary of a sparse cluster,
+        which hears only from its primary and neighbours, as the primary
+        holds them (every server sends its samples there), and from its own
+        rings when the primary cannot be asked.
+        """
         config = self.core.config
         ids = sorted([config.id, *(p.id for p in config.peers)])
         if server is not None and server not in ids:
             return {"ok": False, "error": f"server {server} is not in the cluster (servers: {', '.join(map(str, ids))})"}
         if not 1 <= seconds <= DAY_MINUTES * 60:
             return {"ok": False, "error": f"seconds must be between 1 and {DAY_MINUTES * 60} (a day), not {seconds}"}
+        held = await self._primary_board(server, seconds)
+        return {"ok": True, "throughput": (held or self.held(server, seconds))["throughput"]}
+
+    async def boxes(self) -> dict[int, dict[str, Any]]:
+        """Each server's current throughput and what it says of itself (the home page's boxes), as :meth:`throughput`."""
+        held = await self._primary_board(None, 1) or self.held(None, 1)
+        return {int(k): v for k, v in held["info"].items()}
+
+    def held(self, server: int | None, seconds: int) -> dict[str, Any]:
+        """What this server's board holds: the series, and each server's current throughput and description."""
+        config = self.core.config
+        ids = sorted([config.id, *(p.id for p in config.peers)]) if server is None else [server]
         up = {config.id: True} | {i: view.up for i, view in self.core.membership.peers.items()}
-        return {"ok": True, "throughput": self.board.series(ids if server is None else [server], seconds, up)}
+        info = {}
+        for i in ids:
+            about = self.board.info.get(i)
+            info[str(i)] = {"hostname": about.hostname if about else "", "version": about.version if about else "",
+                            "web": about.web if about else "", "problem": (about.problem or None) if about else None,
+                            "throughput": self.board.current(i, up.get(i, False))}
+        return {"throughput": self.board.series(ids, seconds, up), "info": info}
+
+    async def _primary_board(self, server: int | None, seconds: int) -> dict[str, Any] | None:
+        membership, me = self.core.membership, self.core.config.id
+        link = self.links.get(membership.primary) if membership.primary is not None else None
+        if not membership.sparse or membership.primary == me or link is None or not link.connected:
+            return None
+        try:
+            reply = await link.request(BoardRequest(rid=0, server=server, seconds=seconds), timeout=2.0)
+        except (LinkDown, TimeoutError):
+            return None
+        body = reply.body if reply.ok and isinstance(reply.body, dict) else {}
+        if not isinstance(body.get("throughput"), dict) or not isinstance(body.get("info"), dict):
+            return None
+        for entry in body["throughput"].get("servers", []):
+            if isinstance(entry, dict):
+                entry["this"] = entry.get("id") == me
+        return body
 
     async def force_sync(self) -> dict[str, Any]:
         """``clusterd sync`` on the primary: a new generation from its backup, sent to everyone at once."""

@@ -198,7 +198,7 @@ class Core:
                 return
             self._live_stat = key
             try:
-                live = await asyncio.to_thread(snapshot, self.config.backup, True)
+                live = await asyncio.to_thread(snapshot, self.config.backup, True, self.live)
             except ConfError as error:
                 more = len(error.diagnostics) - 1
                 self._live_problem(f"the live backup is not valid: {error.diagnostics[0]}"

@@ -39,11 +39,12 @@ from .protocol import (
     Apply, BadMessage, Fetch, Head, Heartbeat, OversizedFrame, Probe, Reply, Request, Text, encode, from_data, read_frame,
 )
 from .protocol import Confirm, Load, Rollback
-from .protocol import Visibility
+from .protocol import Board as BoardRequest, Visibility
 from .protocol import Install, Installed, PackageArrived, Rollout
 from .secondary import Secondary
 from .throughput import Board, wire_interfaces
 from .updates import Updates
+from .watch import Watch, watch
 
 log = logging.getLogger("clusterd")
 
@@ -110,6 +111,8 @@ class Daemon:
         self.restart = False
         self._servers: list[Any] = []
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._watch: Watch | None = None
+        self._woken: asyncio.Future[None] | None = None
 
     @property
     def config(self) -> ClusterConfig:
@@ -185,10 +188,16 @@ class Daemon:
         task.add_done_callback(self._tasks.discard)
 
     def nudge(self) -> None:
-        """The view changed: links follow the topology, and every peer linked hears of it at once."""
+        """The view changed: links follow the topology, every peer linked hears of it at once, and the tick runs."""
         if self.heartbeats is not None:
             self.relink()
             self.heartbeats.now()
+        self.wake()
+
+    def wake(self) -> None:
+        """Run the tick now rather than at the end of its rest (the backup changed, or the view did)."""
+        if self._woken is not None and not self._woken.done():
+            self._woken.set_result(None)
 
     def relink(self) -> None:
         shape = self.core.membership.relink()
@@ -215,6 +224,14 @@ class Daemon:
 
     async def _tick_forever(self) -> None:
         core = self.core
+        self._watch = watch(self.config.backup, self.wake)
+        try:
+            await self._ticks(core)
+        finally:
+            if self._watch is not None:
+                self._watch.close()
+
+    async def _ticks(self, core: Core) -> None:
         while True:
             try:
                 if self._awake():
@@ -228,18 +245,58 @@ class Daemon:
                         self.changes.tick()
             except Exception:  # a bug here must not stop heartbeats; it is logged with its traceback
                 log.exception("tick failed")
-            await asyncio.sleep(min(self.config.timing.heartbeat / 2, 0.1))
+            await self._rest(self._pace())
+
+    def _pace(self) -> float:
+        """How long the tick may rest: short for a primary or in any transition, longer for a settled secondary.
+
+        A settled secondary (its primary alive, no revalidation, no apply)
+        has nothing to do on a timer but notice a silent peer, and that
+        deadline is known: it rests until then, or at most a heartbeat
+        interval (a third of the detection time, so a pause is still told
+        from a busy loop). The backup's watch and any change of view wake
+        it sooner. Without a watch the backup is polled as before.
+        """
+        timing = self.config.timing
+        fast = min(timing.heartbeat / 2, 0.1)
+        core = self.core
+        membership = core.membership
+        if (self._watch is None or core.revalidating or core.applying or core.role() is not Role.SECONDARY
+                or membership.orphaned is not None or not membership.primary_alive()):
+            return fast
+        until = membership.next_silence() - time.monotonic() + 0.005
+        return max(0.005, min(timing.heartbeat, timing.detection / 3, until))
+
+    async def _rest(self, seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._woken = loop.create_future()
+        timer = loop.call_later(seconds, self.wake)
+        try:
+            await self._woken
+        finally:
+            timer.cancel()
+            self._woken = None
 
     async def _sample_forever(self) -> None:
-        """Common visibility: this server's throughput each wall-clock second, sent to every peer that is connected."""
+        """Common visibility: this server's throughput each wall-clock second, sent to the peers that are connected.
+
+        In a sparse cluster a secondary sends it to the primary only (one
+        message a second whatever the cluster's size) and the primary to no
+        one: its board holds everyone's, and a secondary asks it for them
+        when they are wanted (:meth:`clusterd.admin.Admin.throughput`).
+        """
+        seen: tuple[object, tuple[str, ...], str] = (None, (), "")
         while True:
             try:
                 live = self.core.live.config if self.core.live is not None else None
-                self.board.sample(self.config.interfaces if self.config.interfaces is not None
-                                  else wire_interfaces(live), (live.hostname if live is not None else None) or "",
-                                  self.web_url)
+                if seen[0] is not live:
+                    seen = (live, wire_interfaces(live), (live.hostname if live is not None else None) or "")
+                self.board.sample(self.config.interfaces if self.config.interfaces is not None else seen[1],
+                                  seen[2], self.web_url)
+                membership = self.core.membership
+                only = membership.primary if membership.sparse else None
                 for peer_id, link in list(self.links.items()):
-                    if link.connected:
+                    if link.connected and (only is None or peer_id == only != self.config.id):
                         link.post(self.board.message(peer_id, link.connections))
             except Exception:  # like the tick: a bug here must not stop the sampling
                 log.exception("throughput sampling failed")
@@ -271,7 +328,7 @@ class Daemon:
                         link = self.links.get(peer_id)
                         if link is not None and link.wanted:
                             link.poke()
-                elif isinstance(message, (Apply, Head, Text, Fetch, Probe, Load, Confirm, Rollback,
+                elif isinstance(message, (Apply, Head, Text, Fetch, Probe, Load, Confirm, Rollback, BoardRequest,
                                           PackageArrived, Install, Installed, Rollout)):
                     self.spawn(self._answer(message, peer_id, process.stdout))
                 elif isinstance(message, Visibility):
@@ -293,6 +350,8 @@ class Daemon:
                 reply = await self.changes.answer(message, peer_id)
             elif isinstance(message, (PackageArrived, Install, Installed, Rollout)):
                 reply = await self.updates.answer(message, peer_id)
+            elif isinstance(message, BoardRequest):
+                reply = Reply(message.rid, True, body=self.admin.held(message.server, message.seconds))
             else:
                 reply = await self.secondary.answer(message, peer_id)
         except Exception as error:  # the requester gets the reason; the daemon goes on

@@ -107,17 +107,13 @@ async def start_web(daemon: Daemon) -> tuple[web.AppRunner, str]:
 # What the pages show, as data
 
 
-def visibility(daemon: Daemon) -> dict[str, Any]:
+async def visibility(daemon: Daemon) -> dict[str, Any]:
     """The live stream's object: the cluster (``clusterd status --json``) and each server's box beside it."""
     status = daemon.admin.status()
-    boxes = {}
-    for server in status["servers"]:
-        info = daemon.board.info.get(server["id"])
-        boxes[str(server["id"])] = {
-            "hostname": info.hostname if info else "", "version": info.version if info else "",
-            "web": info.web if info else "", "problem": (info.problem or None) if info else None,
-            "throughput": daemon.board.current(server["id"], server["up"]),
-        }
+    held = await daemon.admin.boxes()
+    empty = {"hostname": "", "version": "", "web": "", "problem": None, "throughput": None}
+    boxes = {str(server["id"]): held.get(server["id"], empty) | ({} if server["up"] else {"throughput": None})
+             for server in status["servers"]}
     return {"time": int(time.time()), "cluster": status, "boxes": boxes}
 
 
@@ -280,7 +276,7 @@ async def api_throughput(request: web.Request) -> web.StreamResponse:
     seconds = request.query.get("seconds", "3600")
     if not seconds.isdigit() or (server != "all" and not server.isdigit()):
         raise Problem(400, "give server=ID|all and seconds=N (a whole number)")
-    reply = daemon_of(request).admin.throughput(None if server == "all" else int(server), int(seconds))
+    reply = await daemon_of(request).admin.throughput(None if server == "all" else int(server), int(seconds))
     if not reply["ok"]:
         raise Problem(404 if "not in the cluster" in reply["error"] else 400, reply["error"])
     return web.json_response(reply["throughput"])
@@ -298,7 +294,7 @@ async def api_events(request: web.Request) -> web.StreamResponse:
     try:
         await response.prepare(request)
         while not daemon.stopping.is_set():
-            await response.write(b"data: " + json.dumps(visibility(daemon)).encode() + b"\n\n")
+            await response.write(b"data: " + json.dumps(await visibility(daemon)).encode() + b"\n\n")
             try:
                 async with asyncio.timeout(1.0):
                     await daemon.stopping.wait()

@@ -257,16 +257,23 @@ class Heartbeats:
         self.owner = owner
         self.links = links
         self._soon = False
+        self._resting: asyncio.Future[None] | None = None
         self._task = asyncio.create_task(self._run(), name="heartbeats")
 
     def stop(self) -> None:
         self._task.cancel()
 
     def now(self) -> None:
-        """A heartbeat to every link soon (once for however many changes this turn of the event loop makes)."""
+        """A heartbeat to every link soon (once for however many changes this turn of the event loop makes).
+
+        The timer starts again too: the rates may have changed with the view
+        (a secondary that becomes primary sends every interval from now).
+        """
         if not self._soon:
             self._soon = True
             asyncio.get_running_loop().call_soon(self._send_all)
+        if self._resting is not None and not self._resting.done():
+            self._resting.set_result(None)
 
     def _send_all(self) -> None:
         self._soon = False
@@ -280,11 +287,34 @@ class Heartbeats:
                 link.send(frame)
 
     async def _run(self) -> None:
+        """Beats on the interval; the slow links' come every :data:`SLOW` beats, all in the same one.
+
+        When every link is slow (a secondary of a sparse cluster) the timer
+        sleeps through the beats that would send nothing: one wake-up per
+        :data:`SLOW` intervals instead of one per interval. The phase is the
+        sender's id, so the servers' slow beats are spread over the interval.
+        """
         beat = 0
+        phase = self.owner.config.id % SLOW
+        loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(self.owner.config.timing.heartbeat)
-            beat += 1
-            self._send(lambda link: not link.slow or (beat + link.peer.id) % SLOW == 0)
+            if any(link.connected and not link.slow for link in self.links.values()):
+                skip = 1
+            else:
+                skip = (phase - beat - 1) % SLOW + 1
+            resting = self._resting = loop.create_future()
+            timer = loop.call_later(self.owner.config.timing.heartbeat * skip,
+                                    lambda: resting.done() or resting.set_result(None))
+            try:
+                await self._resting
+            finally:
+                timer.cancel()
+                self._resting = None
+            if loop.time() < timer.when():  # woken early by now(): the heartbeat just went out; the beats start again
+                beat = phase
+                continue
+            beat += skip
+            self._send(lambda link: not link.slow or beat % SLOW == phase)
 
 
 def reason(error: BaseException) -> str:

@@ -234,9 +234,16 @@ class Membership:
         """Mark down every peer silent for longer than the detection time."""
         changed = False
         for peer in [self.peers[i] for i in self.alive]:
-            if now - peer.last > self.detection * (SLOW if peer.id in self.slow else 1):
+            if now - peer.last > self._allowed(peer.id):
                 changed |= self.lost(peer.id, now, f"no heartbeat for {now - peer.last:.1f} s")
         return changed
+
+    def next_silence(self) -> float:
+        """When the first peer up will have been silent too long if nothing comes from it (monotonic; inf: none up)."""
+        return min((self.peers[i].last + self._allowed(i) for i in self.alive), default=math.inf)
+
+    def _allowed(self, peer: int) -> float:
+        return self.detection * (SLOW if peer in self.slow else 1)
 
     # -- the election -------------------------------------------------
 

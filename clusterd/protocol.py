@@ -219,6 +219,16 @@ class Throughput:
     seconds: int
 
 
+@dataclass(frozen=True, slots=True)
+class Board:
+    """A secondary of a sparse cluster to the primary: throughput as the primary holds it (every server sends it there)."""
+
+    type: ClassVar[str] = "board"
+    rid: int
+    server: int | None
+    seconds: int
+
+
 
 # software updates (clusterd.updates)
 
@@ -278,14 +288,14 @@ UpdateRequest = PackageArrived | Install | Installed | Rollout
 
 Message = (Heartbeat | Probe | Apply | Head | Text | Fetch | Reply | Status | Reload | Sync | Diff
            | Load | Confirm | Rollback | Generations | Show | Compare
-           | Visibility | Throughput
+           | Visibility | Throughput | Board
            | PackageArrived | Install | Installed | Rollout | Update)
-Request = Probe | Apply | Head | Text | Fetch | Load | Confirm | Rollback | UpdateRequest
+Request = Probe | Apply | Head | Text | Fetch | Load | Confirm | Rollback | Board | UpdateRequest
 
 TYPES: dict[str, type] = {cls.type: cls for cls in (Heartbeat, Probe, Apply, Head, Text, Fetch, Reply,
                                                      Status, Reload, Sync, Diff,
                                                      Load, Confirm, Rollback, Generations, Show, Compare,
-                                                     Visibility, Throughput,
+                                                     Visibility, Throughput, Board,
                                                      PackageArrived, Install, Installed, Rollout, Update)}
 
 

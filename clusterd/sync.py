@@ -50,12 +50,15 @@ class Snapshot:
     """Kept so that applying a generation does not parse the backup again (the engine never mutates a tree)."""
 
 
-def snapshot(backup: Path, checked: bool = False) -> Snapshot:
+def snapshot(backup: Path, checked: bool = False, last: Snapshot | None = None) -> Snapshot:
     """Read (never half an in-place write: :func:`clusterd.livefile.read`) and parse the live backup.
 
     :class:`ConfError` if it is not valid or cannot be read; ``checked``: also
     if a reference dangles or a required statement is missing
     (:func:`confmerge.validate`), so that such a backup never becomes a generation.
+    ``last``, the snapshot taken before, is returned as it is when the text
+    is the same: the periodic full check of a 10,000-line backup then costs
+    a read, not a parse (0.2 s of CPU, a secondary's largest idle cost).
     """
     try:
         text = livefile.read(backup).text
@@ -63,6 +66,8 @@ def snapshot(backup: Path, checked: bool = False) -> Snapshot:
         text = read_text(backup)  # says plainly what is wrong, as a ConfError
     except livefile.Contended as error:
         raise ConfError([Diagnostic("error", 1, 1, str(error), str(backup))]) from None
+    if last is not None and last.config is not None and last.text == text:
+        return last
     live = snapshot_of(text, backup)
     if checked:
         check(live)

@@ -157,6 +157,8 @@ class Updates:
         self._install_lock = asyncio.Lock()
         self.task: asyncio.Task[None] | None = None
         self._accounted: set[str] = set()
+        self._recorded = asyncio.Event()
+        """Set when an install is recorded: the watch, resting while nothing is under way, looks at once."""
 
     @property
     def me(self) -> int:
@@ -185,6 +187,7 @@ class Updates:
             return False
         self.core.faults.succeeded("saving the roll-out")
         self.plan, self._saved = plan, (plan.id, *plan.key)
+        self._recorded.set()
         return True
 
     def _installs(self) -> dict[str, Any]:
@@ -248,11 +251,20 @@ class Updates:
             await asyncio.sleep(timing.heartbeat)
         while not self.core.closed:
             await self._take_up()
-            ended = {r for r in self._installs() if r not in self._accounted and self._exit_status(r) is not None}
+            installs = self._installs()
+            ended = {r for r in installs if r not in self._accounted and self._exit_status(r) is not None}
             if ended:
                 self._accounted |= ended
                 await self.refresh_version()
-            await asyncio.sleep(max(timing.heartbeat, 0.2))
+            pause = max(timing.heartbeat, 0.2)
+            if any(r not in self._accounted for r in installs) or (self.plan is not None and self.plan.state in ACTIVE):
+                await asyncio.sleep(pause)
+                continue
+            self._recorded.clear()  # nothing under way: no file to poll twice a second on every server
+            try:
+                await asyncio.wait_for(self._recorded.wait(), pause * 20)
+            except TimeoutError:
+                pass
 
     async def _take_up(self) -> None:
         """After a start: coordinate a plan this server kept as its own, under way, once every up peer has answered
@@ -354,6 +366,7 @@ class Updates:
             write_atomic(self.root / "installs.json", json.dumps(installs, indent=1) + "\n")
         except OSError as error:
             return Reply(rid, False, f"server {self.me} cannot record the install: {error}")
+        self._recorded.set()
         env = dict(os.environ, CLUSTERD_PACKAGE=str(path), CLUSTERD_PACKAGE_VERSION=manifest.version,
                    CLUSTERD_PID=str(os.getpid()), CLUSTERD_SERVER=str(self.me), CLUSTERD_CONFIG=str(config.path),
                    CLUSTERD_UPDATE_COMMAND=config.update_command,

@@ -13,6 +13,8 @@ import re
 
 import pytest
 
+from clusterd.client import ask
+from clusterd.config import load
 from clusterd.membership import NEIGHBOURS
 
 IDS = list(range(32))
@@ -46,6 +48,12 @@ def test_32_servers_sparse_membership_distribution_and_failover(cluster_factory)
     assert direct == {0} | {FAR + k for k in range(-NEIGHBOURS, NEIGHBOURS + 1) if k}, \
         "a secondary links to the primary and its neighbours only"
     assert all(s["up"] and s["sync"] == "in sync" for s in far["servers"]), "it knows the rest from the primary"
+
+    unlinked = max(set(IDS) - direct - {FAR})
+    seen = cluster.wait("the far secondary answering for a server it does not link to", lambda: next(
+        (s for s in ask(load(cluster.config(FAR)), {"type": "throughput", "server": None, "seconds": 60},
+                        timeout=5)["throughput"]["servers"] if s["id"] == unlinked and s["hostname"]), None), 20)
+    assert seen["up"] and not seen["this"], "its samples come from the primary, which hears from every server"
 
     number = status["generation"]["number"]
     cluster.edit(0, "  uplink 20M\n", "  uplink 21M\n")
