@@ -31,7 +31,7 @@ def main() -> int:
     parser.add_argument("--servers", type=int, default=3)
     parser.add_argument("--rate", type=float, default=4.0, help="edits per second per operator")
     parser.add_argument("--faults", default=",".join(FAULTS), help=f"a comma-separated choice of {', '.join(FAULTS)}")
-    parser.add_argument("--keep", type=Path, help="run in this new directory and keep it (the servers' logs, backups, and state directories as serverN/state.kept)")
+    parser.add_argument("--keep", type=Path, help="run in this new directory and keep it (the servers' logs, backups, state directories as serverN/state.kept, and every edit made in edits.jsonl)")
     args = parser.parse_args()
     reason = unavailable()
     if reason:

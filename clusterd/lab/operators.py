@@ -15,11 +15,13 @@ so a value seen anywhere names the edit that made it.
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Callable
 
@@ -51,6 +53,10 @@ class Edit:
     """time.monotonic() right after the write."""
     intended: bool = True
     """False: a value the write carried back from a stale read (the daemon wrote the file in between)."""
+    replaced: int | None = None
+    """The value in the file the write replaced (None: it had none)."""
+    wall: float = 0.0
+    """time.time() of the write, to be read beside the servers' logs."""
 
 
 def policies(text: str) -> dict[str, int | None]:
@@ -143,11 +149,21 @@ class Record:
 
     def add(self, server: int, before: str, after: str, intended: set[str]) -> None:
         old, new = policies(before), policies(after)
-        now = time.monotonic()
+        now, wall = time.monotonic(), time.time()
         with self.lock:
             for key in sorted(set(old) | set(new)):
                 if old.get(key, None) != new.get(key, None) or (key in old) != (key in new):
-                    self.edits.append(Edit(len(self.edits), server, key, new.get(key), now, key in intended))
+                    self.edits.append(Edit(len(self.edits), server, key, new.get(key), now, key in intended,
+                                           old.get(key), wall))
+
+    def dump(self, path: Path) -> None:
+        """Every edit as a JSON line (``bench/faults.py --keep``): a lost one can then be traced in the logs."""
+        with self.lock:
+            lines = [json.dumps({"edit": e.number, "server": e.server, "key": e.key, "value": e.value,
+                                 "replaced": e.replaced, "intended": e.intended,
+                                 "time": datetime.fromtimestamp(e.wall).isoformat(sep=" ", timespec="milliseconds")})
+                     for e in self.edits]
+        write_atomic(path, "".join(line + "\n" for line in lines))
 
 
 class Operator:

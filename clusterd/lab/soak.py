@@ -122,4 +122,7 @@ def soak(lab: Lab, seconds: float, seed: int, kinds: tuple[str, ...] = FAULTS, r
         finally:
             faults.undo()
         say("faults over; operators stop; waiting for the cluster to converge")
-        return watch.judge(settle)
+        verdict = watch.judge(settle)
+        if lab.keep_state:
+            watch.record.dump(lab.root / "edits.jsonl")
+        return verdict
