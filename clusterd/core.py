@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -31,10 +32,14 @@ from .config import ClusterConfig
 from .faults import StateFaults
 from .history import NONE, Generation, History
 from .membership import Membership, Role
+from .pause import Gaps
 from .protocol import Heartbeat
 from .sync import Snapshot, SyncState, file_stamp, snapshot
 
 log = logging.getLogger("clusterd")
+
+STARVED_GRACE = 0.1
+"""Seconds after a wait for the CPU in which no peer is judged silent: what queued for this server is read first."""
 
 
 @dataclass(slots=True)
@@ -86,6 +91,9 @@ class Core:
         self.live_error: str | None = None
         self._live_stat: tuple[int, int] | None = None
         self._last_full_check = now
+        self.gaps = Gaps(max(config.timing.detection, 0.5))
+        self._fresh_after = 0.0
+        self._starved_said = -math.inf
         self._live_lock = asyncio.Lock()
         self.backup_lock = asyncio.Lock()
         """Held by whoever reads the backup to replace it (apply, merge, recording an edit)."""
@@ -94,7 +102,6 @@ class Core:
         self.apply_error: str | None = None
         self._edit_summary: tuple[str, str, str] = ("", "", "")
         """(head id, digest of the backup, what its edit changed from the head): made in a thread, used when recorded."""
-        self._awake_at = now
         self.revalidating = False
         self.version = ""
         """The software version this server runs, as :mod:`clusterd.updates` found it ("" unknown)."""
@@ -281,18 +288,27 @@ class Core:
 
     def running(self) -> None:
         """The tick starts: the clock for pause detection counts from now (a long first read of the backup is no pause)."""
-        self._awake_at = time.monotonic()
+        self.gaps.restart()
 
-    def awake(self) -> bool:
+    def awake(self, tick: bool = False) -> bool:
         """Note that the process is running; False the first time after it was paused past the detection time.
 
-        The event loop runs something at least every tick (0.1 s), so a gap
-        longer than the detection time means the process did not run: a
-        SIGSTOP, a VM pause, a machine suspended. What was heard before is stale.
+        The event loop runs something at least every detection time / 3, so
+        a longer gap means the process did not run: a SIGSTOP, a VM pause, a
+        machine suspended, and what was heard before is stale; or it waited
+        for a CPU all along (:mod:`clusterd.pause`), and what queued for it is
+        fresh: it reads that before judging any peer silent.
         """
+        away = self.gaps.turn(tick)
         now = time.monotonic()
-        away, self._awake_at = now - self._awake_at, now
-        if away <= max(self.config.timing.detection, 0.5):
+        if away is None:
+            if self.gaps.starved:
+                self._fresh_after = now + STARVED_GRACE
+                if now - self._starved_said > 60:
+                    self._starved_said = now
+                    self.events.add(f"this server waited {self.gaps.starved:.1f} s for a CPU (the machine is "
+                                    "overloaded; not a pause)")
+                self.gaps.starved = 0.0
             return True
         self.membership.returned(now, away)
         self.revalidating = True
@@ -316,8 +332,10 @@ class Core:
         self.settle(changed)
 
     def expire(self) -> None:
-        if not self.revalidating:
-            self.settle(self.membership.expire(time.monotonic()))
+        """Mark silent peers down; not right after this server waited for a CPU, until it has read what queued."""
+        now = time.monotonic()
+        if not self.revalidating and now >= self._fresh_after:
+            self.settle(self.membership.expire(now))
 
     def _saved_epoch(self) -> int:
         try:

@@ -165,6 +165,7 @@ class Daemon:
             if web_runner is not None:
                 await web_runner.cleanup()
             self.core.closed = True
+            self.core.gaps.close()
             if self.heartbeats is not None:
                 self.heartbeats.stop()
             for link in self.links.values():
@@ -204,9 +205,9 @@ class Daemon:
         for peer_id, link in self.links.items():
             link.want(peer_id in shape.linked, slow=peer_id in shape.send_slow, patient=self.core.membership.sparse)
 
-    def _awake(self) -> bool:
+    def _awake(self, tick: bool = False) -> bool:
         """False right after a pause: a revalidation starts, and nothing heard before counts until it ends."""
-        if self.core.awake():
+        if self.core.awake(tick):
             return True
         self.spawn(self.core.revalidate(self._probe))
         return False
@@ -234,7 +235,7 @@ class Daemon:
     async def _ticks(self, core: Core) -> None:
         while True:
             try:
-                if self._awake():
+                if self._awake(tick=True):
                     core.expire()
                     if not core.applying and not core.backup_lock.locked():
                         await core.refresh_live()
