@@ -565,7 +565,7 @@ class Changes:
         finally:
             core.applying = False
         core.edited_meanwhile(applied.conflicts)
-        if not core.hold(generation, text):
+        if not core.hold(generation, text, written=applied.written):
             raise ChangeError(f"the backup holds generation {generation.short}, but the state directory cannot "
                               "record it (clusterd status says why)")
         await core.refresh_live(known=(applied.live, applied.stamp) if applied.stamp != UNKNOWN else None,

@@ -92,6 +92,8 @@ class Core:
         self._live_stat: tuple[int, int] | None = None
         self._last_full_check = now
         self.gaps = Gaps(max(config.timing.detection, 0.5))
+        self.unheld: tuple[Generation, str] | None = None
+        """A generation the daemon wrote to the live backup that the state directory refused to record (:meth:`hold`)."""
         self._fresh_after = 0.0
         self._starved_said = -math.inf
         self._live_lock = asyncio.Lock()
@@ -117,19 +119,26 @@ class Core:
     def head_text(self) -> str | None:
         return self.history.text(self.head.id)
 
-    def hold(self, generation: Generation, text: str) -> bool:
+    def hold(self, generation: Generation, text: str, written: bool = False) -> bool:
         """Make ``generation`` (with its text) the one this server holds; False if the state directory refused it.
 
         A failed write is reported (:class:`~clusterd.faults.StateFaults`), never raised: the head stays
-        what it was, and what the live backup holds is recorded again on a later tick.
+        what it was. ``written``: the daemon has already put the generation in the live backup. Then it
+        is kept as :attr:`unheld` and held before any edit is recorded (:meth:`record_edit`): an edit
+        the operator makes meanwhile is an edit of that generation, not of the older head (recorded
+        against the older head, a value the operator carried back from a stale read would look unchanged,
+        and the generation would be applied over it again).
         """
         try:
             self.history.add(generation, text)
             self.history.set_head(generation)
         except OSError as error:
             self.faults.failed("saving a generation", error)
+            if written:
+                self.unheld = (generation, text)
             return False
         self.faults.succeeded("saving a generation")
+        self.unheld = None
         self.membership.head = generation.id
         self.nudge()
         return True
@@ -155,6 +164,12 @@ class Core:
         live = self.live
         if live is None or self.applying:
             return None
+        if self.unheld is not None:
+            generation, text = self.unheld
+            if not self.hold(generation, text, written=True):
+                return None
+            self.events.add(f"generation {generation.number} ({generation.short}), which the live backup held, "
+                            "is recorded now")
         if not force and live.digest == self.head.digest:
             return None
         if self.head is NONE and self.role() is not Role.PRIMARY:

@@ -137,7 +137,7 @@ class Primary:
         finally:
             core.applying = False
         core.edited_meanwhile(applied.conflicts)
-        core.hold(theirs, text)
+        core.hold(theirs, text, written=applied.written)
         await core.refresh_live(known=(applied.live, applied.stamp) if applied.stamp != UNKNOWN else None,
                                 force=applied.stamp == UNKNOWN)
         core.events.add(f"took in generation {theirs.number} ({theirs.short}) of server {theirs.author} "
@@ -190,16 +190,16 @@ class Primary:
             finally:
                 core.applying = False
             core.edited_meanwhile(written.conflicts)
-        if not self._still_primary(term):  # the backup holds the merge; recorded as an edit, the new primary takes it in
-            core.events.add(f"stepped down while merging server {theirs.author}'s generation {theirs.short}; "
-                            "the merged backup goes to the new primary as an edit")
-            await core.refresh_live(force=True)
-            return
-        core.hold(merged, merged_live.cluster)
+        core.hold(merged, merged_live.cluster, written=written is not None)
         if written is not None and written.merged:
             await core.refresh_live(force=True)  # an operator's edit made meanwhile: recorded on the next tick
         elif written is not None:
             await core.refresh_live(known=(merged_live, written.stamp))
+        if not self._still_primary(term):  # held all the same: it is what the backup holds, with both parents
+            core.events.add(f"stepped down while merging server {theirs.author}'s generation {theirs.short}; "
+                            f"this server holds the merge, generation {merged.number} ({merged.short}), "
+                            "which the new primary takes in")
+            return
         core.events.add(f"merged generation {theirs.number} ({theirs.short}) of server {theirs.author} {how}: "
                         f"generation {merged.number} (epoch {merged.epoch}, {merged.short})"
                         + (f", {len(outcome.conflicts)} conflict(s)" if outcome.conflicts else ""))

@@ -95,7 +95,7 @@ class Secondary:
                 finally:
                     core.applying = False
                 core.edited_meanwhile(applied.conflicts)
-                if not core.hold(generation, text):
+                if not core.hold(generation, text, written=applied.written):
                     reason = f"the backup holds generation {generation.short}, but the state directory cannot record it"
                     core.apply_error = reason
                     return Reply(rid, False, reason)
