@@ -20,7 +20,9 @@ SHOWN = 3
 _trees: OrderedDict[str, Config] = OrderedDict()
 _lock = threading.Lock()
 """The daemon summarizes in threads (a big backup takes seconds to parse): the cache is shared."""
-CACHED = 3
+CACHED = 2
+"""Trees kept: the head's and the one made from it are what the next summary compares (each is megabytes for a
+10,000-line backup, in every daemon)."""
 
 
 def tree(text: str, name: str = "generation") -> Config:
