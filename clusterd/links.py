@@ -21,6 +21,7 @@ import itertools
 import logging
 import random
 import time
+import weakref
 from dataclasses import replace
 from typing import Callable, Protocol
 
@@ -37,6 +38,19 @@ log = logging.getLogger("clusterd")
 REQUEST_TIMEOUT = 150.0
 DEMAND = 60.0
 """Seconds a link the topology does not want stays up after a request over it."""
+HANDSHAKES = 8
+"""SSH handshakes a daemon runs at once. A new primary of 255 secondaries opens its links this many at a time, so
+its event loop (and so its heartbeats) is never a queue of hundreds of key exchanges on a busy machine."""
+
+_handshakes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+def _handshake_slot() -> asyncio.Semaphore:
+    loop = asyncio.get_running_loop()
+    slot = _handshakes.get(loop)
+    if slot is None:
+        slot = _handshakes[loop] = asyncio.Semaphore(HANDSHAKES)
+    return slot
 
 
 class LinkDown(Exception):
@@ -160,6 +174,21 @@ class PeerLink:
         except TimeoutError:
             pass
 
+    async def _connect(self, peer: Peer) -> tuple[float, asyncssh.SSHClientConnection]:
+        """An SSH connection to the peer's control port, once a handshake slot is free; when it started, for the RTT."""
+        owner = self.owner
+        async with _handshake_slot():
+            started = time.monotonic()
+            return started, await asyncssh.connect(
+                peer.address, owner.config.port_of(peer), username=str(owner.config.id),
+                client_keys=[owner.key], known_hosts=([keys.parse_public_key(peer.key)], [], []),
+                agent_path=None, config=None, password=None, kbdint_auth=False, gss_host=None,
+                connect_timeout=max(owner.config.timing.detection, 1.0),
+                keepalive_interval=max(owner.config.timing.detection, 1.0) * (SLOW if self.patient else 1),
+                keepalive_count_max=2,
+                encryption_algs=CIPHERS, local_addr=(owner.config.address, 0),
+            )
+
     async def _run(self) -> None:
         owner = self.owner
         failures = 0  # in a row: the wait doubles (jittered, up to 8 intervals), so that a large cluster's
@@ -175,17 +204,8 @@ class PeerLink:
                 self._problem("not trusted yet (no key recorded; run clusterd add-peer)")
                 await asyncio.sleep(owner.config.timing.heartbeat)
                 continue
-            started = time.monotonic()
             try:
-                connection = await asyncssh.connect(
-                    peer.address, owner.config.port_of(peer), username=str(owner.config.id),
-                    client_keys=[owner.key], known_hosts=([keys.parse_public_key(peer.key)], [], []),
-                    agent_path=None, config=None, password=None, kbdint_auth=False, gss_host=None,
-                    connect_timeout=max(owner.config.timing.detection, 1.0),
-                    keepalive_interval=max(owner.config.timing.detection, 1.0) * (SLOW if self.patient else 1),
-                    keepalive_count_max=2,
-                    encryption_algs=CIPHERS, local_addr=(owner.config.address, 0),
-                )
+                started, connection = await self._connect(peer)
             except asyncssh.HostKeyNotVerifiable:
                 self._problem(f"the key on {peer.address}:{owner.config.port_of(peer)} is not the one recorded "
                               f"for server {peer.id}; refusing it")
@@ -298,7 +318,7 @@ class Heartbeats:
         phase = self.owner.config.id % SLOW
         loop = asyncio.get_running_loop()
         while True:
-            if any(link.connected and not link.slow for link in self.links.values()):
+            if any((link.wanted or link.connected) and not link.slow for link in self.links.values()):
                 skip = 1
             else:
                 skip = (phase - beat - 1) % SLOW + 1
