@@ -118,8 +118,9 @@ class Admin:
         held = await self._primary_board(None, 1) or self.held(None, 1)
         return {int(k): v for k, v in held["info"].items()}
 
-    def held(self, server: int | None, seconds: int) -> dict[str, Any]:
-        """What this server's board holds: the series, and each server's current throughput and description."""
+    def held(self, server: int | None, seconds: int, points: int | None = None) -> dict[str, Any]:
+        """What this server's board holds: the series (``points`` per server at most), and each server's current
+        throughput and description."""
         config = self.core.config
         ids = sorted([config.id, *(p.id for p in config.peers)]) if server is None else [server]
         up = {config.id: True} | {i: view.up for i, view in self.core.membership.peers.items()}
@@ -129,7 +130,7 @@ class Admin:
             info[str(i)] = {"hostname": about.hostname if about else "", "version": about.version if about else "",
                             "web": about.web if about else "", "problem": (about.problem or None) if about else None,
                             "throughput": self.board.current(i, up.get(i, False))}
-        return {"throughput": self.board.series(ids, seconds, up), "info": info}
+        return {"throughput": self.board.series(ids, seconds, up, points=points), "info": info}
 
     async def _primary_board(self, server: int | None, seconds: int) -> dict[str, Any] | None:
         membership, me = self.core.membership, self.core.config.id

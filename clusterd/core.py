@@ -314,6 +314,7 @@ class Core:
         for a CPU all along (:mod:`clusterd.pause`), and what queued for it is
         fresh: it reads that before judging any peer silent.
         """
+        self.gaps.limit = max(self.config.timing.detection, 0.5)  # a reload may change the timing
         away = self.gaps.turn(tick)
         now = time.monotonic()
         if away is None:

@@ -48,6 +48,9 @@ from .watch import Watch, watch
 
 log = logging.getLogger("clusterd")
 
+BOARD_POINTS = 300
+"""Samples per server at most in a primary's answer to a secondary's ``board`` request (the chart is 1,000 px wide)."""
+
 # ---------------------------------------------------------------------------
 # Incoming: the control port
 
@@ -120,6 +123,10 @@ class Daemon:
 
     def heartbeat(self) -> Heartbeat:
         return self.core.heartbeat()
+
+    def link_up(self) -> None:
+        if self.heartbeats is not None:
+            self.heartbeats.retime()
 
     # -- lifecycle ------------------------------------------------------
 
@@ -351,8 +358,9 @@ class Daemon:
                 reply = await self.changes.answer(message, peer_id)
             elif isinstance(message, (PackageArrived, Install, Installed, Rollout)):
                 reply = await self.updates.answer(message, peer_id)
-            elif isinstance(message, BoardRequest):
-                reply = Reply(message.rid, True, body=self.admin.held(message.server, message.seconds))
+            elif isinstance(message, BoardRequest):  # in a thread: the loop keeps the heartbeats on time
+                held = await asyncio.to_thread(self.admin.held, message.server, message.seconds, BOARD_POINTS)
+                reply = Reply(message.rid, True, body=held)
             else:
                 reply = await self.secondary.answer(message, peer_id)
         except Exception as error:  # the requester gets the reason; the daemon goes on

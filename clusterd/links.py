@@ -20,6 +20,7 @@ import asyncio
 import itertools
 import logging
 import random
+import socket
 import time
 import weakref
 from dataclasses import replace
@@ -67,6 +68,9 @@ class LinkOwner(Protocol):
     def key(self) -> asyncssh.SSHKey: ...
 
     def heartbeat(self) -> Heartbeat: ...
+
+    def link_up(self) -> None:
+        """A link connected: the heartbeat timer may now have a fast link to serve (one opened on demand)."""
 
 
 _request_ids = itertools.count(1)
@@ -175,19 +179,48 @@ class PeerLink:
             pass
 
     async def _connect(self, peer: Peer) -> tuple[float, asyncssh.SSHClientConnection]:
-        """An SSH connection to the peer's control port, once a handshake slot is free; when it started, for the RTT."""
+        """An SSH connection to the peer's control port; when it started, for the RTT.
+
+        The TCP connection first, then the key exchange once a handshake slot
+        is free: a peer that does not answer (powered off, cut off) holds no
+        slot while its connection times out, only a peer that costs CPU does.
+        """
         owner = self.owner
-        async with _handshake_slot():
-            started = time.monotonic()
-            return started, await asyncssh.connect(
-                peer.address, owner.config.port_of(peer), username=str(owner.config.id),
-                client_keys=[owner.key], known_hosts=([keys.parse_public_key(peer.key)], [], []),
-                agent_path=None, config=None, password=None, kbdint_auth=False, gss_host=None,
-                connect_timeout=max(owner.config.timing.detection, 1.0),
-                keepalive_interval=max(owner.config.timing.detection, 1.0) * (SLOW if self.patient else 1),
-                keepalive_count_max=2,
-                encryption_algs=CIPHERS, local_addr=(owner.config.address, 0),
-            )
+        started = time.monotonic()
+        sock = await self._tcp(peer, max(owner.config.timing.detection, 1.0))
+        try:
+            async with _handshake_slot():
+                return started, await self._handshake(peer, sock)
+        except BaseException:
+            sock.close()
+            raise
+
+    async def _tcp(self, peer: Peer, timeout: float) -> socket.socket:
+        loop = asyncio.get_running_loop()
+        port = self.owner.config.port_of(peer)
+        family, kind, proto, _, address = (await loop.getaddrinfo(peer.address, port, type=socket.SOCK_STREAM))[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setblocking(False)
+            sock.bind((self.owner.config.address, 0))
+            async with asyncio.timeout(timeout):
+                await loop.sock_connect(sock, address)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    async def _handshake(self, peer: Peer, sock: socket.socket) -> asyncssh.SSHClientConnection:
+        owner = self.owner
+        return await asyncssh.connect(
+            peer.address, owner.config.port_of(peer), sock=sock, username=str(owner.config.id),
+            client_keys=[owner.key], known_hosts=([keys.parse_public_key(peer.key)], [], []),
+            agent_path=None, config=None, password=None, kbdint_auth=False, gss_host=None,
+            connect_timeout=max(owner.config.timing.detection, 1.0),
+            keepalive_interval=max(owner.config.timing.detection, 1.0) * (SLOW if self.patient else 1),
+            keepalive_count_max=2,
+            encryption_algs=CIPHERS,
+        )
 
     async def _run(self) -> None:
         owner = self.owner
@@ -233,6 +266,7 @@ class PeerLink:
                     log.info("link to server %d up (%s:%d)", peer.id, peer.address, owner.config.port_of(peer))
                     reader = asyncio.create_task(self._read(process.stdout))
                     process.stdin.write(encode(owner.heartbeat()))
+                    owner.link_up()
                     try:
                         while not reader.done() and self.active():
                             self._changed.clear()
@@ -295,6 +329,11 @@ class Heartbeats:
         if self._resting is not None and not self._resting.done():
             self._resting.set_result(None)
 
+    def retime(self) -> None:
+        """The links changed (one connected): the timer works out its next beat again, sending nothing now."""
+        if self._resting is not None and not self._resting.done():
+            self._resting.set_result(None)
+
     def _send_all(self) -> None:
         self._soon = False
         self._send(lambda link: True)
@@ -330,7 +369,7 @@ class Heartbeats:
             finally:
                 timer.cancel()
                 self._resting = None
-            if loop.time() < timer.when():  # woken early by now(): the heartbeat just went out; the beats start again
+            if loop.time() < timer.when():  # woken early by now() (the heartbeat just went out) or retime()
                 beat = phase
                 continue
             beat += skip

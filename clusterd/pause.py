@@ -14,6 +14,7 @@ before.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 
@@ -37,14 +38,14 @@ class Gaps:
         """Seconds of the last long gap spent waiting for a CPU (0 unless the last gap was starvation)."""
 
     def _accounted(self) -> tuple[float, float]:
-        """(seconds on a CPU, seconds runnable and waiting) of this thread so far; zeros where not known."""
+        """(seconds on a CPU, seconds runnable and waiting) of this thread so far; NaN where not known (a pause)."""
         if self._fd is None:
-            return 0.0, 0.0
+            return math.nan, math.nan
         try:
             on, waiting = os.pread(self._fd, 128, 0).split()[:2]
             return int(on) / 1e9, int(waiting) / 1e9
         except (OSError, ValueError):
-            return 0.0, 0.0
+            return math.nan, math.nan
 
     def restart(self) -> None:
         """Count from now (a long start is no pause)."""
@@ -67,7 +68,7 @@ class Gaps:
         now_on, now_waiting = self._accounted()
         self._base = (now, now_on, now_waiting)
         idle = (now - then) - (now_on - on) - (now_waiting - waiting)
-        if self._fd is not None and idle <= self.limit:
+        if idle <= self.limit:  # False for NaN: not known is a pause
             self.starved = now_waiting - waiting
             return None
         self.starved = 0.0

@@ -140,3 +140,21 @@ def test_the_cluster_file_s_web_and_visibility_sections(tmp_path: Path) -> None:
         config_module.load(path)
     assert [(d.line, d.message.split(" must")[0]) for d in error.value.diagnostics] == [
         (4, "web.listen"), (6, "visibility.interfaces")]
+
+
+def test_a_primary_answers_a_secondary_with_thinned_series_averaged_with_gaps_kept() -> None:
+    board = Board(0)
+    now = 1_000_000
+    for t in range(now - HOUR + 1, now + 1):
+        if t % 600 >= 300:  # five minutes of data, five without, in turn
+            board.rings[0].add(t, 100.0, float(t % 2) * 10)
+    whole = board.series([0], HOUR, {0: True}, now=now)
+    thin = board.series([0], HOUR, {0: True}, now=now, points=300)
+    samples = thin["servers"][0]["samples"]
+    assert len(whole["servers"][0]["samples"]) == HOUR and whole["step"] == 1
+    assert len(samples) == 300 and thin["step"] == 12
+    assert samples[-1][0] == now, "each thinned sample is stamped with the last second it covers"
+    with_data = [s for s in samples if s[1] is not None]
+    assert with_data and all(s[1] == 100.0 and 0 <= s[2] <= 10 for s in with_data), "averages of what had data"
+    assert sum(s[2] == 5.0 for s in with_data) > len(with_data) / 2
+    assert any(s[1] is None for s in samples), "a stretch with no data stays no data"

@@ -131,9 +131,13 @@
       end.textContent = "now";
       chart.append(scale, start, end);
     };
+    let asking = false;  // one request at a time: a slow answer is not asked for again on top of itself
     const refresh = () => {
+      if (asking) return;
+      asking = true;
       const server = document.getElementById("server").value, seconds = document.getElementById("range").value;
-      fetch(`/api/v1/throughput?server=${server}&seconds=${seconds}`).then((r) => r.json()).then(draw).catch(() => {});
+      fetch(`/api/v1/throughput?server=${server}&seconds=${seconds}`).then((r) => r.json()).then(draw).catch(() => {})
+        .finally(() => { asking = false; });
     };
     document.getElementById("server").addEventListener("change", refresh);
     document.getElementById("range").addEventListener("change", refresh);
