@@ -96,7 +96,7 @@ class Admin:
             data["update"] = self.updates.status()
         return data
 
-    async def throughput(self, server: int | None, seconds: int) -> dict[str, Any]:
+    async def throughput(self, server: int | None, seconds: int, points: int | None = None) -> dict[str, Any]:
         """Every server's throughput (or one's) over the last ``seconds``.
 
         From the rings this server keeps; on a secondary of a sparse cluster,
@@ -111,7 +111,9 @@ class Admin:
         if not 1 <= seconds <= DAY_MINUTES * 60:
             return {"ok": False, "error": f"seconds must be between 1 and {DAY_MINUTES * 60} (a day), not {seconds}"}
         held = await self._primary_board(server, seconds)
-        return {"ok": True, "throughput": (held or self.held(server, seconds))["throughput"]}
+        if held is None:  # in a thread: an hour of 256 servers is a million samples, and heartbeats must not wait
+            held = await asyncio.to_thread(self.held, server, seconds, points)
+        return {"ok": True, "throughput": held["throughput"]}
 
     async def boxes(self) -> dict[int, dict[str, Any]]:
         """Each server's current throughput and what it says of itself (the home page's boxes), as :meth:`throughput`."""

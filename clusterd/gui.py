@@ -274,9 +274,11 @@ async def api_cluster(request: web.Request) -> web.StreamResponse:
 async def api_throughput(request: web.Request) -> web.StreamResponse:
     server = request.query.get("server", "all")
     seconds = request.query.get("seconds", "3600")
-    if not seconds.isdigit() or (server != "all" and not server.isdigit()):
-        raise Problem(400, "give server=ID|all and seconds=N (a whole number)")
-    reply = await daemon_of(request).admin.throughput(None if server == "all" else int(server), int(seconds))
+    points = request.query.get("points", "")
+    if not seconds.isdigit() or (server != "all" and not server.isdigit()) or not (points.isdigit() or not points):
+        raise Problem(400, "give server=ID|all, seconds=N and optionally points=N (whole numbers)")
+    reply = await daemon_of(request).admin.throughput(None if server == "all" else int(server), int(seconds),
+                                                      max(1, int(points)) if points else None)
     if not reply["ok"]:
         raise Problem(404 if "not in the cluster" in reply["error"] else 400, reply["error"])
     return web.json_response(reply["throughput"])

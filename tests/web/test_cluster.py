@@ -146,6 +146,9 @@ def test_the_api_of_any_server_shows_the_whole_cluster_and_its_throughput(web_cl
     assert all(len(s["samples"]) == 5 for s in data["servers"])
     day = one.request("GET", "/api/v1/throughput?server=2&seconds=86400").json()
     assert day["step"] == 60 and len(day["servers"][0]["samples"]) == 1440 and day["servers"][0]["samples"][0][1] is None
+    thin = one.request("GET", "/api/v1/throughput?server=2&seconds=3600&points=100").json()
+    assert thin["step"] == 36 and len(thin["servers"][0]["samples"]) == 100
+    assert one.request("GET", "/api/v1/throughput?server=2&seconds=60&points=few").status == 400
     assert one.request("GET", "/api/v1/throughput?server=9&seconds=5").status == 404
     assert one.request("GET", "/api/v1/throughput?seconds=0").status == 400
     assert one.request("GET", "/api/v1/throughput?seconds=many").status == 400

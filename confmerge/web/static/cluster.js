@@ -136,7 +136,7 @@
       if (asking) return;
       asking = true;
       const server = document.getElementById("server").value, seconds = document.getElementById("range").value;
-      fetch(`/api/v1/throughput?server=${server}&seconds=${seconds}`).then((r) => r.json()).then(draw).catch(() => {})
+      fetch(`/api/v1/throughput?server=${server}&seconds=${seconds}&points=500`).then((r) => r.json()).then(draw).catch(() => {})
         .finally(() => { asking = false; });
     };
     document.getElementById("server").addEventListener("change", refresh);
