@@ -28,7 +28,14 @@ from typing import Any, Iterable
 from confmerge import write_atomic
 
 KEEP = 64
-"""Generations kept (metadata and text): enough to find the merge base of any head seen within them."""
+"""Generations whose text is kept (the head's nearest ancestors and the newest)."""
+KEEP_METADATA = 1024
+"""Generations whose metadata is kept (a few hundred bytes each): the ancestry that finds a merge base.
+
+Counted breadth first from the head, 64 were a few seconds of a busy cluster (every merge has two parents and
+every secondary's edit is a generation): a server back from a partition of a few seconds found no common
+ancestor, and was merged as a union that brought back what had been removed meanwhile. With the ancestry kept,
+the nearest common ancestor is found, and its text is asked of the returning server when it is pruned here."""
 
 
 def sha256(text: str) -> str:
@@ -201,14 +208,14 @@ class History:
 
     def common_ancestor(self, ours: str, theirs: str) -> Generation | None:
         """The nearest common ancestor known here, by metadata (its text may be pruned here but kept by a peer)."""
-        mine = {g.id for g in self.ancestors(ours)}
-        common = [g for g in self.ancestors(theirs) if g.id in mine]
+        mine = {g.id for g in self.ancestors(ours, KEEP_METADATA)}
+        common = [g for g in self.ancestors(theirs, KEEP_METADATA) if g.id in mine]
         return max(common, key=lambda g: g.number) if common else None
 
     def merge_base(self, ours: str, theirs: str) -> Generation | None:
         """The nearest common ancestor whose text is kept; None when pruning left none."""
-        mine = {g.id for g in self.ancestors(ours)}
-        common = [g for g in self.ancestors(theirs) if g.id in mine and self.text(g.id) is not None]
+        mine = {g.id for g in self.ancestors(ours, KEEP_METADATA)}
+        common = [g for g in self.ancestors(theirs, KEEP_METADATA) if g.id in mine and self.text(g.id) is not None]
         return max(common, key=lambda g: g.number) if common else None
 
     def known(self) -> list[Generation]:
@@ -246,12 +253,16 @@ class History:
         self.prune()
 
     def prune(self) -> None:
-        """Keep the head's last :data:`KEEP` ancestors and the :data:`KEEP` newest generations; drop the rest."""
-        keep = {g.id for g in self.ancestors(self.head.id, KEEP)}
+        """Texts: the head's last :data:`KEEP` ancestors and the :data:`KEEP` newest; metadata likewise by
+        :data:`KEEP_METADATA`; the rest is dropped."""
         known = self.known()
-        keep |= {g.id for g in known[:KEEP]}
+        texts = {g.id for g in self.ancestors(self.head.id, KEEP)} | {g.id for g in known[:KEEP]}
+        metadata = {g.id for g in self.ancestors(self.head.id, KEEP_METADATA)} | {g.id for g in known[:KEEP_METADATA]}
+        for path in self.directory.glob("*.conf"):
+            if path.stem not in texts:
+                path.unlink(missing_ok=True)
         for generation in known:
-            if generation.id not in keep:
+            if generation.id not in metadata:
                 (self.directory / f"{generation.id}.conf").unlink(missing_ok=True)
                 (self.directory / f"{generation.id}.json").unlink(missing_ok=True)
                 self._cache.pop(generation.id, None)

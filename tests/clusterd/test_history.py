@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from clusterd import history as history_module
 from clusterd.history import KEEP, NONE, Generation, History
 
 
@@ -73,9 +74,21 @@ def test_the_head_survives_a_restart_and_pruning_keeps_its_ancestors(tmp_path):
     h.set_head(chain[-1])
     again = History(tmp_path)
     assert again.head == chain[-1]
-    assert again.text(chain[-KEEP].id) is not None and again.get(chain[0].id) is None
-    assert again.get(side.id) is None, "old side branches go"
-    assert not again.contains(chain[0].id, chain[-1].id), "beyond the kept history: a merge is a union, and says so"
+    assert again.text(chain[-KEEP].id) is not None and again.text(chain[0].id) is None
+    assert again.text(side.id) is None, "old side branches' texts go"
+    assert again.common_ancestor(side.id, chain[-1].id) == chain[0], \
+        "the ancestry is kept longer than the texts: the merge base is found, its text asked of the peer"
+
+
+def test_metadata_beyond_its_own_bound_goes_and_a_merge_is_then_a_union(tmp_path, monkeypatch):
+    monkeypatch.setattr(history_module, "KEEP_METADATA", KEEP + 20)
+    h = History(tmp_path)
+    chain = [child(h, [], "g0\n")]
+    for n in range(1, KEEP + 40):
+        chain.append(child(h, [chain[-1]], f"g{n}\n"))
+    h.set_head(chain[-1])
+    assert h.get(chain[0].id) is None and h.get(chain[-(KEEP + 20)].id) is not None
+    assert not h.contains(chain[0].id, chain[-1].id), "beyond the kept ancestry: a merge is a union, and says so"
 
 
 def test_how_a_generation_was_made_is_part_of_its_id_and_older_ones_stay_valid(tmp_path):
