@@ -30,7 +30,7 @@ from confmerge import Config, ConfError, Conflict, write_atomic
 from . import apply, describe
 from .config import ClusterConfig
 from .faults import StateFaults
-from .history import NONE, Generation, History
+from .history import KEEP, NONE, Generation, History
 from .membership import Membership, Role
 from .pause import Gaps
 from .protocol import Heartbeat
@@ -154,6 +154,18 @@ class Core:
             notes["summary"] = describe.summarize(before, tree or text) if before is not None or not parents else ""
         return Generation.make(parents, self.config.id, self.membership.epoch if epoch is None else epoch,
                                round(time.time(), 3), text, digest, **notes)
+
+    def find_written(self) -> None:
+        """At start: the live backup holds a kept child of the head (written before a restart, its head never
+        recorded: the disk was full). It becomes :attr:`unheld`, held before any edit is recorded."""
+        live, head = self.live, self.head
+        if live is None or head is NONE or live.digest == head.digest or self.unheld is not None:
+            return
+        for generation in self.history.known()[:KEEP]:
+            text = self.history.text(generation.id) if generation.digest == live.digest else None
+            if text is not None and head.id in generation.parents:
+                self.unheld = (generation, text)
+                return
 
     def record_edit(self, force: bool = False) -> Generation | None:
         """A change to the live backup's cluster-wide content becomes a generation on the head; None if none.

@@ -160,6 +160,7 @@ class Daemon:
         if self.core.applying:
             self.spawn(self.core.recover())
         await self.core.refresh_live(force=True)
+        self.core.find_written()
         await self.updates.start()
         self.core.running()
         ticker = asyncio.create_task(self._tick_forever())

@@ -41,19 +41,21 @@ def fill(directory: Path) -> Path:
     return filler
 
 
-def test_a_generation_written_to_the_backup_but_refused_by_a_full_disk_is_held_before_any_edit_is_recorded(tmp_path):
+@pytest.mark.parametrize("restart", [False, True], ids=["running", "after a restart"])
+def test_a_generation_written_to_the_backup_but_refused_by_a_full_disk_is_held_before_any_edit_is_recorded(
+        tmp_path, restart):
     Cluster(tmp_path, [0, 1])
     config = load(tmp_path / "server1" / "cluster.yaml")
     history = config.state_dir / "sync"
     history.mkdir(parents=True, exist_ok=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "cftest-core", str(history)], check=True, timeout=15)
     try:
-        asyncio.run(_scenario(config))
+        asyncio.run(_scenario(config, restart))
     finally:
         subprocess.run(["umount", str(history)], capture_output=True, timeout=15)
 
 
-async def _scenario(config) -> None:
+async def _scenario(config, restart: bool) -> None:
     core = Core(config, lambda: None)
     await core.refresh_live(force=True)
     before = core.live
@@ -70,6 +72,12 @@ async def _scenario(config) -> None:
     filler = fill(config.state_dir / "sync")
     assert not core.hold(generation, changed.cluster, written=True), "the full disk refuses the head"
     assert core.head.id == first.id and core.unheld is not None
+
+    if restart:  # the daemon restarts with the disk still full: what it held in memory is gone
+        core = Core(config, lambda: None)
+        await core.refresh_live(force=True)
+        core.find_written()
+        assert core.unheld is not None and core.unheld[0].id == generation.id, "found again: a kept child of the head"
 
     # the operator's write from a read made before the apply carries the old value back
     write_atomic(config.backup, before.text)
