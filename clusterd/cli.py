@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
     logging.getLogger("asyncssh").setLevel(logging.WARNING if args.verbose else logging.ERROR)
     try:
-        asyncio.run(serve(args.config))
+        asyncio.run(serve(config))
     except OSError as error:
         raise Trouble(f"cannot listen on {config.address} (control port {config.control_port}"
                       f"{f', SSH port {config.ssh_port}' if config.ssh.serve else ''}): {error.strerror or error}") from None
