@@ -11,7 +11,7 @@ proportional set (PSS, shared pages divided among the processes that map
 them: what each daemon adds). The load average is printed with each
 measurement: the machine is shared.
 
-    python bench/scale.py [--sizes 16 64 256] [--lines 10000] [--idle 10]
+    python bench/scale.py [--sizes 16 64 256] [--lines 10000] [--idle 10] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -106,10 +106,12 @@ def enough_watches(count: int) -> int | None:
     return None
 
 
-def one_size(count: int, text: str, idle: float) -> dict[str, str]:
+def one_size(count: int, text: str, idle: float, keep: Path | None = None) -> dict[str, str]:
     ids = list(range(count))
     row: dict[str, str] = {"servers": str(count)}
-    with tempfile.TemporaryDirectory() as root:
+    with tempfile.TemporaryDirectory() as scratch:
+        root = str(keep / f"{count}-servers") if keep is not None else scratch
+        Path(root).mkdir(parents=True, exist_ok=keep is None)
         backups = {i: text.replace("bqn-id 0", f"bqn-id {i}") for i in ids}
         cluster = Cluster(Path(root), ids, backups=backups, heartbeat=0.5, missed=3, hold=3.0)
         try:
@@ -169,12 +171,13 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[16, 64, 256])
     parser.add_argument("--lines", type=int, default=10000)
     parser.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU measured")
+    parser.add_argument("--keep", type=Path, help="run in this new directory and keep it (every server's log and state)")
     args = parser.parse_args()
     text = backup(args.lines, seed=7)
     print(f"{args.lines}-line backup, {len(text.encode()):,} bytes; {os.cpu_count()} cores, {load()}", flush=True)
     old = enough_watches(max(args.sizes))
     try:
-        rows = [one_size(count, text, args.idle) for count in args.sizes]
+        rows = [one_size(count, text, args.idle, args.keep) for count in args.sizes]
     finally:
         if old is not None:
             INOTIFY.write_text(f"{old}\n")
