@@ -271,7 +271,7 @@ class Daemon:
         fast = min(timing.heartbeat / 2, 0.1)
         core = self.core
         membership = core.membership
-        if (self._watch is None or core.revalidating or core.applying or core.role() is not Role.SECONDARY
+        if (self._watch is None or not self._watch.alive or core.revalidating or core.applying or core.role() is not Role.SECONDARY
                 or membership.orphaned is not None or not membership.primary_alive()):
             return fast
         until = membership.next_silence() - time.monotonic() + 0.005

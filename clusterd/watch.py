@@ -32,6 +32,7 @@ IN_DELETE = 0x200
 IN_DELETE_SELF = 0x400
 IN_MOVE_SELF = 0x800
 IN_Q_OVERFLOW = 0x4000
+IN_IGNORED = 0x8000
 IN_NONBLOCK = os.O_NONBLOCK
 IN_CLOEXEC = os.O_CLOEXEC
 MASK = (IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE
@@ -67,15 +68,24 @@ class Watch:
             self.close()
             self.changed()
             return
-        hit = False
+        hit = gone = False
         offset = 0
         while offset + HEADER.size <= len(data):
             _, mask, _, length = HEADER.unpack_from(data, offset)
             name = data[offset + HEADER.size:offset + HEADER.size + length].rstrip(b"\0")
             offset += HEADER.size + length
             hit |= name == self.name or not name or bool(mask & IN_Q_OVERFLOW)
-        if hit:
+            gone |= bool(mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF))
+        if gone:
+            log.warning("the live backup's directory was removed or moved; the backup is polled instead")
+            self.close()
+        if hit or gone:
             self.changed()
+
+    @property
+    def alive(self) -> bool:
+        """False once the watch failed or its directory went: the caller polls again."""
+        return self.fd >= 0
 
     def close(self) -> None:
         if self.fd >= 0:

@@ -54,3 +54,27 @@ def test_no_watch_where_the_directory_cannot_be_watched(tmp_path: Path) -> None:
         return watch(tmp_path / "missing" / "bqn.conf", lambda: None)
 
     assert asyncio.run(attempt()) is None
+
+
+def test_a_watch_whose_directory_goes_says_so_and_is_no_longer_alive(tmp_path: Path) -> None:
+    directory = tmp_path / "etc"
+    directory.mkdir()
+    backup = directory / "bqn.conf"
+    backup.write_text("hostname a\n")
+
+    async def scenario() -> bool:
+        woken = asyncio.Event()
+        w = watch(backup, woken.set)
+        assert w is not None and w.alive
+        backup.unlink()
+        directory.rmdir()
+        await asyncio.wait_for(woken.wait(), 2.0)
+        for _ in range(40):
+            if not w.alive:
+                break
+            await asyncio.sleep(0.05)
+        alive = w.alive
+        w.close()
+        return alive
+
+    assert asyncio.run(scenario()) is False, "a dead watch is not trusted: the tick polls again"
