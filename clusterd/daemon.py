@@ -261,11 +261,10 @@ class Daemon:
 
         A settled secondary (its primary alive, no revalidation, no apply)
         has nothing to do on a timer but notice a silent peer, and that
-        deadline is known: it rests until then, or at most two thirds of the
-        detection time (a stop longer than the detection time still shows as
-        a gap beyond it: :mod:`clusterd.pause`). The backup's watch and any
-        change of view wake it sooner. Without a watch the backup is polled
-        as before.
+        deadline is known: it rests until then, or at most a heartbeat
+        interval (a third of the detection time, so a pause is still told
+        from a busy loop). The backup's watch and any change of view wake
+        it sooner. Without a watch the backup is polled as before.
         """
         timing = self.config.timing
         fast = min(timing.heartbeat / 2, 0.1)
@@ -275,7 +274,7 @@ class Daemon:
                 or membership.orphaned is not None or not membership.primary_alive()):
             return fast
         until = membership.next_silence() - time.monotonic() + 0.005
-        return max(0.005, min(timing.detection * 2 / 3, until))
+        return max(0.005, min(timing.heartbeat, timing.detection / 3, until))
 
     async def _rest(self, seconds: float) -> None:
         loop = asyncio.get_running_loop()
