@@ -212,6 +212,7 @@ class PeerLink:
 
     async def _handshake(self, peer: Peer, sock: socket.socket) -> asyncssh.SSHClientConnection:
         owner = self.owner
+        assert peer.key is not None  # _run waits while the peer has no key recorded
         return await asyncssh.connect(
             peer.address, owner.config.port_of(peer), sock=sock, username=str(owner.config.id),
             client_keys=[owner.key], known_hosts=([keys.parse_public_key(peer.key)], [], []),
@@ -362,8 +363,7 @@ class Heartbeats:
             else:
                 skip = (phase - beat - 1) % SLOW + 1
             resting = self._resting = loop.create_future()
-            timer = loop.call_later(self.owner.config.timing.heartbeat * skip,
-                                    lambda: resting.done() or resting.set_result(None))
+            timer = loop.call_later(self.owner.config.timing.heartbeat * skip, _settle, resting)
             try:
                 await self._resting
             finally:
@@ -374,6 +374,11 @@ class Heartbeats:
                 continue
             beat += skip
             self._send(lambda link: not link.slow or beat % SLOW == phase)
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def reason(error: BaseException) -> str:
