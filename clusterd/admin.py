@@ -19,7 +19,7 @@ from .protocol import Compare, Confirm, Generations, Load, Rollback, Show
 from .protocol import Board as BoardRequest, Throughput
 from .protocol import Update
 from .status import status
-from .throughput import DAY_MINUTES, Board
+from .throughput import DAY_MINUTES, Board, ServerInfo
 from .updates import Updates
 
 
@@ -128,10 +128,9 @@ class Admin:
         up = {config.id: True} | {i: view.up for i, view in self.core.membership.peers.items()}
         info = {}
         for i in ids:
-            about = self.board.info.get(i)
-            info[str(i)] = {"hostname": about.hostname if about else "", "version": about.version if about else "",
-                            "web": about.web if about else "", "problem": (about.problem or None) if about else None,
-                            "throughput": self.board.current(i, up.get(i, False))}
+            about = self.board.info.get(i) or ServerInfo()
+            info[str(i)] = {"hostname": about.hostname, "version": about.version, "web": about.web,
+                            "problem": about.problem or None, "throughput": self.board.current(i, up.get(i, False))}
         return {"throughput": self.board.series(ids, seconds, up, points=points), "info": info}
 
     async def _primary_board(self, server: int | None, seconds: int) -> dict[str, Any] | None:

@@ -43,6 +43,7 @@ from .protocol import Board as BoardRequest, Visibility
 from .protocol import Install, Installed, PackageArrived, Rollout
 from .secondary import Secondary
 from .throughput import Board, wire_interfaces
+from .rest import Rest
 from .updates import Updates
 from .watch import Watch, watch
 
@@ -115,7 +116,7 @@ class Daemon:
         self._servers: list[Any] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._watch: Watch | None = None
-        self._woken: asyncio.Future[None] | None = None
+        self._rest = Rest()
 
     @property
     def config(self) -> ClusterConfig:
@@ -205,8 +206,7 @@ class Daemon:
 
     def wake(self) -> None:
         """Run the tick now rather than at the end of its rest (the backup changed, or the view did)."""
-        if self._woken is not None and not self._woken.done():
-            self._woken.set_result(None)
+        self._rest.wake()
 
     def relink(self) -> None:
         shape = self.core.membership.relink()
@@ -270,21 +270,12 @@ class Daemon:
         fast = min(timing.heartbeat / 2, 0.1)
         core = self.core
         membership = core.membership
-        if (self._watch is None or not self._watch.alive or core.revalidating or core.applying or core.role() is not Role.SECONDARY
-                or membership.orphaned is not None or not membership.primary_alive()):
+        if (self._watch is None or not self._watch.alive or core.revalidating or core.applying
+                or core.role() is not Role.SECONDARY or membership.orphaned is not None
+                or not membership.primary_alive()):
             return fast
         until = membership.next_silence() - time.monotonic() + 0.005
         return max(0.005, min(timing.heartbeat, timing.detection / 3, until))
-
-    async def _rest(self, seconds: float) -> None:
-        loop = asyncio.get_running_loop()
-        self._woken = loop.create_future()
-        timer = loop.call_later(seconds, self.wake)
-        try:
-            await self._woken
-        finally:
-            timer.cancel()
-            self._woken = None
 
     async def _sample_forever(self) -> None:
         """Common visibility: this server's throughput each wall-clock second, sent to the peers that are connected.

@@ -208,15 +208,16 @@ class History:
 
     def common_ancestor(self, ours: str, theirs: str) -> Generation | None:
         """The nearest common ancestor known here, by metadata (its text may be pruned here but kept by a peer)."""
-        mine = {g.id for g in self.ancestors(ours, KEEP_METADATA)}
-        common = [g for g in self.ancestors(theirs, KEEP_METADATA) if g.id in mine]
-        return max(common, key=lambda g: g.number) if common else None
+        return max(self._common(ours, theirs), key=lambda g: g.number, default=None)
 
     def merge_base(self, ours: str, theirs: str) -> Generation | None:
         """The nearest common ancestor whose text is kept; None when pruning left none."""
+        kept = [g for g in self._common(ours, theirs) if self.text(g.id) is not None]
+        return max(kept, key=lambda g: g.number, default=None)
+
+    def _common(self, ours: str, theirs: str) -> list[Generation]:
         mine = {g.id for g in self.ancestors(ours, KEEP_METADATA)}
-        common = [g for g in self.ancestors(theirs, KEEP_METADATA) if g.id in mine and self.text(g.id) is not None]
-        return max(common, key=lambda g: g.number) if common else None
+        return [g for g in self.ancestors(theirs, KEEP_METADATA) if g.id in mine]
 
     def known(self) -> list[Generation]:
         """Every generation kept here (metadata; the text may be pruned), newest first."""
@@ -256,8 +257,9 @@ class History:
         """Texts: the head's last :data:`KEEP` ancestors and the :data:`KEEP` newest; metadata likewise by
         :data:`KEEP_METADATA`; the rest is dropped."""
         known = self.known()
-        texts = {g.id for g in self.ancestors(self.head.id, KEEP)} | {g.id for g in known[:KEEP]}
-        metadata = {g.id for g in self.ancestors(self.head.id, KEEP_METADATA)} | {g.id for g in known[:KEEP_METADATA]}
+        lineage = self.ancestors(self.head.id, KEEP_METADATA)  # nearest first: its first KEEP are the texts' share
+        texts = {g.id for g in lineage[:KEEP]} | {g.id for g in known[:KEEP]}
+        metadata = {g.id for g in lineage} | {g.id for g in known[:KEEP_METADATA]}
         for path in self.directory.glob("*.conf"):
             if path.stem not in texts:
                 path.unlink(missing_ok=True)

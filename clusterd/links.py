@@ -33,6 +33,7 @@ from .transfer import CIPHERS
 from .config import ClusterConfig, Peer
 from .membership import SLOW
 from .protocol import BadMessage, Heartbeat, OversizedFrame, Reply, Request, Visibility, encode, read_frame
+from .rest import Rest
 
 log = logging.getLogger("clusterd")
 
@@ -312,7 +313,7 @@ class Heartbeats:
         self.owner = owner
         self.links = links
         self._soon = False
-        self._resting: asyncio.Future[None] | None = None
+        self._rest = Rest()
         self._task = asyncio.create_task(self._run(), name="heartbeats")
 
     def stop(self) -> None:
@@ -327,13 +328,11 @@ class Heartbeats:
         if not self._soon:
             self._soon = True
             asyncio.get_running_loop().call_soon(self._send_all)
-        if self._resting is not None and not self._resting.done():
-            self._resting.set_result(None)
+        self.retime()
 
     def retime(self) -> None:
         """The links changed (one connected): the timer works out its next beat again, sending nothing now."""
-        if self._resting is not None and not self._resting.done():
-            self._resting.set_result(None)
+        self._rest.wake()
 
     def _send_all(self) -> None:
         self._soon = False
@@ -356,29 +355,16 @@ class Heartbeats:
         """
         beat = 0
         phase = self.owner.config.id % SLOW
-        loop = asyncio.get_running_loop()
         while True:
             if any((link.wanted or link.connected) and not link.slow for link in self.links.values()):
                 skip = 1
             else:
                 skip = (phase - beat - 1) % SLOW + 1
-            resting = self._resting = loop.create_future()
-            timer = loop.call_later(self.owner.config.timing.heartbeat * skip, _settle, resting)
-            try:
-                await self._resting
-            finally:
-                timer.cancel()
-                self._resting = None
-            if loop.time() < timer.when():  # woken early by now() (the heartbeat just went out) or retime()
-                beat = phase
+            if await self._rest(self.owner.config.timing.heartbeat * skip):
+                beat = phase  # woken by now() (the heartbeat just went out) or retime(): the beats start again
                 continue
             beat += skip
             self._send(lambda link: not link.slow or beat % SLOW == phase)
-
-
-def _settle(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
 
 
 def reason(error: BaseException) -> str:

@@ -52,6 +52,7 @@ from .core import Core
 from .links import LinkDown, PeerLink
 from .membership import Role
 from .protocol import Install, Installed, PackageArrived, Reply, Rollout, Update, UpdateRequest
+from .rest import Rest
 from .sync import SyncState
 
 log = logging.getLogger("clusterd")
@@ -157,8 +158,8 @@ class Updates:
         self._install_lock = asyncio.Lock()
         self.task: asyncio.Task[None] | None = None
         self._accounted: set[str] = set()
-        self._recorded = asyncio.Event()
-        """Set when an install is recorded: the watch, resting while nothing is under way, looks at once."""
+        self._rest = Rest()
+        """The watch's rest while nothing is under way; recording an install or a roll-out ends it."""
 
     @property
     def me(self) -> int:
@@ -187,7 +188,7 @@ class Updates:
             return False
         self.core.faults.succeeded("saving the roll-out")
         self.plan, self._saved = plan, (plan.id, *plan.key)
-        self._recorded.set()
+        self._rest.wake()
         return True
 
     def _installs(self) -> dict[str, Any]:
@@ -260,11 +261,7 @@ class Updates:
             if any(r not in self._accounted for r in installs) or (self.plan is not None and self.plan.state in ACTIVE):
                 await asyncio.sleep(pause)
                 continue
-            self._recorded.clear()  # nothing under way: no file to poll twice a second on every server
-            try:
-                await asyncio.wait_for(self._recorded.wait(), pause * 20)
-            except TimeoutError:
-                pass
+            await self._rest(pause * 20)  # nothing under way: no file to poll twice a second on every server
 
     async def _take_up(self) -> None:
         """After a start: coordinate a plan this server kept as its own, under way, once every up peer has answered
@@ -366,7 +363,7 @@ class Updates:
             write_atomic(self.root / "installs.json", json.dumps(installs, indent=1) + "\n")
         except OSError as error:
             return Reply(rid, False, f"server {self.me} cannot record the install: {error}")
-        self._recorded.set()
+        self._rest.wake()
         env = dict(os.environ, CLUSTERD_PACKAGE=str(path), CLUSTERD_PACKAGE_VERSION=manifest.version,
                    CLUSTERD_PID=str(os.getpid()), CLUSTERD_SERVER=str(self.me), CLUSTERD_CONFIG=str(config.path),
                    CLUSTERD_UPDATE_COMMAND=config.update_command,
