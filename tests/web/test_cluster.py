@@ -319,6 +319,7 @@ def test_the_cluster_in_the_browser(web_cluster: WebCluster, browser: Any) -> No
         expect(page.locator("#legend tr.here")).to_contain_text("BQN 1 ★")
         expect(page.locator("#server option[value='1']")).to_have_text("BQN 1 ★ (this server)")
         expect(page.locator("#chart path.series")).to_have_count(6)
+        expect(page.locator("#chart .scale").first).to_contain_text("averages of 3 s")  # an hour in 1,440 points
         _shot(page, "cluster-throughput")
         page.select_option("#server", "2")
         expect(page.locator("#legend tr.legend-row")).to_have_count(1)

@@ -125,7 +125,8 @@
           el("td", {text: s.problem || s.interfaces.join(", ")})));
       });
       const scale = svg("text", {x: 4, y: 14, class: "scale"});
-      scale.textContent = `${rate(top)} · ${data.step === 1 ? "per second" : "per minute"}`;
+      scale.textContent = `${rate(top)} · ${data.step === 1 ? "per second" : data.step === 60 ? "per minute"
+                                              : `averages of ${data.step} s`}`;
       const start = svg("text", {x: 4, y: 312, class: "scale"}), end = svg("text", {x: 996, y: 312, class: "scale", "text-anchor": "end"});
       start.textContent = data.seconds >= 86400 ? "24 h ago" : `${Math.round(data.seconds / 60)} min ago`;
       end.textContent = "now";
@@ -136,7 +137,7 @@
       if (asking) return;
       asking = true;
       const server = document.getElementById("server").value, seconds = document.getElementById("range").value;
-      fetch(`/api/v1/throughput?server=${server}&seconds=${seconds}&points=500`).then((r) => r.json()).then(draw).catch(() => {})
+      fetch(`/api/v1/throughput?server=${server}&seconds=${seconds}&points=1440`).then((r) => r.json()).then(draw).catch(() => {})
         .finally(() => { asking = false; });
     };
     document.getElementById("server").addEventListener("change", refresh);
