@@ -33,8 +33,9 @@ from .changes import Changes
 from .config import ClusterConfig
 from .core import Core
 from .links import Heartbeats, LinkDown, PeerLink
-from .membership import PeerView, Role
+from .membership import SLOW, PeerView, Role
 from .primary import Primary
+from .priority import Priority
 from .protocol import (
     Apply, BadMessage, Fetch, Head, Heartbeat, OversizedFrame, Probe, Reply, Request, Text, encode, from_data, read_frame,
 )
@@ -117,6 +118,7 @@ class Daemon:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._watch: Watch | None = None
         self._rest = Rest()
+        self._priority = Priority()
 
     @property
     def config(self) -> ClusterConfig:
@@ -249,7 +251,9 @@ class Daemon:
                         await core.refresh_live()
                         async with core.backup_lock:
                             core.record_edit()
-                    if core.role() is Role.PRIMARY and not core.revalidating:
+                    primary = core.role() is Role.PRIMARY
+                    self._priority.follow(primary)
+                    if primary and not core.revalidating:
                         self.primary.tick()
                         self.changes.tick()
             except Exception:  # a bug here must not stop heartbeats; it is logged with its traceback
@@ -280,13 +284,20 @@ class Daemon:
     async def _sample_forever(self) -> None:
         """Common visibility: this server's throughput each wall-clock second, sent to the peers that are connected.
 
-        In a sparse cluster a secondary sends it to the primary only (one
-        message a second whatever the cluster's size) and the primary to no
-        one: its board holds everyone's, and a secondary asks it for them
-        when they are wanted (:meth:`clusterd.admin.Admin.throughput`).
+        In a sparse cluster a secondary sends it to the primary only, every
+        :data:`~clusterd.membership.SLOW` seconds (the seconds since the last
+        message; one message per server every few seconds whatever the
+        cluster's size) and the primary to no one: its board holds everyone's,
+        and a secondary asks it for them when they are wanted
+        (:meth:`clusterd.admin.Admin.throughput`). Each server samples at its
+        own fraction of the second, so that a large cluster's daemons do not
+        all wake at once.
         """
         seen: tuple[object, tuple[str, ...], str] = (None, (), "")
+        offset = 0.005 + (self.config.id * 0.618) % 1.0 * 0.9
+        second = 0
         while True:
+            second += 1
             try:
                 live = self.core.live.config if self.core.live is not None else None
                 if seen[0] is not live:
@@ -295,12 +306,13 @@ class Daemon:
                                   seen[2], self.web_url)
                 membership = self.core.membership
                 only = membership.primary if membership.sparse else None
-                for peer_id, link in list(self.links.items()):
-                    if link.connected and (only is None or peer_id == only != self.config.id):
-                        link.post(self.board.message(peer_id, link.connections))
+                if only is None or second % SLOW == self.config.id % SLOW:
+                    for peer_id, link in list(self.links.items()):
+                        if link.connected and (only is None or peer_id == only != self.config.id):
+                            link.post(self.board.message(peer_id, link.connections))
             except Exception:  # like the tick: a bug here must not stop the sampling
                 log.exception("throughput sampling failed")
-            await asyncio.sleep(1.0 - time.time() % 1.0 + 0.005)
+            await asyncio.sleep((offset - time.time()) % 1.0 or 1.0)
 
     async def _serve_channel(self, process: asyncssh.SSHServerProcess) -> None:
         owner = process.get_extra_info("connection").get_owner()
