@@ -50,6 +50,15 @@ NEIGHBOURS = 2
 SLOW = 4
 """A neighbour's heartbeats come every SLOW intervals (and at once on a change of view); it is down after missed × SLOW."""
 
+LATE_WEIGHT = 2.0
+"""A peer's fuse grows by this many times its recent lateness, as TCP's retransmission timeout grows with its
+round trip's variance: a peer whose heartbeats came late (a starved or busy server) is given the time it has
+been taking, and a cluster under load does not fail over, and over again, for nothing."""
+LATE_CAP = 4.0
+"""The fuse is at most this many times the base (a gap longer than that is an outage, not lateness)."""
+LATE_MEMORY = 10.0
+"""Lateness fades by a factor e every this many detection times of heartbeats on time."""
+
 
 def neighbours(me: int, ids: list[int]) -> set[int]:
     """The :data:`NEIGHBOURS` ids before and after ``me`` in the ring of the cluster's ids (all of them in a small cluster)."""
@@ -124,6 +133,9 @@ class PeerView:
     """From a primary of a sparse cluster: the servers not in sync with it."""
     version: str = ""
     """The software version it runs (``clusterd.updates``)."""
+    late: float = 0.0
+    """How much later than due its heartbeats have come lately, past one interval of jitter (seconds; the largest,
+    fading: :data:`LATE_MEMORY`)."""
 
 
 @dataclass(slots=True)
@@ -156,11 +168,14 @@ class Membership:
     """The peers this server keeps heartbeats with (:func:`topology`; all of them in a small cluster)."""
     orphaned: float | None = None
     """Since when no primary is alive in this server's view (None while one is)."""
+    interval: float = 0.0
+    """The heartbeat interval (0: a third of the detection time, the default ``missed``)."""
 
     @classmethod
     def start(cls, me: int, peer_ids: list[int], detection: float, hold: float, now: float,
-              epoch: int = 0) -> "Membership":
+              epoch: int = 0, interval: float = 0.0) -> "Membership":
         membership = cls(me, {p: PeerView(p) for p in peer_ids}, detection, hold, now, epoch)
+        membership.interval = interval
         membership.relink()
         return membership
 
@@ -187,6 +202,8 @@ class Membership:
         if peer is None:
             return False
         changed = not peer.up
+        if peer.last > -math.inf:
+            self._learn(peer, now - peer.last)
         if not peer.up:
             peer.up, peer.since = True, now
             self.alive.add(peer.id)
@@ -242,8 +259,26 @@ class Membership:
         """When the first peer up will have been silent too long if nothing comes from it (monotonic; inf: none up)."""
         return min((self.peers[i].last + self._allowed(i) for i in self.alive), default=math.inf)
 
-    def _allowed(self, peer: int) -> float:
+    def _base(self, peer: int) -> float:
         return self.detection * (SLOW if peer in self.slow else 1)
+
+    def _allowed(self, peer: int) -> float:
+        """The peer's fuse: the base, longer by its recent lateness (:data:`LATE_WEIGHT`), at most :data:`LATE_CAP` times."""
+        base = self._base(peer)
+        return base + min(LATE_WEIGHT * self.peers[peer].late, (LATE_CAP - 1) * base)
+
+    def fuse(self, peer: int) -> float:
+        """How long ``peer`` may be silent before it is down, now."""
+        return self._allowed(peer)
+
+    def _learn(self, peer: PeerView, gap: float) -> None:
+        """A heartbeat came ``gap`` seconds after the one before: how late it was (a longer gap is an outage)."""
+        base = self._base(peer.id)
+        if gap > LATE_CAP * base:
+            return
+        due = (self.interval or self.detection / 3) * (SLOW if peer.id in self.slow else 1)
+        faded = peer.late * math.exp(-gap / (LATE_MEMORY * self.detection))
+        peer.late = max(gap - 2 * due, faded, 0.0)
 
     # -- the election -------------------------------------------------
 

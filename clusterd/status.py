@@ -62,6 +62,7 @@ def status(core: Core, pushes: dict[int, PushState], problems: dict[int, str | N
             "id": peer.id, "address": peer.address, "this": False,
             "role": ("primary" if m.primary == peer.id else "secondary") if up else "down",
             "up": up, "last_heartbeat": round(now - view.last, 2) if view and view.last > -math.inf else None,
+            "silent_after": round(m.fuse(peer.id), 2) if peer.id in m.linked else None,
             "generation": view.generation if view else 0, "head": view.head if view else "",
             "digest": view.digest if view else "", "sync": (state or SyncState.DISCONNECTED).value,
             "error": error or (problems or {}).get(peer.id),

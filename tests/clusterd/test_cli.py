@@ -146,6 +146,10 @@ def test_status_explains_its_columns_keeps_them_aligned_and_names_the_generation
     assert f"digest {digest}" in out.splitlines()[0], "the generation by the hash the rows show"
     assert f"  {digest}  in sync" in out
     assert "*: this server" in out
+    fuses = {s["id"]: s["silent_after"] for s in data["servers"] if not s["this"]}
+    base = 0.2 * 3  # the local cluster's heartbeat interval × missed
+    assert base - 0.01 <= fuses[1] <= 4 * base + 0.01, "a linked peer's fuse: its detection time, or more if late"
+    assert fuses[2] is not None, "server 2 is linked (a small cluster is a mesh), though it never started"
     for seconds in (0.2, 99.96, 100.0, 1234.5, 7200.0, 10 ** 7):
         data["servers"][1]["last_heartbeat"] = seconds
         lines = render_status(data)

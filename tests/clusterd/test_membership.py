@@ -213,3 +213,37 @@ def test_servers_cut_off_from_each_other_never_claim_one_epoch():
     claims = {me: claim_epoch(300, me) for me in range(256)}
     assert len(set(claims.values())) == 256 and all(300 < e <= 556 for e in claims.values())
     assert claim_epoch(claims[7], 7) == claims[7] + 256
+
+
+def test_a_peer_whose_heartbeats_came_late_is_given_the_time_it_has_been_taking():
+    m = Membership.start(1, [0], detection=1.5, hold=3.0, now=0.0, interval=0.5)
+    for t in (0.5, 1.0, 1.5):
+        m.heartbeat(beat(0, 1, 0), t)
+    assert m.fuse(0) == 1.5, "heartbeats on time: the base fuse"
+    m.heartbeat(beat(0, 1, 0), 1.9)  # 0.4 s late: within an interval of jitter
+    assert m.fuse(0) == 1.5
+    m.heartbeat(beat(0, 1, 0), 3.3)  # 0.9 s late, 0.4 s past the jitter: a starved primary
+    assert abs(m.fuse(0) - (1.5 + 2 * 0.4)) < 1e-9
+    assert not m.expire(3.3 + 2.0), "silent 2 s: past the base fuse, within the one it has earned"
+    assert m.expire(3.3 + 2.4)
+
+
+def test_lateness_fades_with_heartbeats_on_time_and_an_outage_is_not_lateness():
+    m = Membership.start(1, [0], detection=1.5, hold=3.0, now=0.0, interval=0.5)
+    m.heartbeat(beat(0, 1, 0), 0.0)
+    m.heartbeat(beat(0, 1, 0), 1.5)
+    t = 1.5
+    while t < 60:
+        t += 0.5
+        m.heartbeat(beat(0, 1, 0), t)
+    assert m.fuse(0) < 1.5 + 0.05, "a minute on time: back to the base"
+    m.heartbeat(beat(0, 1, 0), t + 30)  # a restart or a long pause: not lateness
+    assert m.fuse(0) < 1.5 + 0.05
+
+
+def test_the_fuse_is_capped_and_a_hung_peer_is_still_found():
+    m = Membership.start(1, [0], detection=1.5, hold=3.0, now=0.0, interval=0.5)
+    m.heartbeat(beat(0, 1, 0), 0.0)
+    m.heartbeat(beat(0, 1, 0), 5.9)  # 4.9 s past the jitter, just within the cap
+    assert m.fuse(0) == 4 * 1.5
+    assert m.expire(5.9 + 6.1)
