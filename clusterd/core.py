@@ -31,6 +31,7 @@ from . import apply, describe
 from .config import ClusterConfig
 from .faults import StateFaults
 from .history import KEEP, NONE, Generation, History
+from .memory import Trimmer
 from .membership import Membership, Role
 from .pause import Gaps
 from .protocol import Heartbeat
@@ -79,7 +80,7 @@ class Core:
         self.started = now
         self.membership = Membership.start(
             config.id, [p.id for p in config.peers], config.timing.detection, config.timing.hold, now,
-            epoch=self._saved_epoch(),
+            epoch=self._saved_epoch(), interval=config.timing.heartbeat,
         )
         self.membership.covers = self.history.covers
         self.membership.head = self.head.id
@@ -88,6 +89,7 @@ class Core:
         self.faults = StateFaults(self.events.add)
         self.conflicts: deque[ConflictRecord] = deque(maxlen=20)
         self.live: Snapshot | None = None
+        self._trimmer = Trimmer()
         self.live_error: str | None = None
         self._live_stat: tuple[int, int] | None = None
         self._last_full_check = now
@@ -219,7 +221,8 @@ class Core:
             if now - self._last_full_check >= self.config.timing.drift:
                 force, self._last_full_check = True, now
             if known is not None:
-                self.live, self._live_stat = known
+                self._replace_live(known[0])
+                self._live_stat = known[1]
                 self.live_error = None
                 self.nudge()
                 return
@@ -241,8 +244,15 @@ class Core:
                 return
             if self.live is None or live.digest != self.live.digest:
                 self.nudge()
-            self.live, self.live_error = live, None
+            self._replace_live(live)
+            self.live_error = None
             await self._summarize_edit(live)
+
+    def _replace_live(self, live: Snapshot) -> None:
+        """The backup as now read or written; the tree it replaces is freed, and its memory given back soon after."""
+        if live is not self.live:
+            self._trimmer.soon()
+        self.live = live
 
     async def _summarize_edit(self, live: Snapshot) -> None:
         """What an edit in the backup changed from the head, worked out in a thread (parsing can take seconds)."""
