@@ -20,6 +20,7 @@ LIMIT = 0.05
 MEASURED = f"""
 import os, sys, time
 from clusterd.pause import Gaps
+allowed = os.sched_getaffinity(0)
 os.sched_setaffinity(0, {{0}})
 os.nice(19)
 gaps = Gaps({LIMIT})
@@ -32,6 +33,7 @@ while time.monotonic() < end:
     elif gaps.starved:
         print(f"starved {{gaps.starved:.3f}}", flush=True)
         gaps.starved = 0.0
+os.sched_setaffinity(0, allowed)  # off the hogs' CPU to finish: at nice 19 beside them, exiting took seconds
 print("done", flush=True)
 """
 
