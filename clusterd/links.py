@@ -40,10 +40,6 @@ log = logging.getLogger("clusterd")
 REQUEST_TIMEOUT = 150.0
 DEMAND = 60.0
 """Seconds a link the topology does not want stays up after a request over it."""
-PATIENCE = 10
-"""Detection times an SSH handshake may take once the TCP connection is up (at least 10 s). The peer is there;
-on an overloaded machine its key exchange is slow, not lost. Giving up after one detection time made a swamped
-primary do half of hundreds of handshakes, every one abandoned and begun again: no link came up at all."""
 HANDSHAKES = 8
 """SSH handshakes a daemon runs at once. A new primary of 255 secondaries opens its links this many at a time, so
 its event loop (and so its heartbeats) is never a queue of hundreds of key exchanges on a busy machine."""
@@ -222,7 +218,7 @@ class PeerLink:
             peer.address, owner.config.port_of(peer), sock=sock, username=str(owner.config.id),
             client_keys=[owner.key], known_hosts=([keys.parse_public_key(peer.key)], [], []),
             agent_path=None, config=None, password=None, kbdint_auth=False, gss_host=None,
-            connect_timeout=max(owner.config.timing.detection * PATIENCE, 10.0),
+            connect_timeout=max(owner.config.timing.detection, 1.0),
             keepalive_interval=max(owner.config.timing.detection, 1.0) * (SLOW if self.patient else 1),
             keepalive_count_max=2,
             encryption_algs=CIPHERS,
