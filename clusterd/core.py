@@ -321,7 +321,8 @@ class Core:
         self.settle(self.membership.heartbeat(message, time.monotonic()))
 
     def lost(self, peer_id: int) -> None:
-        self.settle(self.membership.lost(peer_id, time.monotonic()))
+        """The peer's connection closed."""
+        self.settle(self.membership.closed(peer_id, time.monotonic()))
 
     def running(self) -> None:
         """The tick starts: the clock for pause detection counts from now (a long first read of the backup is no pause)."""
@@ -342,6 +343,7 @@ class Core:
         if away is None:
             if self.gaps.starved:
                 self._fresh_after = now + STARVED_GRACE
+                self.membership.forgive()
                 if now - self._starved_said > 60:
                     self._starved_said = now
                     self.events.add(f"this server waited {self.gaps.starved:.1f} s for a CPU (the machine is "
@@ -349,6 +351,7 @@ class Core:
                 self.gaps.starved = 0.0
             return True
         self.membership.returned(now, away)
+        self.membership.forgive()
         self.revalidating = True
         self.settle(False)
         return False

@@ -136,6 +136,7 @@ class Daemon:
     async def run(self) -> bool:
         """Serve until stopped; True if a reload asked for a restart (a new id or address)."""
         config = self.config
+        asyncio.get_running_loop().set_default_executor(self._priority.executor())
         self._servers.append(await asyncssh.create_server(
             lambda: _ControlServer(self.core, self._control_gate), config.address, config.control_port,
             server_host_keys=[self.key], process_factory=self._serve_channel, encoding=None,
@@ -176,6 +177,7 @@ class Daemon:
             if web_runner is not None:
                 await web_runner.cleanup()
             self.core.closed = True
+            self._priority.follow(False)  # a daemon started again in this process reads its base anew
             self.core.gaps.close()
             if self.heartbeats is not None:
                 self.heartbeats.stop()

@@ -55,7 +55,7 @@ LATE_WEIGHT = 2.0
 round trip's variance: a peer whose heartbeats came late (a starved or busy server) is given the time it has
 been taking, and a cluster under load does not fail over, and over again, for nothing."""
 LATE_CAP = 4.0
-"""The fuse is at most this many times the base (a gap longer than that is an outage, not lateness)."""
+"""The fuse is at most the base plus this many detection times less one (a longer gap is an outage, not lateness)."""
 LATE_MEMORY = 10.0
 """Lateness fades by a factor e every this many detection times of heartbeats on time."""
 
@@ -170,6 +170,9 @@ class Membership:
     """Since when no primary is alive in this server's view (None while one is)."""
     interval: float = 0.0
     """The heartbeat interval (0: a third of the detection time, the default ``missed``)."""
+    unheard: set[int] = field(default_factory=set)
+    """Peers whose next heartbeat says nothing of their lateness: the gap before it was an outage (their
+    connection closed) or this server's own pause or starvation (:meth:`forgive`)."""
 
     @classmethod
     def start(cls, me: int, peer_ids: list[int], detection: float, hold: float, now: float,
@@ -188,7 +191,7 @@ class Membership:
         shape = topology(self.me, list(self.peers), self.primary)
         for peer in self.peers.values():
             if peer.id not in shape.linked and peer.id in self.linked:
-                peer.up, peer.last = False, -math.inf
+                peer.up, peer.last, peer.late = False, -math.inf, 0.0
                 self.alive.discard(peer.id)
         self.linked, self.slow = shape.linked, shape.expect_slow
         self.sparse = shape.linked != frozenset(self.peers) or bool(shape.expect_slow)
@@ -202,7 +205,9 @@ class Membership:
         if peer is None:
             return False
         changed = not peer.up
-        if peer.last > -math.inf:
+        if peer.id in self.unheard:
+            self.unheard.discard(peer.id)
+        elif peer.last > -math.inf:
             self._learn(peer, now - peer.last)
         if not peer.up:
             peer.up, peer.since = True, now
@@ -247,6 +252,19 @@ class Membership:
         self.log.append(f"server {peer_id} is down ({why})")
         return True
 
+    def closed(self, peer_id: int, now: float) -> bool:
+        """The peer's connection closed: it is down, and the gap until it is heard again is an outage (a restart,
+        not lateness); what it had learned of its lateness is dropped."""
+        peer = self.peers.get(peer_id)
+        if peer is not None:
+            self.unheard.add(peer_id)
+            peer.late = 0.0
+        return self.lost(peer_id, now)
+
+    def forgive(self) -> None:
+        """This server was paused or starved: the gaps before the heartbeats it reads next are its own, not the peers'."""
+        self.unheard.update(self.peers)
+
     def expire(self, now: float) -> bool:
         """Mark down every peer silent for longer than the detection time."""
         changed = False
@@ -263,9 +281,8 @@ class Membership:
         return self.detection * (SLOW if peer in self.slow else 1)
 
     def _allowed(self, peer: int) -> float:
-        """The peer's fuse: the base, longer by its recent lateness (:data:`LATE_WEIGHT`), at most :data:`LATE_CAP` times."""
-        base = self._base(peer)
-        return base + min(LATE_WEIGHT * self.peers[peer].late, (LATE_CAP - 1) * base)
+        """The peer's fuse: the base, longer by its recent lateness (:data:`LATE_WEIGHT`), by 3 detection times at most."""
+        return self._base(peer) + min(LATE_WEIGHT * self.peers[peer].late, (LATE_CAP - 1) * self.detection)
 
     def fuse(self, peer: int) -> float:
         """How long ``peer`` may be silent before it is down, now."""
@@ -273,8 +290,7 @@ class Membership:
 
     def _learn(self, peer: PeerView, gap: float) -> None:
         """A heartbeat came ``gap`` seconds after the one before: how late it was (a longer gap is an outage)."""
-        base = self._base(peer.id)
-        if gap > LATE_CAP * base:
+        if gap > self._base(peer.id) + (LATE_CAP - 1) * self.detection:
             return
         due = (self.interval or self.detection / 3) * (SLOW if peer.id in self.slow else 1)
         faded = peer.late * math.exp(-gap / (LATE_MEMORY * self.detection))

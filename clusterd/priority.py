@@ -10,7 +10,8 @@ at realtime priority. clusterd raises only the primary, and only by
 :data:`BOOST` nice steps (Linux's scheduler then gives it about three times
 the CPU share of a secondary when the CPU is contended, and nothing when it
 is not). The event loop's thread is raised (Linux keeps a nice value per
-thread): that is where the heartbeats go out. Stepping down lowers it again.
+thread): that is where the heartbeats go out; the worker threads that parse
+and apply run at the base priority. Stepping down lowers it again.
 Without the privilege (``CAP_SYS_NICE``, which root has) the daemon says so
 once and runs at its own priority.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 log = logging.getLogger("clusterd")
 
@@ -46,6 +48,16 @@ class Priority:
                 log.info("cannot raise the primary's CPU priority (%s); it runs at nice %d like a secondary",
                          error.strerror, self.base)
             self.refused = error.strerror or str(error)
+
+    def executor(self) -> ThreadPoolExecutor:
+        """Worker threads at the base priority (a thread inherits its creator's nice: the raised loop's)."""
+        return ThreadPoolExecutor(thread_name_prefix="clusterd", initializer=self._at_base)
+
+    def _at_base(self) -> None:
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, self.base)
+        except OSError:
+            pass
 
     def now(self) -> int:
         """The calling thread's nice value."""

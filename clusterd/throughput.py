@@ -30,8 +30,9 @@ from .protocol import Visibility
 HOUR = 3600
 DAY_MINUTES = 1440
 SYS_NET = Path("/sys/class/net")
-CURRENT = 3
-"""A server's newest sample is its current throughput while it is at most this many seconds old."""
+CURRENT = 6
+"""A server's newest sample is its current throughput while it is at most this many seconds old (a secondary of a
+sparse cluster sends the primary its samples every fourth second, one second late at most)."""
 
 Sample = tuple[int, float | None, float | None]
 

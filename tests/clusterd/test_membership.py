@@ -247,3 +247,28 @@ def test_the_fuse_is_capped_and_a_hung_peer_is_still_found():
     m.heartbeat(beat(0, 1, 0), 5.9)  # 4.9 s past the jitter, just within the cap
     assert m.fuse(0) == 4 * 1.5
     assert m.expire(5.9 + 6.1)
+
+
+def test_an_outage_or_this_servers_own_pause_is_not_a_peers_lateness():
+    m = Membership.start(1, [0], detection=1.5, hold=3.0, now=0.0, interval=0.5)
+    m.heartbeat(beat(0, 1, 0), 0.0)
+    m.closed(0, 1.0)  # its connection closed: a restart
+    m.heartbeat(beat(0, 1, 0), 5.0)
+    assert m.fuse(0) == 1.5, "the gap of a restart is not lateness"
+    m.forgive()  # this server was paused or starved: the next gap is its own
+    m.heartbeat(beat(0, 1, 0), 8.0)
+    assert m.fuse(0) == 1.5
+    m.heartbeat(beat(0, 1, 0), 9.5)  # heard again: lateness is learned as before
+    assert m.fuse(0) > 1.5
+
+
+def test_a_slow_neighbours_fuse_grows_by_detection_times_not_by_its_slow_base():
+    m = Membership.start(3, [0, 1, 2, 4, 5, 6, 7], detection=1.5, hold=3.0, now=0.0, interval=0.5)
+    m.heartbeat(beat(0, 1, 0), 0.0)
+    m.relink()
+    assert 4 in m.slow
+    m.heartbeat(beat(4, 1, 0), 0.0)
+    m.heartbeat(beat(4, 1, 0), 11.0)  # over its base (6 s) + 3 detection times: an outage, not lateness
+    assert m.fuse(4) == 6.0
+    m.heartbeat(beat(4, 1, 0), 19.0)  # 4 s late past its interval and jitter: the fuse grows by 3 detection times
+    assert m.fuse(4) == 6.0 + 3 * 1.5, "not by 3 times its slow base (18 s)"

@@ -39,3 +39,25 @@ def test_the_priority_of_one_thread_is_not_the_others():
     main = os.getpriority(os.PRIO_PROCESS, 0)
     _in_thread([True])
     assert os.getpriority(os.PRIO_PROCESS, 0) == main
+
+
+def test_worker_threads_run_at_the_base_priority_while_the_loop_is_raised():
+    import asyncio
+
+    async def run() -> tuple[int, int, int]:
+        priority = Priority()
+        asyncio.get_running_loop().set_default_executor(priority.executor())
+        priority.follow(True)
+        loop_nice = priority.now()
+        worker_nice = await asyncio.to_thread(lambda: os.getpriority(os.PRIO_PROCESS, 0))
+        priority.follow(False)
+        return priority.base, loop_nice, worker_nice
+
+    result: dict[str, tuple[int, int, int]] = {}
+    thread = threading.Thread(target=lambda: result.setdefault("r", asyncio.run(run())))
+    thread.start()
+    thread.join(10)
+    base, loop_nice, worker_nice = result["r"]
+    assert worker_nice == base
+    if os.geteuid() == 0:
+        assert loop_nice == base - BOOST
