@@ -54,8 +54,8 @@ LATE_WEIGHT = 2.0
 """A peer's fuse grows by this many times its recent lateness, as TCP's retransmission timeout grows with its
 round trip's variance: a peer whose heartbeats came late (a starved or busy server) is given the time it has
 been taking, and a cluster under load does not fail over, and over again, for nothing."""
-LATE_CAP = 4.0
-"""The fuse is at most the base plus this many detection times less one (a longer gap is an outage, not lateness)."""
+LATE_MAX = 3.0
+"""Detection times a fuse grows by at most (a gap longer than the base and these is an outage, not lateness)."""
 LATE_MEMORY = 10.0
 """Lateness fades by a factor e every this many detection times of heartbeats on time."""
 
@@ -269,28 +269,25 @@ class Membership:
         """Mark down every peer silent for longer than the detection time."""
         changed = False
         for peer in [self.peers[i] for i in self.alive]:
-            if now - peer.last > self._allowed(peer.id):
+            if now - peer.last > self.fuse(peer.id):
                 changed |= self.lost(peer.id, now, f"no heartbeat for {now - peer.last:.1f} s")
         return changed
 
     def next_silence(self) -> float:
         """When the first peer up will have been silent too long if nothing comes from it (monotonic; inf: none up)."""
-        return min((self.peers[i].last + self._allowed(i) for i in self.alive), default=math.inf)
+        return min((self.peers[i].last + self.fuse(i) for i in self.alive), default=math.inf)
 
     def _base(self, peer: int) -> float:
         return self.detection * (SLOW if peer in self.slow else 1)
 
-    def _allowed(self, peer: int) -> float:
-        """The peer's fuse: the base, longer by its recent lateness (:data:`LATE_WEIGHT`), by 3 detection times at most."""
-        return self._base(peer) + min(LATE_WEIGHT * self.peers[peer].late, (LATE_CAP - 1) * self.detection)
-
     def fuse(self, peer: int) -> float:
-        """How long ``peer`` may be silent before it is down, now."""
-        return self._allowed(peer)
+        """How long ``peer`` may be silent before it is down, now: the base, longer by its recent lateness
+        (:data:`LATE_WEIGHT`), by :data:`LATE_MAX` detection times at most."""
+        return self._base(peer) + min(LATE_WEIGHT * self.peers[peer].late, LATE_MAX * self.detection)
 
     def _learn(self, peer: PeerView, gap: float) -> None:
         """A heartbeat came ``gap`` seconds after the one before: how late it was (a longer gap is an outage)."""
-        if gap > self._base(peer.id) + (LATE_CAP - 1) * self.detection:
+        if gap > self._base(peer.id) + LATE_MAX * self.detection:
             return
         due = (self.interval or self.detection / 3) * (SLOW if peer.id in self.slow else 1)
         faded = peer.late * math.exp(-gap / (LATE_MEMORY * self.detection))
