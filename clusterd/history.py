@@ -264,8 +264,7 @@ class History:
             if path.stem not in texts:
                 path.unlink(missing_ok=True)
         for generation in known:
-            if generation.id not in metadata:
-                (self.directory / f"{generation.id}.conf").unlink(missing_ok=True)
+            if generation.id not in metadata:  # its text went above: metadata keeps more than texts
                 (self.directory / f"{generation.id}.json").unlink(missing_ok=True)
                 self._cache.pop(generation.id, None)
 
