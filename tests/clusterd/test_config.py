@@ -43,6 +43,7 @@ def test_defaults_for_everything_that_can_have_one(tmp_path):
     ("id: 0\naddress: a\nupdate-signing-key: nonsense\n", 3, 1, "update-signing-key is not an SSH public key"),
     ("id: 0\naddress: a\nupdate-timeout: 0\n", 3, 1, "update-timeout (seconds) must be more than 0"),
     ("id: 0\naddress: [a\n", 3, 1, "not valid YAML"),
+    ("id: 0\naddress: a\ntiming:\n  heartbeat: 2026-12-01\n  hold: 2026-13-45\n", 5, 9, "month must be in 1..12"),
 ])
 def test_every_problem_is_an_error_at_its_line(tmp_path, text, line, column, message):
     path = write(tmp_path, text)
@@ -52,6 +53,17 @@ def test_every_problem_is_an_error_at_its_line(tmp_path, text, line, column, mes
     assert (first.line, first.column) == (line, column), str(first)
     assert message in first.message
     assert str(first).startswith(f"{path}:{line}:{column}: error: ")
+
+
+def test_the_fast_reading_is_the_round_trip_reading(tmp_path):
+    """A daemon reads its file through libyaml; what it gets is what the commented, edited document says."""
+    path = write(tmp_path, (
+        "# server 1\nid: 1  # this one\naddress: 10.0.0.2\nssh-port: 2222\nstate-dir: /var/lib/x\n"
+        "timing: {heartbeat: 0.25, missed: 4}\nssh:\n  user: bqn\n  serve: true\n"
+        f"peers:\n  - id: 0\n    address: '10.0.0.1'\n    key: {KEY}\n  - {{id: 7, address: 'fe80::1', ssh-port: 22}}\n"))
+    round_trip = cfg._Reader(path.absolute(), cfg.parse_document(path.read_text(), path)).read()
+    assert cfg.load(path) == round_trip
+    assert [p.id for p in round_trip.peers] == [0, 7] and round_trip.timing.missed == 4
 
 
 def test_a_bad_cluster_file_is_a_clear_error_and_exit_2(tmp_path, capsys):
