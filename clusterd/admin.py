@@ -136,7 +136,7 @@ class Admin:
     async def _primary_board(self, server: int | None, seconds: int) -> dict[str, Any] | None:
         membership, me = self.core.membership, self.core.config.id
         link = self.links.get(membership.primary) if membership.primary is not None else None
-        if not membership.sparse or membership.primary == me or link is None or not link.connected:
+        if not membership.sparse or membership.primary == me or link is None or not link.up:
             return None
         try:
             reply = await link.request(BoardRequest(rid=0, server=server, seconds=seconds), timeout=2.0)

@@ -37,7 +37,8 @@ from .membership import SLOW, PeerView, Role
 from .primary import Primary
 from .priority import Priority
 from .protocol import (
-    Apply, BadMessage, Fetch, Head, Heartbeat, OversizedFrame, Probe, Reply, Request, Text, encode, from_data, read_frame,
+    Apply, BadMessage, Fetch, Head, Heartbeat, Message, OversizedFrame, Probe, Reply, Request, Text, encode, from_data,
+    read_frame,
 )
 from .protocol import Confirm, Load, Rollback
 from .protocol import Board as BoardRequest, Visibility
@@ -131,6 +132,33 @@ class Daemon:
         if self.heartbeats is not None:
             self.heartbeats.retime()
 
+    def closed(self, peer_id: int) -> None:
+        self.core.lost(peer_id)
+
+    def received(self, peer_id: int, message: Message, out: asyncssh.SSHWriter) -> None:
+        """A peer's message on either end's connection; what a peer's key may ask is the same on both."""
+        awake = self._awake()
+        if isinstance(message, Heartbeat):
+            if message.id != peer_id:
+                log.warning("server %d sent a heartbeat as server %d; dropped", peer_id, message.id)
+            elif awake:
+                self.core.observe(message)
+                link = self.links.get(peer_id)
+                if link is not None and link.wanted:
+                    link.poke()
+        elif isinstance(message, (Apply, Head, Text, Fetch, Probe, Load, Confirm, Rollback, BoardRequest,
+                                  PackageArrived, Install, Installed, Rollout)):
+            self.spawn(self._answer(message, peer_id, out))
+        elif isinstance(message, Visibility):
+            if message.id == peer_id:
+                self.board.receive(message)
+        elif isinstance(message, Reply):
+            link = self.links.get(peer_id)
+            if link is not None:
+                link.replied(message)
+        else:
+            log.warning("server %d: dropped a %s message on the control channel", peer_id, message.type)
+
     # -- lifecycle ------------------------------------------------------
 
     async def run(self) -> bool:
@@ -142,6 +170,8 @@ class Daemon:
             server_host_keys=[self.key], process_factory=self._serve_channel, encoding=None,
             allow_scp=False, allow_pty=False, agent_forwarding=False, x11_forwarding=False,
             sftp_factory=None, reuse_address=True, line_editor=False, login_timeout=sshserver.LOGIN_TIMEOUT,
+            # a link may ride a peer's connection (links.py): a dead one must close here too, as the peer's own would
+            keepalive_interval=max(config.timing.detection, 1.0) * SLOW, keepalive_count_max=2,
         ))
         if config.ssh.serve:
             host_key = keys.load_or_create(config.state_dir / "ssh_host_key")
@@ -310,7 +340,7 @@ class Daemon:
                 only = membership.primary if membership.sparse else None
                 if only is None or second % SLOW == self.config.id % SLOW:
                     for peer_id, link in list(self.links.items()):
-                        if link.connected and (only is None or peer_id == only != self.config.id):
+                        if link.up and (only is None or peer_id == only != self.config.id):
                             link.post(self.board.message(peer_id, link.connections))
             except Exception:  # like the tick: a bug here must not stop the sampling
                 log.exception("throughput sampling failed")
@@ -323,6 +353,9 @@ class Daemon:
             self.rename_peer(owner.renamed_from, peer_id)
         token = object()
         self.incoming[peer_id] = token
+        link = self.links.get(peer_id)
+        if link is not None:
+            link.attach(process.stdout)
         try:
             while True:
                 try:
@@ -333,29 +366,15 @@ class Daemon:
                 except BadMessage as error:
                     log.warning("server %d: dropped a message: %s", peer_id, error)
                     continue
-                awake = self._awake()
-                if isinstance(message, Heartbeat):
-                    if message.id != peer_id:
-                        log.warning("server %d sent a heartbeat as server %d; dropped", peer_id, message.id)
-                    elif awake:
-                        self.core.observe(message)
-                        link = self.links.get(peer_id)
-                        if link is not None and link.wanted:
-                            link.poke()
-                elif isinstance(message, (Apply, Head, Text, Fetch, Probe, Load, Confirm, Rollback, BoardRequest,
-                                          PackageArrived, Install, Installed, Rollout)):
-                    self.spawn(self._answer(message, peer_id, process.stdout))
-                elif isinstance(message, Visibility):
-                    if message.id == peer_id:
-                        self.board.receive(message)
-                else:
-                    log.warning("server %d: dropped a %s message on the control channel", peer_id, message.type)
+                self.received(peer_id, message, process.stdout)
         except (asyncio.IncompleteReadError, asyncssh.Error, ConnectionError, BrokenPipeError):
             pass
         finally:
+            alone = link.detach(process.stdout) if link is not None else True
             if self.incoming.get(peer_id) is token:
                 del self.incoming[peer_id]
-                self.core.lost(peer_id)
+                if alone:
+                    self.core.lost(peer_id)
             process.exit(0)
 
     async def _answer(self, message: Request, peer_id: int, out: asyncssh.SSHWriter) -> None:

@@ -1,17 +1,20 @@
-"""This server's links to its peers: one SSH connection each to the peer's control port.
+"""This server's links to its peers: an SSH connection to the peer's control port, or the one the peer opened.
 
 A link is kept up (reconnecting as long as the daemon runs) while the
 topology wants it (:func:`clusterd.membership.topology`: every peer in a small
 cluster; the primary and the neighbours in a large one), and for a minute
 after a request to a peer it does not keep (``clusterd diff``, a probe). It
 carries requests (:data:`clusterd.protocol.Request`) with their replies
-matched by request id. :class:`Heartbeats` sends this server's heartbeat over
-every link that is up: each interval to the fast ones, every
-:data:`~clusterd.membership.SLOW` intervals to the slow ones, and at once
-to all when the daemon's view changes; one frame is encoded for all. The
-peer's host key must be the key recorded for it in the cluster file; anything
-else is refused and logged once. A link knows its owner only through
-:class:`LinkOwner`.
+matched by request id. Either end's connection serves both: while the peer
+has a channel open to this server, the link rides it and dials nothing, so a
+pair needs one key exchange, not two, and a peer that cannot be dialled (a
+NAT, a primary busy with 255 others) is heard all the same. :class:`Heartbeats`
+sends this server's heartbeat over every link that is up: each interval to
+the fast ones, every :data:`~clusterd.membership.SLOW` intervals to the slow
+ones, and at once to all when the daemon's view changes; one frame is encoded
+for all. The peer's host key must be the key recorded for it in the cluster
+file; anything else is refused and logged once. A link knows its owner only
+through :class:`LinkOwner`.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from . import keys
 from .transfer import CIPHERS
 from .config import ClusterConfig, Peer
 from .membership import SLOW
-from .protocol import BadMessage, Heartbeat, OversizedFrame, Reply, Request, Visibility, encode, read_frame
+from .protocol import BadMessage, Heartbeat, Message, OversizedFrame, Reply, Request, Visibility, encode, read_frame
 from .rest import Rest
 
 log = logging.getLogger("clusterd")
@@ -59,6 +62,10 @@ class LinkDown(Exception):
     """No connection to the peer right now."""
 
 
+class _Riding(Exception):
+    """The peer's channel opened while this server waited to dial it: no second connection."""
+
+
 class LinkOwner(Protocol):
     """What a link needs from the server it belongs to."""
 
@@ -72,6 +79,12 @@ class LinkOwner(Protocol):
 
     def link_up(self) -> None:
         """A link connected: the heartbeat timer may now have a fast link to serve (one opened on demand)."""
+
+    def received(self, peer_id: int, message: Message, out: asyncssh.SSHWriter) -> None:
+        """A peer's message (not a reply) on this server's own connection to it; answers go to ``out``."""
+
+    def closed(self, peer_id: int) -> None:
+        """The last channel to the peer closed."""
 
 
 _request_ids = itertools.count(1)
@@ -91,10 +104,13 @@ class PeerLink:
         self.demand_until = 0.0
         self._changed = asyncio.Event()
         self.ready = asyncio.Event()
+        """Set while a channel to the peer is open, either end's."""
         self.connected = False
+        """This server's own connection to the peer is up."""
         self.rtt: float | None = None
         self._writer: asyncssh.SSHWriter | None = None
-        self._waiting: dict[int, asyncio.Future[Reply]] = {}
+        self._inbound: asyncssh.SSHWriter | None = None
+        self._waiting: dict[int, tuple[asyncio.Future[Reply], asyncssh.SSHWriter]] = {}
         self._task = asyncio.create_task(self._run(), name=f"link-{peer.id}")
         self.problem: str | None = None
         """Why the link is not up, in words that say what to do (logged once, shown in status); None while up."""
@@ -114,11 +130,54 @@ class PeerLink:
     def active(self) -> bool:
         return self.wanted or time.monotonic() < self.demand_until
 
+    @property
+    def up(self) -> bool:
+        """A channel to the peer is open: this server's connection or the peer's."""
+        return self._channel() is not None
+
+    def _channel(self) -> asyncssh.SSHWriter | None:
+        return self._writer or self._inbound
+
+    def attach(self, out: asyncssh.SSHWriter) -> None:
+        """The peer opened a channel to this server: the link rides it (and stops dialling) until it closes.
+
+        The peer hears this server at once, not at the next beat: its view
+        of this server starts with the channel.
+        """
+        self._inbound = out
+        self.ready.set()
+        self._changed.set()
+        if self._writer is None:
+            self.send(encode(self.owner.heartbeat()))
+        self.owner.link_up()
+
+    def detach(self, out: asyncssh.SSHWriter) -> bool:
+        """The peer's channel ``out`` closed; True if no channel to the peer is left."""
+        if self._inbound is out:
+            self._inbound = None
+            self._fail(out, f"the channel from server {self.peer.id} closed")
+            if self._writer is None:
+                self.ready.clear()
+            self._changed.set()
+        return not self.up
+
+    def replied(self, message: Reply) -> None:
+        entry = self._waiting.get(message.rid)
+        if entry is not None and not entry[0].done():
+            entry[0].set_result(message)
+
+    def _fail(self, out: asyncssh.SSHWriter, why: str) -> None:
+        """The requests sent over the channel ``out`` get no reply now."""
+        for future, sent in self._waiting.values():
+            if sent is out and not future.done():
+                future.set_exception(LinkDown(why))
+
     def send(self, frame: bytes) -> None:
         """Write a frame (a heartbeat) if the link is up; a link going down says so itself."""
-        if self._writer is not None:
+        out = self._channel()
+        if out is not None:
             try:
-                self._writer.write(frame)
+                out.write(frame)
             except (OSError, asyncssh.Error):
                 pass
 
@@ -127,19 +186,20 @@ class PeerLink:
         if not self.wanted:
             self.demand_until = time.monotonic() + DEMAND
             self._changed.set()
-        if self._writer is None:
+        if self._channel() is None:
             try:
                 async with asyncio.timeout(max(self.owner.config.timing.detection, 1.0 if self.wanted else 10.0)):
                     await self.ready.wait()
             except TimeoutError:
                 raise LinkDown(f"no connection to server {self.peer.id}") from None
-            if self._writer is None:
-                raise LinkDown(f"no connection to server {self.peer.id}")
+        out = self._channel()
+        if out is None:
+            raise LinkDown(f"no connection to server {self.peer.id}")
         rid = next(_request_ids)
         future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-        self._waiting[rid] = future
+        self._waiting[rid] = (future, out)
         try:
-            self._writer.write(encode(replace(message, rid=rid)))
+            out.write(encode(replace(message, rid=rid)))
             async with asyncio.timeout(timeout):
                 return await future
         except TimeoutError:
@@ -151,10 +211,11 @@ class PeerLink:
 
     def post(self, message: Visibility) -> bool:
         """Send a message that needs no reply, if the link is up now; False if it is not (nothing is queued)."""
-        if self._writer is None:
+        out = self._channel()
+        if out is None:
             return False
         try:
-            self._writer.write(encode(message))
+            out.write(encode(message))
         except (BadMessage, OSError, asyncssh.Error) as error:
             log.warning("could not send server %d a %s message: %s", self.peer.id, message.type, error)
             return False
@@ -191,6 +252,8 @@ class PeerLink:
         sock = await self._tcp(peer, max(owner.config.timing.detection, 1.0))
         try:
             async with _handshake_slot():
+                if self._inbound is not None:
+                    raise _Riding
                 return started, await self._handshake(peer, sock)
         except BaseException:
             sock.close()
@@ -230,7 +293,7 @@ class PeerLink:
         # links to a server that is starting or swamped do not storm it; its own heartbeat pokes them
         while True:
             peer = self.peer
-            if not self.active():
+            if not self.active() or self._inbound is not None:
                 self._problem(None)
                 self._changed.clear()
                 await self._changed.wait()
@@ -241,6 +304,8 @@ class PeerLink:
                 continue
             try:
                 started, connection = await self._connect(peer)
+            except _Riding:
+                continue
             except asyncssh.HostKeyNotVerifiable:
                 self._problem(f"the key on {peer.address}:{owner.config.port_of(peer)} is not the one recorded "
                               f"for server {peer.id}; refusing it")
@@ -266,7 +331,7 @@ class PeerLink:
                     self.ready.set()
                     self._problem(None)
                     log.info("link to server %d up (%s:%d)", peer.id, peer.address, owner.config.port_of(peer))
-                    reader = asyncio.create_task(self._read(process.stdout))
+                    reader = asyncio.create_task(self._read(process.stdout, process.stdin))
                     process.stdin.write(encode(owner.heartbeat()))
                     owner.link_up()
                     try:
@@ -281,14 +346,15 @@ class PeerLink:
             except (OSError, asyncssh.Error, BrokenPipeError, ConnectionError) as error:
                 self._problem(f"connection lost ({reason(error)})")
             finally:
-                self._writer, self.connected = None, False
-                self.ready.clear()
-                for future in self._waiting.values():
-                    if not future.done():
-                        future.set_exception(LinkDown(f"connection to server {peer.id} closed"))
+                out, self._writer, self.connected = self._writer, None, False
+                if out is not None:
+                    self._fail(out, f"connection to server {peer.id} closed")
+                    if self._inbound is None:
+                        self.ready.clear()
+                        owner.closed(peer.id)
             await asyncio.sleep(min(owner.config.timing.heartbeat, 0.2))
 
-    async def _read(self, stream: asyncssh.SSHReader) -> None:
+    async def _read(self, stream: asyncssh.SSHReader, out: asyncssh.SSHWriter) -> None:
         while True:
             try:
                 message = await read_frame(stream)
@@ -301,9 +367,9 @@ class PeerLink:
             except (asyncio.IncompleteReadError, asyncssh.Error, ConnectionError):
                 return
             if isinstance(message, Reply):
-                future = self._waiting.get(message.rid)
-                if future is not None and not future.done():
-                    future.set_result(message)
+                self.replied(message)
+            else:
+                self.owner.received(self.peer.id, message, out)
 
 
 class Heartbeats:
@@ -341,7 +407,7 @@ class Heartbeats:
     def _send(self, due: Callable[[PeerLink], bool]) -> None:
         frame: bytes | None = None
         for link in self.links.values():
-            if link.connected and due(link):
+            if link.up and due(link):
                 frame = frame or encode(self.owner.heartbeat())
                 link.send(frame)
 
@@ -356,7 +422,7 @@ class Heartbeats:
         beat = 0
         phase = self.owner.config.id % SLOW
         while True:
-            if any((link.wanted or link.connected) and not link.slow for link in self.links.values()):
+            if any((link.wanted or link.up) and not link.slow for link in self.links.values()):
                 skip = 1
             else:
                 skip = (phase - beat - 1) % SLOW + 1

@@ -198,13 +198,20 @@ def test_set_id_and_set_self_address_take_effect_in_the_running_daemon(cluster_f
     assert "restarts with it" in capsys.readouterr().out
     status = cluster.wait("server 7", lambda: (s := cluster.status(0)) and s["server"] == 7 and s or None, 15)
     assert status["servers"][0]["id"] == 7
-    with socket.create_connection((cluster.address(0), cluster.base + 7), timeout=5):
-        pass
+    # the old daemon already says 7 (it took the new file) while it stops: the new one listens a moment later
+    cluster.wait("control port of server 7", lambda: listening(cluster.address(0), cluster.base + 7), 15)
     assert main(["-c", str(cluster.config(0)), "set-self-address", "127.0.0.9"]) == 0
     cluster.wait("on the new address", lambda: (s := cluster.status(0)) and s["servers"][0]["address"] == "127.0.0.9"
                  or None, 15)
-    with socket.create_connection(("127.0.0.9", cluster.base + 7), timeout=5):
-        pass
+    cluster.wait("control port on 127.0.0.9", lambda: listening("127.0.0.9", cluster.base + 7), 15)
+
+
+def listening(address: str, port: int) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=5):
+            return True
+    except ConnectionRefusedError:
+        return False
 
 
 def test_a_second_daemon_on_the_same_cluster_file_stops_with_a_plain_error(cluster_factory):

@@ -1,0 +1,71 @@
+"""Links: either end's connection carries a pair's heartbeats and requests both ways.
+
+The server that cannot dial its peer (a NAT, a wrong address, a primary busy
+opening 255 links) is heard over the connection the peer opened, and asks
+its questions over it; nothing waits for a second key exchange.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from clusterd.cli import main
+
+from .test_sync import V2
+
+TIMING = {"heartbeat": 0.2, "missed": 3, "hold": 1.0}
+NOWHERE = "127.0.0.250"
+"""A loopback address nothing listens on: a dial there is refused at once."""
+
+
+def cannot_dial(cluster, i: int, j: int) -> None:
+    """Server i's cluster file sends it to an address where server j is not."""
+    path = cluster.config(i)
+    text = path.read_text()
+    entry = f"  - id: {j}\n    address: {cluster.address(j)}\n"
+    assert entry in text
+    path.write_text(text.replace(entry, f"  - id: {j}\n    address: {NOWHERE}\n"))
+
+
+def test_a_secondary_that_cannot_dial_its_primary_is_heard_and_asks_over_the_primarys_connection(
+        cluster_factory, tmp_path, capsys):
+    cluster = cluster_factory([0, 1], backups={0: V2[0], 1: V2[1]}, **TIMING)
+    cannot_dial(cluster, 1, 0)
+    cluster.start_all()
+    cluster.wait("complete, server 1 heard by the primary over no link of its own",
+                 lambda: cluster.agreed_primary() == 0 and cluster.complete() or None, 30)
+    assert cluster.seen(0, 1)["up"] and cluster.seen(1, 0)["up"]
+    log = cluster.log(1)
+    assert f"cannot connect to {NOWHERE}" in log and "link to server 0 up" not in log, log
+
+    # a request from server 1 to the primary: a load asked on the secondary goes to server 0 over 0's connection
+    loaded = tmp_path / "loaded.conf"
+    loaded.write_text(V2[1].replace("  downlink 100M\n", "  downlink 90M\n", 1))
+    capsys.readouterr()
+    code = main(["-c", str(cluster.config(1)), "load", str(loaded)])
+    out, err = capsys.readouterr()
+    assert code == 0 and "by the primary, server 0" in out, out + err
+    cluster.wait("the load everywhere", lambda: all("downlink 90M" in cluster.backup(i).read_text() for i in (0, 1))
+                 and cluster.complete() or None, 20)
+
+    # the primary killed: the one connection closes, and server 1 knows at once, without a silence to wait out
+    cluster.kill(0)
+    started = time.monotonic()
+    cluster.wait("server 1 primary", lambda: (cluster.status(1) or {}).get("primary") == 1 or None, 10)
+    assert re.search(r"server 0 is down \((?!no heartbeat)", cluster.log(1)), cluster.log(1)[-2000:]
+    assert time.monotonic() - started < 10
+
+
+def test_a_server_that_dials_no_one_is_heard_by_everyone_over_their_connections(cluster_factory):
+    """Server 2 reaches no peer's control port; each peer's connection to it carries the pair both ways."""
+    cluster = cluster_factory([0, 1, 2], backups={0: V2[0], 1: V2[1], 2: V2[1].replace("bqn-id 1", "bqn-id 2")},
+                              **TIMING)
+    cannot_dial(cluster, 2, 0)
+    cannot_dial(cluster, 2, 1)
+    cluster.start_all()
+    cluster.wait("complete", lambda: cluster.agreed_primary() == 0 and cluster.complete() or None, 30)
+    time.sleep(2)  # ten heartbeat intervals: a pair carried by one connection stays up
+    for i, j in ((0, 2), (2, 0), (1, 2), (2, 1)):
+        assert cluster.seen(i, j)["up"], (i, j, cluster.logs())
+    assert "is down" not in cluster.log(2) and "server 2 is down" not in cluster.log(0) + cluster.log(1), cluster.logs()
