@@ -228,10 +228,16 @@ class Primary:
                 return
             push.running = True
             running += 1
-            self.spawn(self._push(peer, head, text, view.inbox, view.head))
+            self.spawn(self._push(peer, head, text, view.inbox, view.head, same=view.digest == head.digest))
 
-    async def _push(self, peer: Peer, generation: Generation, text: str, inbox: str, held: str = "") -> None:
-        """Send the generation: as a delta from the one the peer holds when this server keeps its text, else the file."""
+    async def _push(self, peer: Peer, generation: Generation, text: str, inbox: str, held: str = "",
+                    same: bool = False) -> None:
+        """Send the generation: as a delta from the one the peer holds when this server keeps its text, else the file.
+
+        ``same``: the peer's live backup has the generation's digest (it joined holding the unified configuration);
+        it is asked to take the text from there, which it does only if the bytes are the generation's, and
+        the next try copies the file if not. A join then costs no SSH connection for a copy.
+        """
         core = self.core
         push = self.pushes[peer.id]
         config = core.config
@@ -239,9 +245,12 @@ class Primary:
                                  config.address)
         name = transfer.file_name(generation.id)
         started = time.monotonic()
-        script = None if push.whole or not held else await self._delta(held, generation.id, text)
+        live = same and not push.whole
+        script = None if live or push.whole or not held else await self._delta(held, generation.id, text)
         try:
-            if script is None:
+            if live:
+                push.sent_bytes = 0
+            elif script is None:
                 push.sent_bytes = await transfer.push(target, inbox, name, text.encode("utf-8"))
             else:
                 push.sent_bytes = sum(len(line) for _, _, lines in script for line in lines)
@@ -251,9 +260,10 @@ class Primary:
                 raise LinkDown(f"server {peer.id} is no longer a peer")
             reply = await link.request(Apply(rid=0, epoch=core.membership.epoch, generation=generation.as_data(),
                                              lineage=core.history.lineage(generation.id), name=name,
-                                             base=held if script is not None else "", delta=script or []))
+                                             base=held if script is not None else "", delta=script or [],
+                                             live=live))
             if not reply.ok:
-                push.whole = script is not None
+                push.whole = script is not None or live
                 raise SyncError(reply.error or "refused")
             push.whole = False
             if (reply.body.get("head"), reply.body.get("digest")) != (generation.id, generation.digest):
@@ -266,7 +276,7 @@ class Primary:
             done = time.monotonic()
             core.events.add(f"server {peer.id} applied generation {generation.number} ({generation.short})"
                             + ("" if reply.body.get("written") else " (its backup already held it)")
-                            + f" in {done - started:.2f} s ({'delta' if script is not None else 'copy'} "
+                            + f" in {done - started:.2f} s ({'delta' if script is not None else 'live' if live else 'copy'} "
                             f"{copied - started:.2f} s, {push.sent_bytes} bytes)")
         except (transfer.TransferError, SyncError, LinkDown) as error:
             push.failures += 1

@@ -70,6 +70,9 @@ class Apply:
     """With ``delta``: the kept generation the text is rebuilt from (nothing was copied to the inbox)."""
     delta: list[Any] = field(default_factory=list)
     """The text as an edit of ``base``'s (:func:`clusterd.transfer.delta`); empty: the text is the file ``name``."""
+    live: bool = False
+    """The text is the cluster-wide part of the secondary's live backup, which has the generation's digest: nothing
+    was copied (a server that joins holding the unified configuration already, as the guide's procedure leaves it)."""
 
 
 @dataclass(frozen=True, slots=True)

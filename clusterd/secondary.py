@@ -84,7 +84,8 @@ class Secondary:
                                              f"{core.head.short} held here; take it in first")
                 core.applying = True
                 try:
-                    text = transfer.received(core.history, message, path)
+                    text = transfer.received(core.history, message, path,
+                                             core.live.cluster if core.live is not None else None)
                     applied = await asyncio.to_thread(apply_generation, core.history, core.config.backup, text,
                                                       generation, core.config.apply_command, core.live)
                 except (SyncError, OSError, UnicodeDecodeError, ValueError) as error:

@@ -10,6 +10,7 @@ never reads half a configuration.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import re
 import time
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
 import asyncssh
+
+from .sync import SyncError
 
 if TYPE_CHECKING:
     from .history import History
@@ -80,8 +83,14 @@ def patch(old: str, script: list[Any]) -> str:
     return "".join(lines)
 
 
-def received(history: "History", message: "Apply", path: Path) -> str:
-    """The text of an apply request: rebuilt from its delta and a kept generation, or the file copied to ``path``."""
+def received(history: "History", message: "Apply", path: Path, live: str | None = None) -> str:
+    """The text of an apply request: rebuilt from its delta and a kept generation, the cluster-wide part of the live
+    backup (``live``) if its sha256 is the generation's, or the file copied to ``path``."""
+    if message.live:
+        wanted = message.generation.get("sha256")
+        if live is None or hashlib.sha256(live.encode("utf-8")).hexdigest() != wanted:
+            raise SyncError("the live backup's cluster-wide part is not the generation's text; send the whole text")
+        return live
     if not message.delta:
         return path.read_bytes().decode("utf-8")
     base = history.text(message.base)

@@ -72,6 +72,29 @@ def test_backups_unified_by_confmerge_first_are_left_byte_identical(cluster_fact
     assert "the backup already held it" in cluster.log(1)
 
 
+def test_a_join_holding_the_generations_text_copies_nothing(cluster_factory):
+    """Servers loaded with one unified file (the guide's procedure): the secondary takes the text from its backup."""
+    own = V2[0].replace("bqn0", "bqn1").replace("bqn-id 0", "bqn-id 1")
+    cluster = cluster_factory([0, 1], backups={0: V2[0], 1: own})
+    cluster.start_all()
+    cluster.wait("complete", lambda: cluster.complete() or None, 20)
+    assert re.search(r"server 1 applied generation 1 \(\w+\) \(its backup already held it\) in [\d.]+ s "
+                     r"\(live [\d.]+ s, 0 bytes\)", cluster.log(0)), cluster.log(0)
+    assert "sync to server 1 failed" not in cluster.log(0)
+
+
+def test_a_join_with_the_same_digest_but_other_bytes_is_refused_the_live_text_and_copied(cluster_factory):
+    """Same configuration, another comment in a cluster-wide section: the secondary refuses, the text is copied."""
+    commented = V2[1].replace("dns\n", "dns\n  # the ISP's resolvers\n", 1)
+    cluster = cluster_factory([0, 1], backups={0: V2[0], 1: commented})
+    cluster.start_all()
+    cluster.wait("complete", lambda: cluster.complete() or None, 20)
+    log = cluster.log(0)
+    assert "sync to server 1 failed: the live backup's cluster-wide part is not the generation's text" in log, log
+    assert re.search(r"server 1 applied generation 1 \(\w+\) .*\(copy [\d.]+ s, [1-9]\d* bytes\)", log), log
+    assert cluster.digest(1) == cluster.digest(0)
+
+
 def unified_three(cluster_factory, **options):
     cluster = cluster_factory([0, 1, 2], backups={0: V2[0], 1: V2[1], 2: third(V2[1])}, **options)
     cluster.start_all()
