@@ -115,7 +115,8 @@ class PeerLink:
         self.problem: str | None = None
         """Why the link is not up, in words that say what to do (logged once, shown in status); None while up."""
         self.connections = 0
-        """Counts the connections made: a message stream that must start over on a new one (throughput) watches it."""
+        """Counts the channels the link has sent over: a message stream that must start over on a new one (throughput)
+        watches it."""
 
     def stop(self) -> None:
         self._task.cancel()
@@ -148,6 +149,7 @@ class PeerLink:
         self.ready.set()
         self._changed.set()
         if self._writer is None:
+            self.connections += 1
             self.send(encode(self.owner.heartbeat()))
         self.owner.link_up()
 
@@ -352,6 +354,8 @@ class PeerLink:
                     if self._inbound is None:
                         self.ready.clear()
                         owner.closed(peer.id)
+                    else:
+                        self.connections += 1  # messages go on over the peer's channel, which has not seen them
             await asyncio.sleep(min(owner.config.timing.heartbeat, 0.2))
 
     async def _read(self, stream: asyncssh.SSHReader, out: asyncssh.SSHWriter) -> None:
