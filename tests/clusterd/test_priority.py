@@ -41,23 +41,29 @@ def test_the_priority_of_one_thread_is_not_the_others():
     assert os.getpriority(os.PRIO_PROCESS, 0) == main
 
 
-def test_worker_threads_run_at_the_base_priority_while_the_loop_is_raised():
+def test_worker_threads_follow_the_loop_up_and_down():
+    """A worker holding the interpreter's lock at a lower priority would hold the raised loop back (an inversion)."""
     import asyncio
 
-    async def run() -> tuple[int, int, int]:
+    def nice() -> int:
+        return os.getpriority(os.PRIO_PROCESS, 0)
+
+    async def run() -> tuple[int, int, int, int, int]:
         priority = Priority()
         asyncio.get_running_loop().set_default_executor(priority.executor())
+        before = await asyncio.to_thread(nice)  # a worker made while secondary
         priority.follow(True)
-        loop_nice = priority.now()
-        worker_nice = await asyncio.to_thread(lambda: os.getpriority(os.PRIO_PROCESS, 0))
+        loop_nice, worker_nice = priority.now(), await asyncio.to_thread(nice)
         priority.follow(False)
-        return priority.base, loop_nice, worker_nice
+        lowered = await asyncio.to_thread(nice)
+        return priority.base, before, loop_nice, worker_nice, lowered
 
-    result: dict[str, tuple[int, int, int]] = {}
+    result: dict[str, tuple[int, int, int, int, int]] = {}
     thread = threading.Thread(target=lambda: result.setdefault("r", asyncio.run(run())))
     thread.start()
     thread.join(10)
-    base, loop_nice, worker_nice = result["r"]
-    assert worker_nice == base
+    base, before, loop_nice, worker_nice, lowered = result["r"]
+    assert before == base and lowered == base
     if os.geteuid() == 0:
-        assert loop_nice == base - BOOST
+        assert loop_nice == worker_nice == base - BOOST
+    assert os.getpriority(os.PRIO_PROCESS, 0) == base, "the test runner's own thread is untouched"
