@@ -122,9 +122,18 @@ class PeerLink:
         self._task.cancel()
 
     def want(self, wanted: bool, slow: bool = False, patient: bool = False) -> None:
-        """Keep the link up (at a fast or slow heartbeat) or let it go; ``patient``: SSH keepalives SLOW times rarer."""
+        """Keep the link up (at a fast or slow heartbeat) or let it go; ``patient``: SSH keepalives SLOW times rarer.
+
+        A link let go stays up for :data:`DEMAND` seconds, as one opened on
+        demand does: when the primary role goes to the next server and comes
+        back (a primary starved for a moment, then caught up), no secondary
+        makes a new connection to either, where each of 255 would have cost
+        both ends a key exchange.
+        """
         self.slow, self.patient = slow, patient
         if wanted != self.wanted:
+            if not wanted and self.up:
+                self.demand_until = max(self.demand_until, time.monotonic() + DEMAND)
             self.wanted = wanted
             self._changed.set()
 

@@ -69,3 +69,20 @@ def test_a_server_that_dials_no_one_is_heard_by_everyone_over_their_connections(
     for i, j in ((0, 2), (2, 0), (1, 2), (2, 1)):
         assert cluster.seen(i, j)["up"], (i, j, cluster.logs())
     assert "is down" not in cluster.log(2) and "server 2 is down" not in cluster.log(0) + cluster.log(1), cluster.logs()
+
+
+def test_links_the_topology_lets_go_linger_so_a_flap_of_the_role_costs_no_new_connections(cluster_factory):
+    """Sparse (7 servers): server 4 links to the primary and to 2, 3, 5, 6. Server 1 primary for a moment, then 0
+    again: 4's link to 1 (and 1's to 4) stay up a minute, as a link opened on demand does."""
+    cluster = cluster_factory(list(range(7)), **TIMING)
+    cluster.start_all()
+    cluster.wait("complete", lambda: cluster.agreed_primary() == 0 and cluster.complete() or None, 60)
+    assert "via" in cluster.seen(4, 1), "server 4 does not link to server 1 while 0 is primary"
+    cluster.pause(0)
+    cluster.wait("server 1 primary for server 4", lambda: (cluster.status(4) or {}).get("primary") == 1 or None, 10)
+    cluster.wait("server 4 linked to server 1", lambda: "via" not in cluster.seen(4, 1) or None, 10)
+    cluster.resume(0)
+    cluster.wait("server 0 primary again", lambda: cluster.agreed_primary() == 0 or None, 20)
+    time.sleep(3)  # past any close a let-go link would make
+    seen = cluster.seen(4, 1)
+    assert "via" not in seen and seen["up"] and seen["last_heartbeat"] < 1.5, seen
