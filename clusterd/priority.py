@@ -7,9 +7,10 @@ heartbeats on time, or the next lowest id finds it silent and claims the
 role; it takes the role back, and every flap costs every server a new link.
 Cluster daemons guard against this by priority: corosync and keepalived run
 at realtime priority. clusterd raises only the primary, and only by
-:data:`BOOST` nice steps (Linux's scheduler then gives it about three times
+:data:`BOOST` nice steps (Linux's scheduler then gives it about nine times
 the CPU share of a secondary when the CPU is contended, and nothing when it
-is not). The event loop's thread is raised (Linux keeps a nice value per
+is not; 5 steps, three times, left a 256-server primary on one machine
+waiting seconds for a CPU with 64 logins queued). The event loop's thread is raised (Linux keeps a nice value per
 thread): that is where the heartbeats go out. The worker threads that parse
 and merge are raised with it: one that holds the interpreter's lock while
 the scheduler makes it wait at a lower priority holds the loop back with it
@@ -28,8 +29,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 log = logging.getLogger("clusterd")
 
-BOOST = 5
-"""Nice steps the primary's event loop is raised by."""
+BOOST = 10
+"""Nice steps the primary's event loop is raised by (never past -20, the highest)."""
+HIGHEST = -20
 
 
 class Priority:
@@ -45,7 +47,7 @@ class Priority:
 
     @property
     def level(self) -> int:
-        return self.base - BOOST if self.raised else self.base
+        return max(self.base - BOOST, HIGHEST) if self.raised else self.base
 
     def follow(self, primary: bool) -> None:
         if primary == self.raised:
