@@ -16,6 +16,13 @@ and merge are raised with it: one that holds the interpreter's lock while
 the scheduler makes it wait at a lower priority holds the loop back with it
 (a priority inversion: at 256 servers a base-priority merge left the
 primary's loop silent for 6 s). Stepping down lowers them all again.
+
+Linux shares the CPU between *autogroups* first (one per session, when
+``/proc/sys/kernel/sched_autogroup_enabled`` is 1) and by nice only within
+one: a daemon in a session of its own (as systemd starts a service, as
+``clusterd.local`` starts each server) is raised against the others only if
+its autogroup is (``/proc/self/autogroup``). The daemon raises its
+autogroup too when the session is its own, never an operator's shell's.
 Without the privilege (``CAP_SYS_NICE``, which root has) the daemon says so
 once and runs at its own priority.
 """
@@ -26,12 +33,22 @@ import logging
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 log = logging.getLogger("clusterd")
 
 BOOST = 10
 """Nice steps the primary's event loop is raised by (never past -20, the highest)."""
 HIGHEST = -20
+AUTOGROUP = "/proc/self/autogroup"
+
+
+def _autogroup() -> int | None:
+    """``/autogroup-25 nice 0``: the nice of this session's autogroup; None without autogroups."""
+    try:
+        return int(Path(AUTOGROUP).read_text().split()[-1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 class Priority:
@@ -44,6 +61,8 @@ class Priority:
         self.refused: str | None = None
         """Why the priority could not be raised (None: it could, or was never tried)."""
         self._workers: set[int] = set()
+        self._group = _autogroup() if os.getsid(0) == os.getpid() else None
+        """This session's autogroup nice at start, when the session is this process's own (None: leave it)."""
 
     @property
     def level(self) -> int:
@@ -60,11 +79,17 @@ class Priority:
                     os.setpriority(os.PRIO_PROCESS, worker, self.level)
                 except ProcessLookupError:
                     self._workers.discard(worker)
+            if self._group is not None:
+                Path(AUTOGROUP).write_text(str(max(self._group - BOOST, HIGHEST) if primary else self._group))
         except OSError as error:
             if self.refused is None:
                 log.info("cannot raise the primary's CPU priority (%s); it runs at nice %d like a secondary",
                          error.strerror, self.base)
             self.refused = error.strerror or str(error)
+
+    def group(self) -> int | None:
+        """The session's autogroup nice now (None: no autogroups here)."""
+        return _autogroup()
 
     def executor(self) -> ThreadPoolExecutor:
         """Worker threads that follow the loop's priority."""

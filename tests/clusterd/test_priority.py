@@ -68,3 +68,41 @@ def test_worker_threads_follow_the_loop_up_and_down():
     if os.geteuid() == 0:
         assert loop_nice == worker_nice == max(base - BOOST, HIGHEST)
     assert os.getpriority(os.PRIO_PROCESS, 0) == base, "the test runner's own thread is untouched"
+
+
+_CHILD = """
+from clusterd.priority import Priority
+priority = Priority()
+before = priority.group()
+priority.follow(True)
+raised = priority.group()
+priority.follow(False)
+print(before, raised, priority.group())
+"""
+
+
+def _groups(own_session: bool) -> list[str]:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _CHILD], capture_output=True, text=True, timeout=60,
+                          start_new_session=own_session)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def test_a_daemon_in_a_session_of_its_own_raises_its_autogroup_too():
+    """With autogroups Linux shares the CPU between sessions first: a raised thread in a session of its own would
+    gain nothing against the other servers' sessions."""
+    before, raised, after = _groups(own_session=True)
+    if before == "None":
+        return  # a kernel without autogroups: nothing to raise
+    if os.geteuid() == 0:
+        assert int(raised) == max(int(before) - BOOST, HIGHEST) and after == before
+    else:
+        assert raised == before == after
+
+
+def test_an_operators_session_is_left_alone():
+    before, raised, after = _groups(own_session=False)
+    assert before == raised == after
