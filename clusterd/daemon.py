@@ -27,7 +27,7 @@ import asyncssh
 from confmerge import ConfError
 
 from . import config as config_module
-from . import keys, sshserver
+from . import keys, memory, sshserver
 from .admin import Admin
 from .changes import Changes
 from .config import ClusterConfig
@@ -485,6 +485,7 @@ async def serve(config: ClusterConfig) -> None:
 
     ``config`` is the cluster file as the CLI just read it (a 256-server one is a tenth of a second to read).
     """
+    memory.one_arena()
     loop = asyncio.get_running_loop()
     while True:
         daemon = Daemon(config)

@@ -7,6 +7,12 @@ allocator keeps the pages it got for the larger ones (the strings, lists
 and dictionaries of a parse) for reuse: in a 256-server cluster on one
 machine every daemon held a few megabytes it no longer used after each
 generation. glibc's ``malloc_trim`` returns them; elsewhere this does nothing.
+
+The parses run in worker threads, and glibc gives each thread that
+allocates an arena of its own, whose free pages stay with it: a daemon
+keeps to one arena (:func:`one_arena`, as ``MALLOC_ARENA_MAX=1`` would):
+about 1.2 MB less per daemon (PSS 44.1-44.5 MB against 42.7-43.5 MB in a
+16-server cluster here), for a lock its few threads seldom contend for.
 """
 
 from __future__ import annotations
@@ -19,16 +25,26 @@ DELAY = 1.0
 """Seconds after a replacement: the old tree's last references (a reply, a log line) are gone by then."""
 
 
-def _loader() -> Callable[[int], int] | None:
+M_ARENA_MAX = -8
+"""glibc's ``mallopt`` parameter for the number of arenas (malloc.h)."""
+
+
+def _loader(name: str, arguments: list[type]) -> Callable[..., int] | None:
     try:
-        function = ctypes.CDLL(None).malloc_trim  # the process's own symbols: glibc's, no library search
+        function = getattr(ctypes.CDLL(None), name)  # the process's own symbols: glibc's, no library search
     except (OSError, AttributeError):
         return None
-    function.argtypes, function.restype = [ctypes.c_size_t], ctypes.c_int
+    function.argtypes, function.restype = arguments, ctypes.c_int
     return function
 
 
-_malloc_trim = _loader()
+_malloc_trim = _loader("malloc_trim", [ctypes.c_size_t])
+_mallopt = _loader("mallopt", [ctypes.c_int, ctypes.c_int])
+
+
+def one_arena() -> bool:
+    """Every thread allocates from the main arena from now on; False where that cannot be asked."""
+    return _mallopt is not None and _mallopt(M_ARENA_MAX, 1) == 1
 
 
 def trim() -> bool:

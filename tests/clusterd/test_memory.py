@@ -59,3 +59,37 @@ def test_a_burst_of_replacements_trims_once_after_the_last(monkeypatch):
 
     last = asyncio.run(burst())
     assert len(calls) == 1 and calls[0] >= last + 0.05
+
+
+_ARENAS = """
+import sys, threading
+from clusterd import memory
+if sys.argv[1] == "one":
+    assert memory.one_arena()
+def work():
+    kept = [bytearray(100_000) for _ in range(50)]
+    del kept
+threads = [threading.Thread(target=work) for _ in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+reserved = 0  # a thread's arena is a heap reserved whole and mapped as needed: its unmapped rest is ---p, no file
+for line in open("/proc/self/maps"):
+    fields = line.split()
+    start, end = (int(x, 16) for x in fields[0].split("-"))
+    reserved += fields[1] == "---p" and len(fields) == 5 and end - start >= 1 << 20
+print(reserved)
+"""
+
+
+def _arenas(mode: str) -> int:
+    done = subprocess.run([sys.executable, "-c", _ARENAS, mode], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout)
+
+
+def test_a_daemons_threads_allocate_from_one_arena():
+    """docs: the parses in worker threads leave no arena of their own behind (glibc gives threads one each)."""
+    assert max(_arenas("one") for _ in range(3)) == 0
+    assert any(_arenas("default") > 0 for _ in range(8)), "the count sees a thread's arena where there is one"
