@@ -136,8 +136,13 @@ class Daemon:
         self.core.lost(peer_id)
 
     def received(self, peer_id: int, message: Message, out: asyncssh.SSHWriter) -> None:
-        """A peer's message on either end's connection; what a peer's key may ask is the same on both."""
-        awake = self._awake()
+        """A peer's message on either end's connection; what a peer's key may ask is the same on both.
+
+        The primary's heartbeat is a turn of the loop as good as a tick (:meth:`_pace`): a settled
+        secondary's tick rests on past it, and runs only when a peer could be silent or something changed.
+        """
+        from_primary = isinstance(message, Heartbeat) and message.id == peer_id == self.core.membership.primary
+        awake = self._awake(tick=from_primary)
         if isinstance(message, Heartbeat):
             if message.id != peer_id:
                 log.warning("server %d sent a heartbeat as server %d; dropped", peer_id, message.id)
@@ -146,6 +151,8 @@ class Daemon:
                 link = self.links.get(peer_id)
                 if link is not None and link.wanted:
                     link.poke()
+                if from_primary and self._settled():
+                    self._rest.postpone(self._pace())
         elif isinstance(message, (Apply, Head, Text, Fetch, Probe, Load, Confirm, Rollback, BoardRequest,
                                   PackageArrived, Install, Installed, Rollout)):
             self.spawn(self._answer(message, peer_id, out))
@@ -299,19 +306,24 @@ class Daemon:
         has nothing to do on a timer but notice a silent peer, and that
         deadline is known: it rests until then, or at most a heartbeat
         interval (a third of the detection time, so a pause is still told
-        from a busy loop). The backup's watch and any change of view wake
-        it sooner. Without a watch the backup is polled as before.
+        from a busy loop). Each heartbeat of the primary is such a turn of
+        the loop and postpones the rest by as much (:meth:`received`): while
+        the primary is heard the tick does not wake at all. The backup's
+        watch and any change of view wake it sooner. Without a watch the
+        backup is polled as before.
         """
         timing = self.config.timing
-        fast = min(timing.heartbeat / 2, 0.1)
+        if not self._settled():
+            return min(timing.heartbeat / 2, 0.1)
+        until = self.core.membership.next_silence() - time.monotonic() + 0.005
+        return max(0.005, min(timing.heartbeat, timing.detection / 3, until))
+
+    def _settled(self) -> bool:
         core = self.core
         membership = core.membership
-        if (self._watch is None or not self._watch.alive or core.revalidating or core.applying
-                or core.role() is not Role.SECONDARY or membership.orphaned is not None
-                or not membership.primary_alive()):
-            return fast
-        until = membership.next_silence() - time.monotonic() + 0.005
-        return max(0.005, min(timing.heartbeat, timing.detection / 3, until))
+        return not (self._watch is None or not self._watch.alive or core.revalidating or core.applying
+                    or core.role() is not Role.SECONDARY or membership.orphaned is not None
+                    or not membership.primary_alive())
 
     async def _sample_forever(self) -> None:
         """Common visibility: this server's throughput each wall-clock second, sent to the peers that are connected.
