@@ -154,8 +154,8 @@ def one_size(count: int, text: str, idle: float, keep: Path | None = None) -> di
                                       f"max {per[-1]:.1f}")
             memory = [memory_mb(pid) for pid in pids.values()]
             rss, pss = sorted(m[0] for m in memory), sorted(m[1] for m in memory)
-            row["RSS per daemon"] = f"median {statistics.median(rss):.0f} MB, max {rss[-1]:.0f} MB"
-            row["PSS per daemon"] = f"median {statistics.median(pss):.0f} MB, max {pss[-1]:.0f} MB"
+            row["RSS per daemon"] = f"median {statistics.median(rss):.1f} MB, max {rss[-1]:.0f} MB"
+            row["PSS per daemon"] = f"median {statistics.median(pss):.1f} MB, max {pss[-1]:.0f} MB"
             print(f"  {count}: idle {row['idle cluster']}, {row['idle per daemon']}; RSS {row['RSS per daemon']}, "
                   f"PSS {row['PSS per daemon']}", flush=True)
 
