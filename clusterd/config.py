@@ -374,11 +374,12 @@ def parse_document(text: str, path: Path) -> Any:
 
 def _timestamp_at(text: str) -> tuple[int, int]:
     """Where the timestamp is that the loader turns into an error without a mark (a 13th month, say)."""
-    stack = [_yaml().compose(text)]
+    stack, seen = [_yaml().compose(text)], set()
     while stack:
         node = stack.pop()
-        if node is None:
+        if node is None or id(node) in seen:  # an alias is its anchor's node: each is looked at once
             continue
+        seen.add(id(node))
         if node.tag == "tag:yaml.org,2002:timestamp":
             try:
                 _yaml().load(node.value)
@@ -411,10 +412,11 @@ def load(path: Path) -> ClusterConfig:
 
     path = Path(path)
     text = read_text(path)
-    try:
-        return _Reader(path.absolute(), _plain(text)).read()
-    except (YAMLError, ConfError, ValueError):
-        pass
+    if "%YAML" not in text:  # a version directive: libyaml's reading may not be the round-trip loader's
+        try:
+            return _Reader(path.absolute(), _plain(text)).read()
+        except (YAMLError, ConfError, ValueError):
+            pass
     return _Reader(path.absolute(), parse_document(text, path)).read()
 
 

@@ -293,7 +293,7 @@ class Core:
             sees=sorted(m.up), head=self.head.id, generation=self.head.number,
             digest=self.live.digest if self.live else "", state=self.own_state().value, inbox=str(self.history.inbox),
             behind=self.behind() if m.primary == self.config.id and m.sparse else [],
-            version=self.version,
+            version=self.version, both_ways=True,
         )
 
     def behind(self) -> list[int]:

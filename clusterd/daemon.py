@@ -7,10 +7,11 @@ socket in :mod:`clusterd.admin`. This module only connects them.
 
 Control traffic is SSH on ``address:port-base+id``: this server's node key is
 its host key, and a peer logs in as its id with its own key, which must be
-the one recorded in the cluster file. Inside, one channel per direction
-carries :mod:`clusterd.protocol` frames: this server's heartbeats and
-requests go out over the link it opened to each peer, and the peer's come in
-over the link the peer opened. Nothing listens on any other address.
+the one recorded in the cluster file. Inside, one channel carries
+:mod:`clusterd.protocol` frames both ways: a pair's heartbeats, requests and
+replies go over whichever end's connection is up (:mod:`clusterd.links`;
+a peer whose heartbeat does not say ``both_ways``, an older clusterd, is
+always dialled back). Nothing listens on any other address.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from .admin import Admin
 from .changes import Changes
 from .config import ClusterConfig
 from .core import Core
-from .links import Heartbeats, LinkDown, PeerLink
+from .links import Heartbeats, LinkDown, PeerLink, silence
 from .membership import SLOW, PeerView, Role
 from .primary import Primary
 from .priority import Priority
@@ -53,6 +54,10 @@ log = logging.getLogger("clusterd")
 
 BOARD_POINTS = 300
 """Samples per server at most in a primary's answer to a secondary's ``board`` request (the chart is 1,000 px wide)."""
+
+TICK_AT_LEAST = 2.0
+"""Seconds a settled secondary's tick may be postponed to by the primary's heartbeats: its stat of the live
+backup still runs this often (the watch does not see every way a file changes, a symlinked backup's for one)."""
 
 # ---------------------------------------------------------------------------
 # Incoming: the control port
@@ -119,6 +124,7 @@ class Daemon:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._watch: Watch | None = None
         self._rest = Rest()
+        self._ticked = time.monotonic()
         self._priority = Priority()
 
     @property
@@ -151,7 +157,7 @@ class Daemon:
                 link = self.links.get(peer_id)
                 if link is not None and link.wanted:
                     link.poke()
-                if from_primary and self._settled():
+                if from_primary and self._settled() and time.monotonic() - self._ticked < TICK_AT_LEAST:
                     self._rest.postpone(self._pace())
         elif isinstance(message, (Apply, Head, Text, Fetch, Probe, Load, Confirm, Rollback, BoardRequest,
                                   PackageArrived, Install, Installed, Rollout)):
@@ -283,6 +289,7 @@ class Daemon:
 
     async def _ticks(self, core: Core) -> None:
         while True:
+            self._ticked = time.monotonic()
             try:
                 if self._awake(tick=True):
                     core.expire()
@@ -308,7 +315,8 @@ class Daemon:
         interval (a third of the detection time, so a pause is still told
         from a busy loop). Each heartbeat of the primary is such a turn of
         the loop and postpones the rest by as much (:meth:`received`): while
-        the primary is heard the tick does not wake at all. The backup's
+        the primary is heard the tick wakes every :data:`TICK_AT_LEAST`
+        seconds (its stat of the backup, under the watch). The backup's
         watch and any change of view wake it sooner. Without a watch the
         backup is polled as before.
         """
@@ -366,8 +374,8 @@ class Daemon:
         token = object()
         self.incoming[peer_id] = token
         link = self.links.get(peer_id)
-        if link is not None:
-            link.attach(process.stdout)
+        attached = False
+        closed_by_peer = False
         try:
             while True:
                 try:
@@ -378,14 +386,17 @@ class Daemon:
                 except BadMessage as error:
                     log.warning("server %d: dropped a message: %s", peer_id, error)
                     continue
+                if not attached and link is not None and isinstance(message, Heartbeat) and message.both_ways:
+                    link.attach(process.stdout)  # a peer that reads what comes back on its own connection
+                    attached = True
                 self.received(peer_id, message, process.stdout)
-        except (asyncio.IncompleteReadError, asyncssh.Error, ConnectionError, BrokenPipeError):
-            pass
+        except (asyncio.IncompleteReadError, asyncssh.Error, ConnectionError, BrokenPipeError) as error:
+            closed_by_peer = not silence(error)
         finally:
             alone = link.detach(process.stdout) if link is not None else True
             if self.incoming.get(peer_id) is token:
                 del self.incoming[peer_id]
-                if alone:
+                if alone and closed_by_peer:
                     self.core.lost(peer_id)
             process.exit(0)
 

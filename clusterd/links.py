@@ -42,7 +42,7 @@ log = logging.getLogger("clusterd")
 
 REQUEST_TIMEOUT = 150.0
 DEMAND = 60.0
-"""Seconds a link the topology does not want stays up after a request over it."""
+"""Seconds a link the topology does not want stays up after a request over it, or after the topology let it go."""
 HANDSHAKES = 8
 """SSH handshakes a daemon runs at once. A new primary of 255 secondaries opens its links this many at a time, so
 its event loop (and so its heartbeats) is never a queue of hundreds of key exchanges on a busy machine."""
@@ -152,8 +152,11 @@ class PeerLink:
         """The peer opened a channel to this server: the link rides it (and stops dialling) until it closes.
 
         The peer hears this server at once, not at the next beat: its view
-        of this server starts with the channel.
+        of this server starts with the channel. Requests sent over a channel
+        it replaces get no reply now.
         """
+        if self._inbound is not None and self._inbound is not out:
+            self._fail(self._inbound, f"the channel from server {self.peer.id} was replaced")
         self._inbound = out
         self.ready.set()
         self._changed.set()
@@ -164,9 +167,9 @@ class PeerLink:
 
     def detach(self, out: asyncssh.SSHWriter) -> bool:
         """The peer's channel ``out`` closed; True if no channel to the peer is left."""
+        self._fail(out, f"the channel from server {self.peer.id} closed")
         if self._inbound is out:
             self._inbound = None
-            self._fail(out, f"the channel from server {self.peer.id} closed")
             if self._writer is None:
                 self.ready.clear()
             self._changed.set()
@@ -239,7 +242,7 @@ class PeerLink:
 
     def poke(self) -> None:
         """The peer was heard (on the link it opened): a link waiting to reconnect tries now."""
-        if not self.connected:
+        if not self.connected and self._inbound is None:
             self._changed.set()
 
     async def _rest(self, seconds: float) -> None:
@@ -333,6 +336,7 @@ class PeerLink:
                 await self._rest(owner.config.timing.heartbeat * random.uniform(1.0, 2.0) * 2 ** min(failures - 1, 2))
                 continue
             failures = 0
+            closed_by_peer = False
             try:
                 async with connection:
                     process = await connection.create_process(encoding=None)
@@ -354,31 +358,35 @@ class PeerLink:
                             changed.cancel()
                     finally:
                         reader.cancel()
+                    closed_by_peer = reader.done() and not reader.cancelled() and reader.result()
             except (OSError, asyncssh.Error, BrokenPipeError, ConnectionError) as error:
                 self._problem(f"connection lost ({reason(error)})")
+                closed_by_peer = not silence(error)
             finally:
                 out, self._writer, self.connected = self._writer, None, False
                 if out is not None:
                     self._fail(out, f"connection to server {peer.id} closed")
                     if self._inbound is None:
                         self.ready.clear()
-                        owner.closed(peer.id)
+                        if closed_by_peer:  # not a let-go, a stop, or a silence (the fuse's to judge)
+                            owner.closed(peer.id)
                     else:
                         self.connections += 1  # messages go on over the peer's channel, which has not seen them
             await asyncio.sleep(min(owner.config.timing.heartbeat, 0.2))
 
-    async def _read(self, stream: asyncssh.SSHReader, out: asyncssh.SSHWriter) -> None:
+    async def _read(self, stream: asyncssh.SSHReader, out: asyncssh.SSHWriter) -> bool:
+        """Until the connection ends; True if the peer's end closed it (a killed daemon's kernel does)."""
         while True:
             try:
                 message = await read_frame(stream)
             except OversizedFrame as error:
                 log.warning("server %d: %s; closing the link", self.peer.id, error)
-                return
+                return False
             except BadMessage as error:
                 log.warning("server %d: dropped a message: %s", self.peer.id, error)
                 continue
-            except (asyncio.IncompleteReadError, asyncssh.Error, ConnectionError):
-                return
+            except (asyncio.IncompleteReadError, asyncssh.Error, ConnectionError) as error:
+                return not silence(error)
             if isinstance(message, Reply):
                 self.replied(message)
             else:
@@ -444,6 +452,12 @@ class Heartbeats:
                 continue
             beat += skip
             self._send(lambda link: not link.slow or beat % SLOW == phase)
+
+
+def silence(error: BaseException) -> bool:
+    """The connection ended because an SSH keepalive went unanswered: the peer fell silent, which its fuse judges
+    (:mod:`clusterd.membership`, "late is not down"); any other end is a close, and the peer is down at once."""
+    return isinstance(error, asyncssh.ConnectionLost) and "keepalive" in error.reason
 
 
 def reason(error: BaseException) -> str:

@@ -63,6 +63,7 @@ class Priority:
         self._workers: set[int] = set()
         self._group = _autogroup() if os.getsid(0) == os.getpid() else None
         """This session's autogroup nice at start, when the session is this process's own (None: leave it)."""
+        self._group_refused = False
 
     @property
     def level(self) -> int:
@@ -79,13 +80,24 @@ class Priority:
                     os.setpriority(os.PRIO_PROCESS, worker, self.level)
                 except ProcessLookupError:
                     self._workers.discard(worker)
-            if self._group is not None:
-                Path(AUTOGROUP).write_text(str(max(self._group - BOOST, HIGHEST) if primary else self._group))
+            self._follow_group(primary)
         except OSError as error:
             if self.refused is None:
                 log.info("cannot raise the primary's CPU priority (%s); it runs at nice %d like a secondary",
                          error.strerror, self.base)
             self.refused = error.strerror or str(error)
+
+    def _follow_group(self, primary: bool) -> None:
+        """The session's autogroup with the threads; a refusal (EAGAIN: Linux allows one change per 100 ms without
+        CAP_SYS_ADMIN) leaves it as it was and is said once: the threads' priority stands either way."""
+        if self._group is None:
+            return
+        try:
+            Path(AUTOGROUP).write_text(str(max(self._group - BOOST, HIGHEST) if primary else self._group))
+        except OSError as error:
+            if not self._group_refused:
+                self._group_refused = True
+                log.info("cannot change this session's autogroup priority (%s)", error.strerror)
 
     def group(self) -> int | None:
         """The session's autogroup nice now (None: no autogroups here)."""

@@ -45,6 +45,9 @@ class Heartbeat:
     """From a primary: the servers up that do not hold its head in sync (what a sparse cluster's members know of the others)."""
     version: str = ""
     """The software version this server runs ("" unknown; ``clusterd.updates``); older servers send none."""
+    both_ways: bool = False
+    """This server reads heartbeats and requests on the connections it opened too (``clusterd.links``): a peer may
+    answer it over them. An older server reads only replies there, and is always dialled back."""
 
 
 @dataclass(frozen=True, slots=True)

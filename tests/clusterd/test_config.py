@@ -66,6 +66,12 @@ def test_the_fast_reading_is_the_round_trip_reading(tmp_path):
     assert [p.id for p in round_trip.peers] == [0, 7] and round_trip.timing.missed == 4
 
 
+def test_a_yaml_1_1_file_reads_as_the_round_trip_loader_reads_it(tmp_path):
+    """libyaml's reading would take ``010`` for ten; YAML 1.1 says eight, and so does the round-trip loader."""
+    path = write(tmp_path, "%YAML 1.1\n---\nid: 010\naddress: a\n")
+    assert cfg.load(path).id == 8 == cfg._Reader(path.absolute(), cfg.parse_document(path.read_text(), path)).read().id
+
+
 def test_a_bad_cluster_file_is_a_clear_error_and_exit_2(tmp_path, capsys):
     path = write(tmp_path, "id: 300\naddress: a\n")
     assert main(["-c", str(path), "status"]) == 2

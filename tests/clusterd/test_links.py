@@ -86,3 +86,30 @@ def test_links_the_topology_lets_go_linger_so_a_flap_of_the_role_costs_no_new_co
     time.sleep(3)  # past any close a let-go link would make
     seen = cluster.seen(4, 1)
     assert "via" not in seen and seen["up"] and seen["last_heartbeat"] < 1.5, seen
+
+
+def test_a_peer_that_does_not_say_both_ways_gets_only_replies_on_its_connection(cluster_factory):
+    """An older clusterd reads only replies on the connections it opens: it is never ridden, always dialled back."""
+    import asyncio
+
+    from clusterd.protocol import Fetch, Heartbeat, encode, read_frame
+
+    from .test_trust import login
+
+    cluster = cluster_factory([0, 1], **TIMING)
+    cluster.start(0)
+    cluster.wait("the daemon", lambda: cluster.status(0))
+
+    async def first_back(both_ways: bool) -> str:
+        async with await login(cluster, 0, 1, cluster.node_keys[1]) as connection:
+            process = await connection.create_process(encoding=None)
+            process.stdin.write(encode(Heartbeat(id=1, epoch=0, primary=None, uptime=0.1, sees=[1], head="",
+                                                 generation=0, digest="", state="awaiting initial sync",
+                                                 inbox="/nonexistent", both_ways=both_ways)))
+            await asyncio.sleep(1.0)  # five heartbeat intervals: a ridden channel would carry server 0's beats
+            process.stdin.write(encode(Fetch(rid=5)))
+            async with asyncio.timeout(10):
+                return (await read_frame(process.stdout)).type
+
+    assert asyncio.run(first_back(False)) == "reply"
+    assert asyncio.run(first_back(True)) == "heartbeat"
