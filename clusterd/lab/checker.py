@@ -32,6 +32,7 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Callable, Collection
 
 from confmerge import cluster_digest, parse
@@ -181,8 +182,15 @@ def lost(record: Record, acked: dict[int, float], final: dict[str, int | None],
         if final.get(edit.key) not in allowed and edit.key not in conflicted and (edit.key, edit.value) not in returned:
             out.append(f"edit {edit.number} on server {edit.server}: {edit.key} = {edit.value} (counted from "
                        f"{acked[number] - edit.at:.2f} s after it was made); the cluster ended with "
-                       f"{final.get(edit.key)}")
+                       f"{final.get(edit.key)}; the key's edits: {_story(by_key[edit.key])}")
     return out
+
+
+def _story(edits: list[Edit]) -> str:
+    """Every edit of one key, in order, with its wall-clock time: a lost value can be traced in the logs from this."""
+    return "; ".join(f"#{e.number} server {e.server} {e.replaced} -> {e.value}"
+                     f"{'' if e.intended else ' (carried back)'} at "
+                     f"{datetime.fromtimestamp(e.wall).strftime('%H:%M:%S.%f')[:-3] if e.wall else '?'}" for e in edits)
 
 
 def returned(history: list[dict[str, Any]], text: Callable[[str], str | None]) -> set[tuple[str, int | None]]:

@@ -34,6 +34,14 @@ def test_an_acknowledged_value_missing_at_the_end_is_lost():
     assert len(lost(record, acked, {}, [])) == 1
 
 
+def test_a_lost_edit_is_told_with_every_edit_of_its_key():
+    """What CI keeps of a failed soak is its output: the key's story has to be in it."""
+    record = history((0, "lab-a", 10, 1.0), (0, "lab-a", None, 2.0), (2, "lab-a", 10, 3.0))
+    (message,) = lost(record, {2: 3.2}, {}, [])
+    assert "the key's edits: #0 server 0 None -> 10 at " in message
+    assert "; #1 server 0 " in message and "-> None at " in message and "; #2 server 2 " in message
+
+
 def test_a_later_edit_supersedes_and_a_conflict_excuses_but_an_earlier_one_does_not():
     record = history((1, "lab-a", 9, 0.5), (1, "lab-a", 10, 1.0), (2, "lab-a", 11, 2.0), (2, "lab-b", None, 3.0))
     acked = {1: 1.5}
