@@ -18,8 +18,9 @@ pytestmark = pytest.mark.skipif(not Path(SCHEDSTAT).exists(), reason="no /proc/t
 LIMIT = 0.05
 
 MEASURED = f"""
-import os, sys, time
+import ctypes, os, sys, time
 from clusterd.pause import Gaps
+ctypes.CDLL(None).mlockall(3)  # MCL_CURRENT | MCL_FUTURE: no page of it reclaimed (this VM pages cold memory out)
 allowed = os.sched_getaffinity(0)
 os.sched_setaffinity(0, {{0}})
 os.nice(19)
@@ -67,12 +68,20 @@ def test_a_stopped_process_is_paused_for_as_long_as_it_was_stopped() -> None:
 
 
 def test_a_process_waiting_for_a_cpu_is_starved_not_paused() -> None:
-    hogs = [subprocess.Popen([sys.executable, "-c", HOG]) for _ in range(3)]
-    try:
-        lines = measure(2.0, lambda child: None)
-    finally:
-        for hog in hogs:
-            hog.kill()
-            hog.wait()
-    assert not [line for line in lines if line.startswith("paused")], lines
-    assert any(line.startswith("starved") for line in lines), "the hogs kept it waiting past the limit"
+    """A gap in which the process neither ran nor waited for a CPU is a pause, rightly: the kernel can also block a
+    process on its own (CI once saw 0.72 s). So the measurement is made again once if it saw a pause; a starved
+    process taken for paused both times fails."""
+    runs = []
+    for _ in range(2):
+        hogs = [subprocess.Popen([sys.executable, "-c", HOG]) for _ in range(3)]
+        try:
+            lines = measure(2.0, lambda child: None)
+        finally:
+            for hog in hogs:
+                hog.kill()
+                hog.wait()
+        runs.append(lines)
+        if not [line for line in lines if line.startswith("paused")]:
+            break
+    assert not [line for line in runs[-1] if line.startswith("paused")], runs
+    assert any(line.startswith("starved") for line in runs[-1]), "the hogs kept it waiting past the limit"
