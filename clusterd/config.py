@@ -47,6 +47,11 @@ class Timing:
         """Silence after which a peer is down."""
         return self.heartbeat * self.missed
 
+    @property
+    def patience(self) -> float:
+        """The detection time, at least a second: what a connection, a handshake, a probe or a keepalive waits."""
+        return max(self.detection, 1.0)
+
 
 @dataclass(frozen=True, slots=True)
 class SshSettings:

@@ -184,7 +184,7 @@ class Daemon:
             allow_scp=False, allow_pty=False, agent_forwarding=False, x11_forwarding=False,
             sftp_factory=None, reuse_address=True, line_editor=False, login_timeout=sshserver.LOGIN_TIMEOUT,
             # a link may ride a peer's connection (links.py): a dead one must close here too, as the peer's own would
-            keepalive_interval=max(config.timing.detection, 1.0) * SLOW, keepalive_count_max=2,
+            keepalive_interval=config.timing.patience * SLOW, keepalive_count_max=2,
         ))
         if config.ssh.serve:
             host_key = keys.load_or_create(config.state_dir / "ssh_host_key")
@@ -272,7 +272,7 @@ class Daemon:
         if link is None or not link.wanted:
             return None
         try:
-            reply = await link.request(Probe(rid=0), timeout=max(self.config.timing.detection, 1.0))
+            reply = await link.request(Probe(rid=0), timeout=self.config.timing.patience)
             message = from_data(reply.body)
         except (LinkDown, BadMessage):
             return None
@@ -397,7 +397,7 @@ class Daemon:
             if self.incoming.get(peer_id) is token:
                 del self.incoming[peer_id]
                 if alone and closed_by_peer:
-                    self.core.lost(peer_id)
+                    self.closed(peer_id)
             process.exit(0)
 
     async def _answer(self, message: Request, peer_id: int, out: asyncssh.SSHWriter) -> None:

@@ -263,7 +263,7 @@ class PeerLink:
         """
         owner = self.owner
         started = time.monotonic()
-        sock = await self._tcp(peer, max(owner.config.timing.detection, 1.0))
+        sock = await self._tcp(peer, owner.config.timing.patience)
         try:
             async with _handshake_slot():
                 if self._inbound is not None:
@@ -295,8 +295,8 @@ class PeerLink:
             peer.address, owner.config.port_of(peer), sock=sock, username=str(owner.config.id),
             client_keys=[owner.key], known_hosts=([keys.parse_public_key(peer.key)], [], []),
             agent_path=None, config=None, password=None, kbdint_auth=False, gss_host=None,
-            connect_timeout=max(owner.config.timing.detection, 1.0),
-            keepalive_interval=max(owner.config.timing.detection, 1.0) * (SLOW if self.patient else 1),
+            connect_timeout=owner.config.timing.patience,
+            keepalive_interval=owner.config.timing.patience * (SLOW if self.patient else 1),
             keepalive_count_max=2,
             encryption_algs=CIPHERS,
         )
