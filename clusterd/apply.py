@@ -25,7 +25,8 @@ import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from confmerge import ConfError, Conflict, adopt, cluster_part, parse, render, sync_directory, write_atomic
+from confmerge import (Config, ConfError, Conflict, adopt, cluster_part, cluster_tree, parse, render, sync_directory,
+                       write_atomic)
 
 from . import livefile
 from .history import Generation, History, sha256
@@ -119,10 +120,7 @@ def apply_generation(store: History, backup: Path, text: str, generation: Genera
         _save(store, generation, text)
         return Applied(generation, False, live, stamp)
     assert live.config is not None
-    try:
-        result = adopt(live.config, parse(text, f"generation {generation.number}"))
-    except ConfError as error:
-        raise SyncError(f"the adopted backup would not be valid: {error.diagnostics[0]}") from None
+    result = _adopted(live.config, text, f"generation {generation.number}")
     new_text = render(result)
     written = write_backup(store, backup, live.text, new_text, apply_command, generation)
     _save(store, generation, text)
@@ -130,6 +128,23 @@ def apply_generation(store: History, backup: Path, text: str, generation: Genera
         return Applied(generation, True, snapshot_of(written.text, backup), written.stamp, written.conflicts)
     # adopt's contract: the result holds the generation's cluster-wide content in normal form
     return Applied(generation, True, Snapshot(new_text, cluster_part(result), generation.digest, result), written.stamp)
+
+
+def _adopted(server: Config, text: str, name: str) -> Config:
+    """``server`` adopting generation ``text``, of which only what differs from its own cluster part is parsed.
+
+    A problem is told as a whole parse of ``text`` tells it, with its lines.
+    """
+    quick = cluster_tree(server, text, name)
+    try:
+        if quick is not None:
+            try:
+                return adopt(server, quick)
+            except ConfError:
+                pass
+        return adopt(server, parse(text, name))
+    except ConfError as error:
+        raise SyncError(f"the adopted backup would not be valid: {error.diagnostics[0]}") from None
 
 
 def _save(store: History, generation: Generation, text: str) -> None:

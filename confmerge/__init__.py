@@ -3,7 +3,7 @@
 The public engine API: what ``clusterd`` and any other program use, imported
 from here and nowhere deeper (``from confmerge import parse, merge``). Text in,
 trees and results out (:func:`parse`, :func:`validate`, :func:`diff`,
-:func:`merge`, :func:`adopt`, :func:`cluster_part`, :func:`cluster_digest`,
+:func:`merge`, :func:`adopt`, :func:`cluster_part`, :func:`cluster_digest`, :func:`cluster_tree`,
 :func:`render`); results as plain data for JSON / YAML (``*_data``, :func:`dump`)
 and as text for a person (``*_text``, ``merge_*``, :func:`printable`); the
 files at the edge (:func:`read_text`, :func:`write_atomic`, and its parts
@@ -14,6 +14,7 @@ itself); and the one way both programs run a command (:func:`run_program`, :func
 __version__ = "0.1.0"
 
 from .check import references, validate
+from .cluster import cluster_tree
 from .data import change_data, config_data, diff_data, dump, report_data
 from .diagnostics import ConfError, Diagnostic, Severity, printable
 from .diff import Change, Diff, FieldChange, Op, Scope, diff
@@ -31,7 +32,7 @@ __all__ = [
     "__version__",
     # text in, trees and results out
     "parse", "validate", "references", "render", "diff", "merge", "adopt", "cluster_part", "cluster_digest",
-    "choose_primary",
+    "cluster_tree", "choose_primary",
     # the tree and the rules that classify it
     "Config", "Node", "Identity", "MergeClass", "Rule", "Rules", "default_rules", "rules_with", "effective_class",
     # results

@@ -203,3 +203,86 @@ def test_the_digest_counts_rule_order():
     assert peak + business in text
     swapped = parse(text.replace(peak + business, business + peak), "swapped.conf")
     assert cluster_digest(swapped) != cluster_digest(parse(text, "bqn0-v1.conf"))
+
+
+# ---------------------------------------------------------------------------
+# cluster_tree: a generation read again only where it differs from the server's cluster part
+
+import sys  # noqa: E402
+
+from hypothesis import strategies as st  # noqa: E402
+
+from confmerge.cluster import cluster_tree  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent.parent / "bench"))
+from generate import backup as generated  # noqa: E402
+
+
+def adopted(server, cluster):
+    try:
+        return render(adopt(server, cluster))
+    except ConfError as error:
+        return f"refused: {error.diagnostics[0].message}"
+
+
+def spliced(text: str, other: str, edits: list[tuple[int, int, int]]) -> str:
+    """``text`` with lines deleted, changed or taken from ``other``, as a primary's edits (and worse) make them."""
+    lines, pool = text.splitlines(keepends=True), other.splitlines(keepends=True) or ["\n"]
+    for kind, at, pick in edits:
+        at %= len(lines) + 1
+        if kind == 0 and at < len(lines):
+            del lines[at]
+        elif kind == 1:
+            lines.insert(at, pool[pick % len(pool)])
+        elif kind == 2 and at < len(lines):
+            lines[at] = lines[at].replace("1", "7", 1)
+        elif kind == 3:
+            lines.insert(at, "# a comment\n" if pick % 2 else "\n")
+    return "".join(lines)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(backup(1), backup(0), st.lists(st.tuples(st.integers(0, 3), st.integers(0, 400), st.integers(0, 400)),
+                                      min_size=1, max_size=4))
+def test_a_generation_read_again_where_it_changed_is_adopted_as_the_whole_parse_is(server_text, primary_text, edits):
+    server = parse(server_text, "server")
+    text = spliced(cluster_part(server), cluster_part(parse(primary_text, "primary")), edits)
+    quick = cluster_tree(server, text, "generation")
+    try:
+        whole = parse(text, "generation")
+    except ConfError:
+        assert quick is None
+        return
+    if quick is not None:
+        assert cluster_part(quick) == cluster_part(whole)
+        assert cluster_digest(quick) == cluster_digest(whole)
+        assert adopted(server, quick) == adopted(server, whole)
+
+
+def test_one_changed_value_of_a_large_backup_reads_two_sections_again():
+    text = generated(2000, seed=3).replace("bqn-id 0", "bqn-id 4")
+    server = parse(text, "server")
+    primary = text.replace("  uplink 1M\n", "  uplink 2M\n", 1)
+    generation = cluster_part(parse(primary, "primary"))
+    quick = cluster_tree(server, generation, "generation")
+    assert quick is not None
+    read_again = [s for s in quick.sections if all(s is not t for t in server.sections)]
+    assert len(read_again) == 2, "the first section (whose text lost the header) and the changed one"
+    assert "  uplink 2M" in [node.text for s in read_again for node in s.walk()]
+    assert render(adopt(server, quick)) == render(adopt(server, parse(generation, "generation"))) == \
+        primary.replace("bqn-id 0", "bqn-id 4")
+    changed = next(s for s in read_again if s is not quick.sections[0])
+    assert changed.line == generation[:generation.index(changed.text + "\n")].count("\n") + 1, "numbered in the text"
+
+
+@pytest.mark.parametrize("make, why", [
+    (lambda part: part.replace("  downlink 100M\n", "  downlink lots\n", 1), "a problem in the section read again"),
+    (lambda part: part + "policy rate plan-100M\n  downlink 1M\n", "a section given twice"),
+    (lambda part: part + "# a comment after the last statement\n", "comments after the last statement"),
+    (lambda part: "\ufeff" + part, "a byte order mark"),
+])
+def test_the_shortcut_is_not_taken_where_it_could_differ_from_a_whole_parse(make, why):
+    server = load("bqn1-v1.conf")
+    text = make(cluster_part(server))
+    assert text != cluster_part(server)
+    assert cluster_tree(server, text, "generation") is None, why
