@@ -42,3 +42,26 @@ def test_clusterd_has_no_import_cycle():
             visit(name, [name])
     assert cycles == [], cycles
     assert "links" in graph and "daemon" not in graph["links"], "a link knows its owner only as a LinkOwner"
+
+
+def test_importing_clusterd_runs_no_compiler_to_look_for_liboqs(tmp_path: Path):
+    """asyncssh alone runs gcc (or cc) when liboqs is not in the linker cache; clusterd asks only the cache."""
+    import os
+    import subprocess
+    import sys
+
+    marker = tmp_path / "compiler ran"
+    for name in ("gcc", "cc", "ld"):
+        tool = tmp_path / name
+        tool.write_text(f"#!/bin/sh\necho {name} >> '{marker}'\nexit 1\n")
+        tool.chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ.get('PATH', '')}"}
+
+    def ran(code: str) -> str:
+        marker.unlink(missing_ok=True)
+        subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
+        return marker.read_text() if marker.exists() else ""
+
+    assert ran("import asyncssh") != "", "the probe this test stops (asyncssh changed: the test is stale)"
+    assert ran("import clusterd.cli, asyncssh.crypto.pq as pq, ctypes.util as u; assert u.find_library.__module__ "
+               "== 'ctypes.util'") == ""
