@@ -116,6 +116,8 @@ class Daemon:
         self.web_url = ""
         """The URL of this server's web GUI ("" while it serves none)."""
         self.incoming: dict[int, object] = {}
+        self._owed: dict[asyncssh.SSHWriter, int] = {}
+        """Replies being made, by the channel their requests came on (a link yields its connection only when none)."""
         self._control_gate = sshserver.Gate(f"control port {config.address}:{config.control_port}")
         self._ssh_gate = sshserver.Gate(f"SFTP on {config.address}:{config.ssh_port}")
         self.stopping = asyncio.Event()
@@ -161,6 +163,7 @@ class Daemon:
                     self._rest.postpone(self._pace())
         elif isinstance(message, (Apply, Head, Text, Fetch, Probe, Load, Confirm, Rollback, BoardRequest,
                                   PackageArrived, Install, Installed, Rollout)):
+            self._owed[out] = self._owed.get(out, 0) + 1
             self.spawn(self._answer(message, peer_id, out))
         elif isinstance(message, Visibility):
             if message.id == peer_id:
@@ -400,7 +403,21 @@ class Daemon:
                     self.closed(peer_id)
             process.exit(0)
 
+    def owes(self, out: asyncssh.SSHWriter) -> bool:
+        return out in self._owed
+
     async def _answer(self, message: Request, peer_id: int, out: asyncssh.SSHWriter) -> None:
+        try:
+            await self._reply(message, peer_id, out)
+        finally:
+            left = self._owed.pop(out, 1) - 1
+            if left:
+                self._owed[out] = left
+            link = self.links.get(peer_id)
+            if link is not None and not left:
+                link.answered()
+
+    async def _reply(self, message: Request, peer_id: int, out: asyncssh.SSHWriter) -> None:
         try:
             if isinstance(message, (Load, Confirm, Rollback)):
                 reply = await self.changes.answer(message, peer_id)

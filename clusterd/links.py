@@ -8,7 +8,10 @@ carries requests (:data:`clusterd.protocol.Request`) with their replies
 matched by request id. Either end's connection serves both: while the peer
 has a channel open to this server, the link rides it and dials nothing, so a
 pair needs one key exchange, not two, and a peer that cannot be dialled (a
-NAT, a primary busy with 255 others) is heard all the same. :class:`Heartbeats`
+NAT, a primary busy with 255 others) is heard all the same. When both ends
+dialled at once, the lower id's connection is the pair's: the higher id
+closes its own once it rides the other (and no reply is owed on it), so a
+pair holds one connection, not two idle ones with keepalives of their own. :class:`Heartbeats`
 sends this server's heartbeat over every link that is up: each interval to
 the fast ones, every :data:`~clusterd.membership.SLOW` intervals to the slow
 ones, and at once to all when the daemon's view changes; one frame is encoded
@@ -86,6 +89,9 @@ class LinkOwner(Protocol):
     def closed(self, peer_id: int) -> None:
         """The last channel to the peer closed."""
 
+    def owes(self, out: asyncssh.SSHWriter) -> bool:
+        """A reply to a request that came on ``out`` is still being made."""
+
 
 _request_ids = itertools.count(1)
 
@@ -110,6 +116,7 @@ class PeerLink:
         self.rtt: float | None = None
         self._writer: asyncssh.SSHWriter | None = None
         self._inbound: asyncssh.SSHWriter | None = None
+        self._attached_at = 0.0
         self._waiting: dict[int, tuple[asyncio.Future[Reply], asyncssh.SSHWriter]] = {}
         self._task = asyncio.create_task(self._run(), name=f"link-{peer.id}")
         self.problem: str | None = None
@@ -158,8 +165,11 @@ class PeerLink:
         if self._inbound is not None and self._inbound is not out:
             self._fail(self._inbound, f"the channel from server {self.peer.id} was replaced")
         self._inbound = out
+        self._attached_at = time.monotonic()
         self.ready.set()
         self._changed.set()
+        if self._writer is not None and self.owner.config.id > self.peer.id:  # to yield this server's own, later
+            asyncio.get_running_loop().call_later(self.owner.config.timing.patience, self._changed.set)
         if self._writer is None:
             self.connections += 1
             self.send(encode(self.owner.heartbeat()))
@@ -179,6 +189,22 @@ class PeerLink:
         entry = self._waiting.get(message.rid)
         if entry is not None and not entry[0].done():
             entry[0].set_result(message)
+            self.answered()
+
+    def answered(self) -> None:
+        """A reply went out: the connection this server yields (:meth:`_yields`) may be closed now."""
+        if self._writer is not None and self._inbound is not None:
+            self._changed.set()
+
+    def _yields(self) -> bool:
+        """This server's own connection is one too many: the peer, the lower id, has had one open to it for the
+        detection time (a request the peer sent on this one before has arrived), which the link rides, and no
+        reply is owed on this one, either way."""
+        writer = self._writer
+        return (writer is not None and self._inbound is not None and self.owner.config.id > self.peer.id
+                and time.monotonic() - self._attached_at >= self.owner.config.timing.patience
+                and not self.owner.owes(writer)
+                and not any(sent is writer and not future.done() for future, sent in self._waiting.values()))
 
     def _fail(self, out: asyncssh.SSHWriter, why: str) -> None:
         """The requests sent over the channel ``out`` get no reply now."""
@@ -350,7 +376,7 @@ class PeerLink:
                     process.stdin.write(encode(owner.heartbeat()))
                     owner.link_up()
                     try:
-                        while not reader.done() and self.active():
+                        while not reader.done() and self.active() and not self._yields():
                             self._changed.clear()
                             changed = asyncio.ensure_future(self._changed.wait())
                             await asyncio.wait({reader, changed}, timeout=DEMAND / 4,

@@ -113,3 +113,54 @@ def test_a_peer_that_does_not_say_both_ways_gets_only_replies_on_its_connection(
 
     assert asyncio.run(first_back(False)) == "reply"
     assert asyncio.run(first_back(True)) == "heartbeat"
+
+
+def control_connections(cluster) -> dict[tuple[int, int], int]:
+    """(dialler, dialled) -> established TCP connections to the dialled server's control port, from /proc/net/tcp."""
+    def endpoint(text: str) -> tuple[str, int]:
+        address, port = text.split(":")
+        return ".".join(str(b) for b in reversed(bytes.fromhex(address))), int(port, 16)
+
+    servers = {(cluster.address(i), cluster.base + i): i for i in cluster.ids}
+    addresses = {cluster.address(i): i for i in cluster.ids}
+    counts: dict[tuple[int, int], int] = {}
+    for line in open("/proc/net/tcp").read().splitlines()[1:]:
+        fields = line.split()
+        local, remote, state = endpoint(fields[1]), endpoint(fields[2]), fields[3]
+        if state == "01" and local in servers and remote[0] in addresses:
+            key = (addresses[remote[0]], servers[local])
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def test_a_pair_that_dialled_each_other_at_once_keeps_one_connection(cluster_factory, tmp_path, capsys):
+    """Four servers started together dial each other at once; the higher id of a pair closes its own connection
+    once it rides the lower id's, so each pair holds one connection, and heartbeats and requests still go both
+    ways over it."""
+    cluster = cluster_factory([0, 1, 2, 3], **TIMING)
+    cluster.start_all()
+    cluster.wait("complete", lambda: cluster.agreed_primary() == 0 and cluster.complete() or None, 30)
+
+    def pairs() -> dict[tuple[int, int], int]:
+        counts = control_connections(cluster)
+        return {(i, j): counts.get((i, j), 0) + counts.get((j, i), 0) for i in cluster.ids for j in cluster.ids if i < j}
+
+    cluster.wait("one connection per pair", lambda: set(pairs().values()) == {1} or None, 20)
+    time.sleep(1)  # five heartbeat intervals over the one connection
+    for i in cluster.ids:
+        for j in cluster.ids:
+            if i != j:
+                assert cluster.seen(i, j)["up"], (i, j, cluster.logs())
+    assert set(pairs().values()) == {1}, pairs()
+    assert "is down" not in "".join(cluster.log(i) for i in cluster.ids), cluster.logs()
+
+    # a request from the highest id to the primary, over the one connection the pair kept
+    loaded = tmp_path / "loaded.conf"
+    loaded.write_text(cluster.backup(3).read_text().replace("  downlink 100M\n", "  downlink 90M\n", 1))
+    capsys.readouterr()
+    code = main(["-c", str(cluster.config(3)), "load", str(loaded)])
+    out, err = capsys.readouterr()
+    assert code == 0 and "by the primary, server 0" in out, out + err
+    cluster.wait("the load everywhere", lambda: all("downlink 90M" in cluster.backup(i).read_text() for i in cluster.ids)
+                 and cluster.complete() or None, 20)
+    assert set(pairs().values()) == {1}, pairs()
