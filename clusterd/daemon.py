@@ -45,7 +45,7 @@ from .protocol import Confirm, Load, Rollback
 from .protocol import Board as BoardRequest, Visibility
 from .protocol import Install, Installed, PackageArrived, Rollout
 from .secondary import Secondary
-from .throughput import Board, wire_interfaces
+from .throughput import SENT_EVERY, Board, wire_interfaces
 from .rest import Rest
 from .updates import Updates
 from .watch import Watch, watch
@@ -340,7 +340,7 @@ class Daemon:
         """Common visibility: this server's throughput each wall-clock second, sent to the peers that are connected.
 
         In a sparse cluster a secondary sends it to the primary only, every
-        :data:`~clusterd.membership.SLOW` seconds (the seconds since the last
+        :data:`~clusterd.throughput.SENT_EVERY` seconds (the seconds since the last
         message; one message per server every few seconds whatever the
         cluster's size) and the primary to no one: its board holds everyone's,
         and a secondary asks it for them when they are wanted
@@ -361,7 +361,7 @@ class Daemon:
                                   seen[2], self.web_url)
                 membership = self.core.membership
                 only = membership.primary if membership.sparse else None
-                if only is None or second % SLOW == self.config.id % SLOW:
+                if only is None or second % SENT_EVERY == self.config.id % SENT_EVERY:
                     for peer_id, link in list(self.links.items()):
                         if link.up and (only is None or peer_id == only != self.config.id):
                             link.post(self.board.message(peer_id, link.connections))

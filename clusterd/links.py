@@ -168,8 +168,6 @@ class PeerLink:
         self._attached_at = time.monotonic()
         self.ready.set()
         self._changed.set()
-        if self._writer is not None and self.owner.config.id > self.peer.id:  # to yield this server's own, later
-            asyncio.get_running_loop().call_later(self.owner.config.timing.patience, self._changed.set)
         if self._writer is None:
             self.connections += 1
             self.send(encode(self.owner.heartbeat()))
@@ -195,6 +193,14 @@ class PeerLink:
         """A reply went out: the connection this server yields (:meth:`_yields`) may be closed now."""
         if self._writer is not None and self._inbound is not None:
             self._changed.set()
+
+    def _until_yield(self) -> float:
+        """How long the connection loop may rest: until this server may yield its own connection, if it will
+        (past that, the last reply owed on it wakes the loop: :meth:`answered`)."""
+        left = self._attached_at + self.owner.config.timing.patience - time.monotonic()
+        if self._inbound is None or self.owner.config.id < self.peer.id or left <= 0:
+            return DEMAND / 4
+        return left + 0.01
 
     def _yields(self) -> bool:
         """This server's own connection is one too many: the peer, the lower id, has had one open to it for the
@@ -379,7 +385,7 @@ class PeerLink:
                         while not reader.done() and self.active() and not self._yields():
                             self._changed.clear()
                             changed = asyncio.ensure_future(self._changed.wait())
-                            await asyncio.wait({reader, changed}, timeout=DEMAND / 4,
+                            await asyncio.wait({reader, changed}, timeout=self._until_yield(),
                                                return_when=asyncio.FIRST_COMPLETED)
                             changed.cancel()
                     finally:

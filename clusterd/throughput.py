@@ -32,7 +32,9 @@ DAY_MINUTES = 1440
 SYS_NET = Path("/sys/class/net")
 CURRENT = 6
 """A server's newest sample is its current throughput while it is at most this many seconds old (a secondary of a
-sparse cluster sends the primary its samples every fourth second, one second late at most)."""
+sparse cluster sends the primary its samples every :data:`SENT_EVERY` seconds, one second late at most)."""
+SENT_EVERY = 4
+"""Seconds between a sparse cluster's secondary's messages of samples to the primary (one message, all those seconds)."""
 
 Sample = tuple[int, float | None, float | None]
 

@@ -241,7 +241,7 @@ def spliced(text: str, other: str, edits: list[tuple[int, int, int]]) -> str:
     return "".join(lines)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(backup(1), backup(0), st.lists(st.tuples(st.integers(0, 3), st.integers(0, 400), st.integers(0, 400)),
                                       min_size=1, max_size=4))
 def test_a_generation_read_again_where_it_changed_is_adopted_as_the_whole_parse_is(server_text, primary_text, edits):

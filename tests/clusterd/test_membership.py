@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from clusterd.membership import Membership, Role, claim_epoch
+from clusterd.membership import SLOW, Membership, Role, claim_epoch
 from clusterd.protocol import Heartbeat
 
 
@@ -267,8 +267,10 @@ def test_a_slow_neighbours_fuse_grows_by_detection_times_not_by_its_slow_base():
     m.heartbeat(beat(0, 1, 0), 0.0)
     m.relink()
     assert 4 in m.slow
+    base, due = 1.5 * SLOW, 0.5 * SLOW
     m.heartbeat(beat(4, 1, 0), 0.0)
-    m.heartbeat(beat(4, 1, 0), 11.0)  # over its base (6 s) + 3 detection times: an outage, not lateness
-    assert m.fuse(4) == 6.0
-    m.heartbeat(beat(4, 1, 0), 19.0)  # 4 s late past its interval and jitter: the fuse grows by 3 detection times
-    assert m.fuse(4) == 6.0 + 3 * 1.5, "not by 3 times its slow base (18 s)"
+    outage = base + 3 * 1.5 + 1.0
+    m.heartbeat(beat(4, 1, 0), outage)  # over its base + 3 detection times: an outage, not lateness
+    assert m.fuse(4) == base
+    m.heartbeat(beat(4, 1, 0), outage + 2 * due + 4.0)  # 4 s late past its interval and jitter: the fuse grows
+    assert m.fuse(4) == base + 3 * 1.5, "by 3 detection times, not by 3 times its slow base"
