@@ -127,6 +127,9 @@ class Daemon:
         self._watch: Watch | None = None
         self._rest = Rest()
         self._ticked = time.monotonic()
+        self._sample_rest = Rest()
+        self._sampled = 0
+        """The wall-clock second of the last throughput sample."""
         self._priority = Priority()
 
     @property
@@ -159,8 +162,8 @@ class Daemon:
                 link = self.links.get(peer_id)
                 if link is not None and link.wanted:
                     link.poke()
-                if from_primary and self._settled() and time.monotonic() - self._ticked < TICK_AT_LEAST:
-                    self._rest.postpone(self._pace())
+                if from_primary and self._settled():
+                    self._ride()
         elif isinstance(message, (Apply, Head, Text, Fetch, Probe, Load, Confirm, Rollback, BoardRequest,
                                   PackageArrived, Install, Installed, Rollout)):
             self._owed[out] = self._owed.get(out, 0) + 1
@@ -309,6 +312,16 @@ class Daemon:
                 log.exception("tick failed")
             await self._rest(self._pace())
 
+    def _ride(self) -> None:
+        """The primary's heartbeat woke a settled secondary: the tick and the throughput sample that are due take
+        this turn of the loop instead of a wake-up of their own (an idle secondary's cost is its wake-ups)."""
+        if time.monotonic() - self._ticked < TICK_AT_LEAST:
+            self._rest.postpone(self._pace())
+        else:
+            self._rest.wake()
+        if int(time.time()) != self._sampled:
+            self._sample_rest.wake()
+
     def _pace(self) -> float:
         """How long the tick may rest: short for a primary or in any transition, longer for a settled secondary.
 
@@ -346,7 +359,9 @@ class Daemon:
         and a secondary asks it for them when they are wanted
         (:meth:`clusterd.admin.Admin.throughput`). Each server samples at its
         own fraction of the second, so that a large cluster's daemons do not
-        all wake at once.
+        all wake at once. A settled secondary samples in the turn of the
+        primary's first heartbeat of each second (:meth:`_ride`), and wakes for
+        it only near the second's end if none came.
         """
         seen: tuple[object, tuple[str, ...], str] = (None, (), "")
         offset = 0.005 + (self.config.id * 0.618) % 1.0 * 0.9
@@ -357,6 +372,7 @@ class Daemon:
                 live = self.core.live.config if self.core.live is not None else None
                 if seen[0] is not live:
                     seen = (live, wire_interfaces(live), (live.hostname if live is not None else None) or "")
+                self._sampled = int(time.time())
                 self.board.sample(self.config.interfaces if self.config.interfaces is not None else seen[1],
                                   seen[2], self.web_url)
                 membership = self.core.membership
@@ -367,7 +383,11 @@ class Daemon:
                             link.post(self.board.message(peer_id, link.connections))
             except Exception:  # like the tick: a bug here must not stop the sampling
                 log.exception("throughput sampling failed")
-            await asyncio.sleep((offset - time.time()) % 1.0 or 1.0)
+            now = time.time()
+            if self._settled():
+                await self._sample_rest(self._sampled + 1.9 - now)
+            else:
+                await self._sample_rest((offset - now) % 1.0 or 1.0)
 
     async def _serve_channel(self, process: asyncssh.SSHServerProcess) -> None:
         owner = process.get_extra_info("connection").get_owner()

@@ -158,3 +158,25 @@ def test_a_primary_answers_a_secondary_with_thinned_series_averaged_with_gaps_ke
     assert with_data and all(s[1] == 100.0 and 0 <= s[2] <= 10 for s in with_data), "averages of what had data"
     assert sum(s[2] == 5.0 for s in with_data) > len(with_data) / 2
     assert any(s[1] is None for s in samples), "a stretch with no data stays no data"
+
+
+def test_a_settled_secondary_samples_every_second_riding_the_primarys_heartbeats(cluster_factory) -> None:
+    """A settled secondary takes its sample in the turn of the primary's first heartbeat of each second (no wake-up of
+    its own): no second goes missing, on the secondary itself and on the primary's board."""
+    from clusterd.client import ask
+
+    cluster = cluster_factory([0, 1, 2])
+    for i in cluster.ids:
+        with open(cluster.config(i), "a") as file:
+            file.write("visibility:\n  interfaces: [lo]\n")
+    cluster.start_all()
+    cluster.wait("complete", lambda: cluster.complete() or None, 30)
+    time.sleep(6)
+    for asked in (2, 0):
+        reply = ask(config_module.load(cluster.config(asked)), {"type": "throughput", "server": 2, "seconds": 12},
+                    timeout=5)
+        samples = reply["throughput"]["servers"][0]["samples"]
+        now = int(time.time())
+        known = {t for t, down, up in samples if down is not None and up is not None}
+        window = range(now - 5, now - 1)
+        assert set(window) <= known, (asked, sorted(known), now, cluster.log(2)[-2000:])
