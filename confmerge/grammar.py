@@ -11,40 +11,80 @@ The Lark file is the one definition of the syntax. Two readers use it:
   that the scanner and the block builder are tested against. It is about three
   times slower (see ``docs/performance.md``), which is why it is not the path
   every file takes.
+
+The scanner's terminals are also kept in ``grammar/terminals.json`` with the
+sha256 of the grammar they came from, so that a program that reads valid
+files never imports Lark (0.08 s of CPU at every start of ``confmerge`` and
+``clusterd``). Where the hash does not match the grammar the terminals come
+from Lark; ``tests/test_grammar.py`` fails until the file is made again
+(:func:`write_terminals`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import unicodedata
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Iterator, NamedTuple
-
-from lark import Lark, Token, Tree, UnexpectedInput, UnexpectedToken
-from lark.indenter import Indenter
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator, NamedTuple
 
 from .diagnostics import Diagnostic
 
+if TYPE_CHECKING:
+    from lark import Lark, Token, Tree
+
 BOM = "\ufeff"
+TERMINALS = ("WORD", "QUOTED", "COMMENT")
+"""The grammar's terminals the line scanner is compiled from."""
 
 
-class BQNIndenter(Indenter):
-    """Turns the indentation after each line break into block tokens."""
-
-    NL_type = "_NL"
-    OPEN_PAREN_types: list[str] = []
-    CLOSE_PAREN_types: list[str] = []
-    INDENT_type = "_INDENT"
-    DEDENT_type = "_DEDENT"
-    tab_len = 8
+def grammar_text() -> str:
+    return resources.files("confmerge._grammar").joinpath("bqnconf.lark").read_text(encoding="utf-8")
 
 
 @cache
-def lark_parser() -> Lark:
-    text = resources.files("confmerge._grammar").joinpath("bqnconf.lark").read_text(encoding="utf-8")
-    return Lark(text, parser="lalr", postlex=BQNIndenter(), start=["start", "line"], maybe_placeholders=False)
+def lark_parser() -> "Lark":
+    from lark import Lark
+    from lark.indenter import Indenter
+
+    class BQNIndenter(Indenter):
+        """Turns the indentation after each line break into block tokens."""
+
+        NL_type = "_NL"
+        OPEN_PAREN_types: list[str] = []
+        CLOSE_PAREN_types: list[str] = []
+        INDENT_type = "_INDENT"
+        DEDENT_type = "_DEDENT"
+        tab_len = 8
+
+    return Lark(grammar_text(), parser="lalr", postlex=BQNIndenter(), start=["start", "line"],
+                maybe_placeholders=False)
+
+
+def terminals_from_lark() -> dict[str, str]:
+    """The scanner's terminals as regular expressions, as Lark compiles them from the grammar."""
+    parser = lark_parser()
+    return {name: parser.get_terminal(name).pattern.to_regexp() for name in TERMINALS}
+
+
+def kept_terminals() -> dict[str, str]:
+    """The same, with the grammar's sha256: what ``grammar/terminals.json`` holds."""
+    return {"grammar_sha256": hashlib.sha256(grammar_text().encode("utf-8")).hexdigest(), **terminals_from_lark()}
+
+
+def _terminals() -> dict[str, str]:
+    """The kept terminals when they are the grammar's (no Lark import), else Lark's."""
+    try:
+        kept = json.loads(resources.files("confmerge._grammar").joinpath("terminals.json").read_text(encoding="utf-8"))
+        if kept.get("grammar_sha256") == hashlib.sha256(grammar_text().encode("utf-8")).hexdigest():
+            return {name: str(kept[name]) for name in TERMINALS}
+    except (OSError, ValueError, KeyError, AttributeError):
+        pass
+    return terminals_from_lark()
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +97,7 @@ class Scanner:
     @classmethod
     @cache
     def from_grammar(cls) -> "Scanner":
-        parser = lark_parser()
-        word, quoted, comment = (parser.get_terminal(name).pattern.to_regexp() for name in ("WORD", "QUOTED", "COMMENT"))
+        word, quoted, comment = _terminals().values()
         token = f"(?:{quoted}|{word})"
         line = re.compile(f"(?P<indent> *)(?:(?P<comment>{comment})|(?P<words>{token}(?: +{token})*) *)?")
         return cls(line=line, word=re.compile(f"({quoted})|{word}"))
@@ -149,6 +188,8 @@ def line_error(text: str, number: int) -> Diagnostic:
     if carriage >= 0:
         return Diagnostic("error", number, carriage + 1,
                           f"{character(chr(13))} not before a line feed: a line ends with LF or CRLF")
+    from lark import UnexpectedInput, UnexpectedToken
+
     try:
         lark_parser().parse(text, start="line")
     except UnexpectedToken as error:
@@ -197,7 +238,9 @@ def parse_blocks(text: str) -> tuple[Block, ...]:
     return tuple(_blocks(tree.children))
 
 
-def _blocks(items: list[Tree | Token]) -> Iterator[Block]:
+def _blocks(items: list["Tree | Token"]) -> Iterator[Block]:
+    from lark import Tree
+
     for item in items:
         if not isinstance(item, Tree):
             continue
@@ -208,5 +251,15 @@ def _blocks(items: list[Tree | Token]) -> Iterator[Block]:
             yield _words(head), tuple(_blocks(children))
 
 
-def _words(statement: Tree) -> tuple[str, ...]:
+def _words(statement: "Tree") -> tuple[str, ...]:
+    from lark import Token
+
     return tuple(unquote(str(token)) for token in statement.children if isinstance(token, Token) and token.type != "SP")
+
+
+
+def write_terminals() -> Path:
+    """Make ``grammar/terminals.json`` again from the grammar (after an edit of it, in a checkout)."""
+    target = Path(__file__).resolve().parent.parent / "grammar" / "terminals.json"
+    target.write_text(json.dumps(kept_terminals(), indent=2) + "\n", encoding="utf-8")
+    return target

@@ -84,3 +84,27 @@ def test_garbage_gives_the_projects_own_error_never_another_exception(text):
     except ConfError as error:
         assert error.diagnostics
         assert all(str(d).startswith("garbage.conf:") for d in error.diagnostics)
+
+
+def test_the_kept_terminals_are_the_grammars():
+    """``grammar/terminals.json`` holds what Lark compiles from the grammar (after an edit of the grammar:
+    ``python -c "import confmerge.grammar as g; g.write_terminals()"``)."""
+    import json
+
+    from confmerge.grammar import grammar_text, kept_terminals, resources
+
+    kept = json.loads(resources.files("confmerge._grammar").joinpath("terminals.json").read_text())
+    assert kept == kept_terminals(), "grammar/terminals.json is stale: make it again (see this test's docstring)"
+    assert "WORD" in grammar_text()
+
+
+def test_reading_a_valid_file_imports_no_lark_and_a_bad_line_still_gets_its_column():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom confmerge import parse, ConfError\nparse('hostname a\\npolicy rate p\\n  downlink 1M\\n')\n"
+            "assert 'lark' not in sys.modules, 'lark imported for a valid file'\n"
+            "try:\n    parse('hostname \"a\\n', 'f')\nexcept ConfError as e:\n    print(e)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "f:1:10: error: unterminated quote"
