@@ -33,6 +33,7 @@ from confmerge.web import (
     SESSIONS, Problem, Sessions, create_app, escape, fingerprint, json_body, self_signed, server_context,
     token_from_file,
 )
+from confmerge.web import runner as serve_app
 
 from . import keys
 from .check import check_peer
@@ -90,7 +91,7 @@ async def start_web(daemon: Daemon) -> tuple[web.AppRunner, str]:
     app.add_routes(backups)
     from .gui_updates import routes as updates
     app.add_routes(updates)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=3.0)
+    runner = serve_app(app, shutdown_timeout=3.0)
     await runner.setup()
     try:
         await web.TCPSite(runner, settings.host, settings.port, ssl_context=context).start()

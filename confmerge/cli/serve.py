@@ -118,7 +118,9 @@ def run(args: argparse.Namespace) -> int:
 
     async def serve() -> None:
         from aiohttp import web
-        runner = web.AppRunner(app, access_log=None)
+
+        from ..web import runner as make_runner
+        runner = make_runner(app)
         await runner.setup()
         site = web.TCPSite(runner, host, port, ssl_context=context)
         try:

@@ -8,7 +8,7 @@ session cookie, CSRF), ``drafts`` (merge drafts and their expiry), ``uploads``
 document), ``tls`` (the self-signed certificate). ``__all__`` is what ``clusterd`` uses to add its pages.
 """
 
-from .app import LIMITS, create_app, download, json_body
+from .app import LIMITS, create_app, download, json_body, runner
 from .auth import ADMIN, READ_ONLY, ROLES, SESSIONS, Identity, Sessions, changes, same, token_from_file
 from .errors import Problem
 from .tls import fingerprint, self_signed, server_context
@@ -18,6 +18,6 @@ from .views import compare as compare_page
 from .views import e as escape
 from .views import page
 
-__all__ = ["create_app", "token_from_file", "Limits", "LIMITS", "SESSIONS", "Sessions", "Problem", "json_body",
+__all__ = ["create_app", "runner", "token_from_file", "Limits", "LIMITS", "SESSIONS", "Sessions", "Problem", "json_body",
            "download", "files", "form", "load_uploads", "fingerprint", "self_signed", "server_context",
            "compare_page", "escape", "page", "ADMIN", "READ_ONLY", "ROLES", "Identity", "changes", "same"]

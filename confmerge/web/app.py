@@ -38,6 +38,15 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 T = TypeVar("T")
 routes = web.RouteTableDef()
 
+LINGER = 2.0
+"""Seconds a connection whose request body went unread (a 408, a 413) is read on before it closes: time for the
+answer to reach a client that is still sending, not aiohttp's 10 s, which a slow sender would hold it for."""
+
+
+def runner(app: web.Application, **options: Any) -> web.AppRunner:
+    """The one way both programs serve an app: no access log, a short linger (:data:`LINGER`)."""
+    return web.AppRunner(app, access_log=None, lingering_time=LINGER, **options)
+
 
 def create_app(token: str, *, secure: bool = True, limits: Limits = Limits(), rules: Rules | None = None,
                draft_lifetime: float = 3600.0, body_seconds: float = 120.0, home: Handler | None = None,

@@ -6,10 +6,13 @@ import asyncio
 import io
 import json
 import re
+import time
 import zipfile
 from pathlib import Path
 
 from confmerge.web import create_app
+from confmerge.web import runner as make_runner
+from confmerge.web.app import LINGER
 from confmerge.web.openapi import openapi
 
 from ..conftest import FIXTURES, run_confmerge
@@ -223,7 +226,7 @@ def test_a_request_body_that_arrives_too_slowly_is_408_and_the_connection_closed
     from aiohttp import web
 
     async def scenario() -> bytes:
-        runner = web.AppRunner(create_app("t" * 32, secure=False, body_seconds=1.0))
+        runner = make_runner(create_app("t" * 32, secure=False, body_seconds=1.0))
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
@@ -238,8 +241,10 @@ def test_a_request_body_that_arrives_too_slowly_is_408_and_the_connection_closed
             return answer
         finally:
             await runner.cleanup()
+    started = time.monotonic()
     answer = asyncio.run(scenario())
     assert answer.startswith(b"HTTP/1.1 408 ") and b"longer than 1 seconds" in answer
+    assert time.monotonic() - started < 1.0 + LINGER + 2.0, "closed after the short linger, not aiohttp's 10 s"
 
 
 def test_a_json_body_nested_too_deep_or_with_a_huge_number_is_400_not_an_error(client: Client) -> None:
