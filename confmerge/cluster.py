@@ -8,6 +8,7 @@ content as a comparable value, for the three-way merge's "was it touched?".
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 from dataclasses import replace
 
@@ -70,19 +71,16 @@ def cluster_tree(server: Config, text: str, file: str = "<input>", rules: Rules 
         return None
     old = "".join(piece for _, piece in pieces)
     blanks = LEADING_BLANKS.match(old)
-    starts = [0]
-    for _, piece in pieces:
-        starts.append(starts[-1] + len(piece))
-    starts = [0] + [at - (blanks.end() if blanks else 0) for at in starts[1:]]
-    old = old[blanks.end():] if blanks else old
+    stripped = blanks.end() if blanks else 0
+    old = old[stripped:]
+    # where each section's text starts in ``old`` (and where ``old`` ends), the first's blank lines gone
+    starts = [0, *(at - stripped for at in itertools.accumulate(len(piece) for _, piece in pieces))]
     prefix = _common_prefix(old, text)
     suffix = _common_prefix(old[prefix:][::-1], text[prefix:][::-1])
     first = next(k for k in range(len(pieces)) if starts[k + 1] >= prefix)
-    last = max(first, max(k for k in range(len(pieces)) if starts[k] <= len(old) - suffix))
+    last = max(k for k in range(len(pieces)) if starts[k] <= len(old) - suffix)
     # the first section is always read again: its text lost the header and leading blanks its node keeps
-    spans = [(0, 1)] + ([(first, last + 1)] if last >= 1 else [])
-    if first <= 1:
-        spans = [(0, last + 1)]
+    spans = [(0, last + 1)] if first <= 1 else [(0, 1), (first, last + 1)]
     if spans == [(0, len(pieces))]:
         return None
     grown = len(text) - len(old)
@@ -137,10 +135,8 @@ def _read(text: str, start: int, end: int, file: str, rules: Rules | None) -> Co
         return None
     shift = text.count("\n", 0, start)
     if shift:
-        for section in config.root.children:
-            section.line += shift
-            for node in section.walk():
-                node.line += shift
+        for node in config.root.walk():
+            node.line += shift
         config.warnings = tuple(replace(w, line=w.line + shift) for w in config.warnings)
     return config
 

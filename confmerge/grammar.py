@@ -46,6 +46,10 @@ def grammar_text() -> str:
     return resources.files("confmerge._grammar").joinpath("bqnconf.lark").read_text(encoding="utf-8")
 
 
+def grammar_sha256() -> str:
+    return hashlib.sha256(grammar_text().encode("utf-8")).hexdigest()
+
+
 @cache
 def lark_parser() -> "Lark":
     from lark import Lark
@@ -73,14 +77,14 @@ def terminals_from_lark() -> dict[str, str]:
 
 def kept_terminals() -> dict[str, str]:
     """The same, with the grammar's sha256: what ``grammar/terminals.json`` holds."""
-    return {"grammar_sha256": hashlib.sha256(grammar_text().encode("utf-8")).hexdigest(), **terminals_from_lark()}
+    return {"grammar_sha256": grammar_sha256(), **terminals_from_lark()}
 
 
 def _terminals() -> dict[str, str]:
     """The kept terminals when they are the grammar's (no Lark import), else Lark's."""
     try:
         kept = json.loads(resources.files("confmerge._grammar").joinpath("terminals.json").read_text(encoding="utf-8"))
-        if kept.get("grammar_sha256") == hashlib.sha256(grammar_text().encode("utf-8")).hexdigest():
+        if kept.get("grammar_sha256") == grammar_sha256():
             return {name: str(kept[name]) for name in TERMINALS}
     except (OSError, ValueError, KeyError, AttributeError):
         pass
@@ -255,7 +259,6 @@ def _words(statement: "Tree") -> tuple[str, ...]:
     from lark import Token
 
     return tuple(unquote(str(token)) for token in statement.children if isinstance(token, Token) and token.type != "SP")
-
 
 
 def write_terminals() -> Path:
