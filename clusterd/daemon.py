@@ -20,6 +20,7 @@ import asyncio
 import logging
 import signal
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Coroutine
 
@@ -116,7 +117,7 @@ class Daemon:
         self.web_url = ""
         """The URL of this server's web GUI ("" while it serves none)."""
         self.incoming: dict[int, object] = {}
-        self._owed: dict[asyncssh.SSHWriter, int] = {}
+        self._owed: Counter[asyncssh.SSHWriter] = Counter()
         """Replies being made, by the channel their requests came on (a link yields its connection only when none)."""
         self._control_gate = sshserver.Gate(f"control port {config.address}:{config.control_port}")
         self._ssh_gate = sshserver.Gate(f"SFTP on {config.address}:{config.ssh_port}")
@@ -166,7 +167,7 @@ class Daemon:
                     self._ride()
         elif isinstance(message, (Apply, Head, Text, Fetch, Probe, Load, Confirm, Rollback, BoardRequest,
                                   PackageArrived, Install, Installed, Rollout)):
-            self._owed[out] = self._owed.get(out, 0) + 1
+            self._owed[out] += 1
             self.spawn(self._answer(message, peer_id, out))
         elif isinstance(message, Visibility):
             if message.id == peer_id:
@@ -430,12 +431,12 @@ class Daemon:
         try:
             await self._reply(message, peer_id, out)
         finally:
-            left = self._owed.pop(out, 1) - 1
-            if left:
-                self._owed[out] = left
-            link = self.links.get(peer_id)
-            if link is not None and not left:
-                link.answered()
+            self._owed[out] -= 1
+            if self._owed[out] <= 0:
+                del self._owed[out]
+                link = self.links.get(peer_id)
+                if link is not None:
+                    link.answered()
 
     async def _reply(self, message: Request, peer_id: int, out: asyncssh.SSHWriter) -> None:
         try:

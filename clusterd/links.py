@@ -194,22 +194,25 @@ class PeerLink:
         if self._writer is not None and self._inbound is not None:
             self._changed.set()
 
+    def _yield_at(self) -> float | None:
+        """When this server's own connection becomes one too many: the peer, the lower id, has had one open to it
+        for the detection time (a request the peer sent on this one before has arrived), which the link rides.
+        None: it does not become so."""
+        if self._inbound is None or self.owner.config.id < self.peer.id:
+            return None
+        return self._attached_at + self.owner.config.timing.patience
+
     def _until_yield(self) -> float:
         """How long the connection loop may rest: until this server may yield its own connection, if it will
         (past that, the last reply owed on it wakes the loop: :meth:`answered`)."""
-        left = self._attached_at + self.owner.config.timing.patience - time.monotonic()
-        if self._inbound is None or self.owner.config.id < self.peer.id or left <= 0:
-            return DEMAND / 4
-        return left + 0.01
+        at = self._yield_at()
+        left = at - time.monotonic() if at is not None else 0.0
+        return left + 0.01 if left > 0 else DEMAND / 4
 
     def _yields(self) -> bool:
-        """This server's own connection is one too many: the peer, the lower id, has had one open to it for the
-        detection time (a request the peer sent on this one before has arrived), which the link rides, and no
-        reply is owed on this one, either way."""
-        writer = self._writer
-        return (writer is not None and self._inbound is not None and self.owner.config.id > self.peer.id
-                and time.monotonic() - self._attached_at >= self.owner.config.timing.patience
-                and not self.owner.owes(writer)
+        """This server's own connection is one too many (:meth:`_yield_at`) and no reply is owed on it, either way."""
+        writer, at = self._writer, self._yield_at()
+        return (writer is not None and at is not None and time.monotonic() >= at and not self.owner.owes(writer)
                 and not any(sent is writer and not future.done() for future, sent in self._waiting.values()))
 
     def _fail(self, out: asyncssh.SSHWriter, why: str) -> None:
